@@ -1,0 +1,25 @@
+//! The MLP non-linearity. OpenAI trained its CLIP models with QuickGELU; open_clip's plain configs use
+//! exact (erf) GELU. Using the wrong one on pretrained weights costs points of zero-shot accuracy.
+
+use burn::tensor::{activation, backend::Backend, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Activation used inside the transformer MLPs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact GELU, `x · Φ(x)` (open_clip default, HF `gelu`).
+    #[default]
+    Gelu,
+    /// `x · sigmoid(1.702 x)` (OpenAI weights, HF `quick_gelu`).
+    QuickGelu,
+}
+
+impl Activation {
+    pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Gelu => activation::gelu(x),
+            Activation::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Multi-head self-attention with one packed input projection, as PyTorch's `nn.MultiheadAttention`
+//! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v, then burn's fused attention op.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{backend::Backend, Tensor};
+
+#[derive(Config, Debug)]
+pub struct MultiheadAttentionConfig {
+    pub width: usize,
+    pub heads: usize,
+}
+
+impl MultiheadAttentionConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> MultiheadAttention<B> {
+        MultiheadAttention {
+            in_proj: LinearConfig::new(self.width, 3 * self.width).init(device),
+            out_proj: LinearConfig::new(self.width, self.width).init(device),
+            heads: self.heads,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct MultiheadAttention<B: Backend> {
+    /// `[width, 3·width]`: q, k and v projections side by side.
+    pub in_proj: Linear<B>,
+    pub out_proj: Linear<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> MultiheadAttention<B> {
+    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
+    /// never materialized.
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let [batch, seq, width] = x.dims();
+        let head_dim = width / self.heads;
+        let heads = |t: Tensor<B, 3>| {
+            t.reshape([batch, seq, self.heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let qkv = self.in_proj.forward(x);
+        let q = heads(qkv.clone().narrow(2, 0, width));
+        let k = heads(qkv.clone().narrow(2, width, width));
+        let v = heads(qkv.narrow(2, 2 * width, width));
+        let options = AttentionModuleOptions {
+            is_causal: causal,
+            ..Default::default()
+        };
+        let out = attention(q, k, v, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width]);
+        self.out_proj.forward(out)
+    }
+}

@@ -1,0 +1,243 @@
+//! OpenAI's ModifiedResNet image tower: a 3-conv stem with average pooling, anti-aliased bottlenecks
+//! (strided convs replaced by avg-pool then stride 1), and attention pooling instead of global avg-pool.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{activation::relu, backend::Backend, Distribution, Tensor};
+
+/// Output channels of a bottleneck are `planes · EXPANSION`.
+pub const EXPANSION: usize = 4;
+
+#[derive(Config, Debug)]
+pub struct ModifiedResNetConfig {
+    /// Bottlenecks per stage, e.g. `[3, 4, 6, 3]` for RN50.
+    pub layers: [usize; 4],
+    /// Output dimension of the attention pool (the joint embedding size).
+    pub output_dim: usize,
+    pub heads: usize,
+    #[config(default = 224)]
+    pub image_size: usize,
+    #[config(default = 64)]
+    pub width: usize,
+}
+
+fn conv<B: Backend>(c_in: usize, c_out: usize, kernel: usize, device: &B::Device) -> Conv2d<B> {
+    let pad = kernel / 2;
+    Conv2dConfig::new([c_in, c_out], [kernel; 2])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_bias(false)
+        .init(device)
+}
+
+fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<B> {
+    BatchNormConfig::new(channels).init(device)
+}
+
+fn avg_pool(stride: usize) -> Option<AvgPool2d> {
+    (stride > 1).then(|| AvgPool2dConfig::new([stride; 2]).init())
+}
+
+impl ModifiedResNetConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> ModifiedResNet<B> {
+        let w = self.width;
+        let mut inplanes = w;
+        let mut stage = |planes: usize, blocks: usize, stride: usize| {
+            let stage: Vec<_> = (0..blocks)
+                .map(|i| {
+                    let stride = if i == 0 { stride } else { 1 };
+                    let block = Bottleneck::new(inplanes, planes, stride, device);
+                    inplanes = planes * EXPANSION;
+                    block
+                })
+                .collect();
+            stage
+        };
+        let layer1 = stage(w, self.layers[0], 1);
+        let layer2 = stage(w * 2, self.layers[1], 2);
+        let layer3 = stage(w * 4, self.layers[2], 2);
+        let layer4 = stage(w * 8, self.layers[3], 2);
+        let embed_dim = w * 32;
+        ModifiedResNet {
+            conv1: Conv2dConfig::new([3, w / 2], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .with_bias(false)
+                .init(device),
+            bn1: batch_norm(w / 2, device),
+            conv2: conv(w / 2, w / 2, 3, device),
+            bn2: batch_norm(w / 2, device),
+            conv3: conv(w / 2, w, 3, device),
+            bn3: batch_norm(w, device),
+            avgpool: AvgPool2dConfig::new([2, 2]).init(),
+            layer1,
+            layer2,
+            layer3,
+            layer4,
+            attnpool: AttentionPool2d::new(
+                self.image_size / 32,
+                embed_dim,
+                self.heads,
+                self.output_dim,
+                device,
+            ),
+            image_size: self.image_size,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Downsample<B: Backend> {
+    pub pool: Option<AvgPool2d>,
+    pub conv: Conv2d<B>,
+    pub bn: BatchNorm<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Bottleneck<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: BatchNorm<B>,
+    pub conv2: Conv2d<B>,
+    pub bn2: BatchNorm<B>,
+    pub avgpool: Option<AvgPool2d>,
+    pub conv3: Conv2d<B>,
+    pub bn3: BatchNorm<B>,
+    pub downsample: Option<Downsample<B>>,
+}
+
+impl<B: Backend> Bottleneck<B> {
+    fn new(inplanes: usize, planes: usize, stride: usize, device: &B::Device) -> Self {
+        let out = planes * EXPANSION;
+        let downsample = (stride > 1 || inplanes != out).then(|| Downsample {
+            pool: avg_pool(stride),
+            conv: conv(inplanes, out, 1, device),
+            bn: batch_norm(out, device),
+        });
+        Self {
+            conv1: conv(inplanes, planes, 1, device),
+            bn1: batch_norm(planes, device),
+            conv2: conv(planes, planes, 3, device),
+            bn2: batch_norm(planes, device),
+            avgpool: avg_pool(stride),
+            conv3: conv(planes, out, 1, device),
+            bn3: batch_norm(out, device),
+            downsample,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let mut out = relu(self.bn2.forward(self.conv2.forward(out)));
+        if let Some(pool) = &self.avgpool {
+            out = pool.forward(out);
+        }
+        let out = self.bn3.forward(self.conv3.forward(out));
+        let identity = match &self.downsample {
+            Some(down) => {
+                let x = match &down.pool {
+                    Some(pool) => pool.forward(x),
+                    None => x,
+                };
+                down.bn.forward(down.conv.forward(x))
+            }
+            None => x,
+        };
+        relu(out + identity)
+    }
+}
+
+/// Multi-head attention over `[mean; spatial tokens] + positions` where only the mean token queries.
+#[derive(Module, Debug)]
+pub struct AttentionPool2d<B: Backend> {
+    pub positional_embedding: Param<Tensor<B, 2>>,
+    pub k_proj: Linear<B>,
+    pub q_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub c_proj: Linear<B>,
+    pub heads: usize,
+}
+
+impl<B: Backend> AttentionPool2d<B> {
+    fn new(
+        spatial: usize,
+        embed_dim: usize,
+        heads: usize,
+        output_dim: usize,
+        device: &B::Device,
+    ) -> Self {
+        let std = (embed_dim as f64).powf(-0.5);
+        Self {
+            positional_embedding: Param::from_tensor(Tensor::random(
+                [spatial * spatial + 1, embed_dim],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
+            k_proj: LinearConfig::new(embed_dim, embed_dim).init(device),
+            q_proj: LinearConfig::new(embed_dim, embed_dim).init(device),
+            v_proj: LinearConfig::new(embed_dim, embed_dim).init(device),
+            c_proj: LinearConfig::new(embed_dim, output_dim).init(device),
+            heads,
+        }
+    }
+
+    /// `x`: `[batch, channels, h, w]` → `[batch, output_dim]`.
+    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        let [batch, channels, h, w] = x.dims();
+        let tokens = x.reshape([batch, channels, h * w]).swap_dims(1, 2);
+        let mean = tokens.clone().mean_dim(1);
+        let x = Tensor::cat(vec![mean, tokens], 1) + self.positional_embedding.val().unsqueeze();
+        let seq = h * w + 1;
+        let head_dim = channels / self.heads;
+        let split = |t: Tensor<B, 3>, len: usize| {
+            t.reshape([batch, len, self.heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let q = split(self.q_proj.forward(x.clone().narrow(1, 0, 1)), 1);
+        let k = split(self.k_proj.forward(x.clone()), seq);
+        let v = split(self.v_proj.forward(x), seq);
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default())
+            .swap_dims(1, 2)
+            .reshape([batch, channels]);
+        self.c_proj.forward(out)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ModifiedResNet<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub bn1: BatchNorm<B>,
+    pub conv2: Conv2d<B>,
+    pub bn2: BatchNorm<B>,
+    pub conv3: Conv2d<B>,
+    pub bn3: BatchNorm<B>,
+    pub avgpool: AvgPool2d,
+    pub layer1: Vec<Bottleneck<B>>,
+    pub layer2: Vec<Bottleneck<B>>,
+    pub layer3: Vec<Bottleneck<B>>,
+    pub layer4: Vec<Bottleneck<B>>,
+    pub attnpool: AttentionPool2d<B>,
+    pub image_size: usize,
+}
+
+impl<B: Backend> ModifiedResNet<B> {
+    /// `images`: `[batch, 3, size, size]`, normalized. Returns `[batch, output_dim]`.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(self.bn2.forward(self.conv2.forward(x)));
+        let x = relu(self.bn3.forward(self.conv3.forward(x)));
+        let x = self.avgpool.forward(x);
+        let x = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
+            .into_iter()
+            .flatten()
+            .fold(x, |x, block| block.forward(x));
+        self.attnpool.forward(x)
+    }
+
+    pub fn output_dim(&self) -> usize {
+        self.attnpool.c_proj.weight.dims()[1]
+    }
+}

@@ -1,0 +1,102 @@
+//! Text tower: token + position embeddings → causal transformer → ln_final → the state at the first
+//! end-of-text token. "First end token" rather than OpenAI's `argmax(ids)`: both agree on plain
+//! tokenizer output, but argmax breaks once ids larger than the end token exist (added tokens).
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
+use burn::tensor::{backend::Backend, Distribution, Int, Tensor};
+
+use crate::activation::Activation;
+use crate::transformer::{layer_norm, Transformer, TransformerConfig};
+
+/// CLIP's `<|endoftext|>` id.
+pub const END_OF_TEXT: i64 = 49407;
+
+#[derive(Config, Debug)]
+pub struct TextTransformerConfig {
+    #[config(default = 77)]
+    pub context_length: usize,
+    #[config(default = 49408)]
+    pub vocab_size: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+    #[config(default = "Activation::Gelu")]
+    pub activation: Activation,
+    #[config(default = "END_OF_TEXT")]
+    pub end_of_text: i64,
+}
+
+impl TextTransformerConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> TextTransformer<B> {
+        TextTransformer {
+            token_embedding: EmbeddingConfig::new(self.vocab_size, self.width)
+                .with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
+                .init(device),
+            positional_embedding: Param::from_tensor(Tensor::random(
+                [self.context_length, self.width],
+                Distribution::Normal(0.0, 0.01),
+                device,
+            )),
+            transformer: TransformerConfig::new(self.width, self.layers, self.heads)
+                .with_mlp_ratio(self.mlp_ratio)
+                .with_activation(self.activation)
+                .init(device),
+            ln_final: layer_norm(self.width, device),
+            end_of_text: self.end_of_text,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct TextTransformer<B: Backend> {
+    pub token_embedding: Embedding<B>,
+    pub positional_embedding: Param<Tensor<B, 2>>,
+    pub transformer: Transformer<B>,
+    pub ln_final: LayerNorm<B>,
+    pub end_of_text: i64,
+}
+
+impl<B: Backend> TextTransformer<B> {
+    /// `ids`: `[batch, seq]` with `seq ≤ context_length`. Returns pooled `[batch, width]` features.
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, seq] = ids.dims();
+        let positions = self.positional_embedding.val().narrow(0, 0, seq);
+        let x = self.token_embedding.forward(ids.clone()) + positions.unsqueeze();
+        let x = self.ln_final.forward(self.transformer.forward(x, true));
+        let width = x.dims()[2];
+        let index = self
+            .end_positions(ids)
+            .reshape([batch, 1, 1])
+            .expand([batch, 1, width]);
+        x.gather(1, index).reshape([batch, width])
+    }
+
+    /// Index of the first end-of-text token per row (the last position when a row has none).
+    pub fn end_positions(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 1, Int> {
+        let [batch, seq] = ids.dims();
+        let device = ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
+            .unsqueeze::<2>()
+            .expand([batch, seq]);
+        let is_end = ids.equal_elem(self.end_of_text);
+        let last = Tensor::<B, 2, Int>::full([batch, seq], seq as i64 - 1, &device);
+        last.mask_where(is_end, positions)
+            .min_dim(1)
+            .reshape([batch])
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.positional_embedding.dims()[0]
+    }
+
+    pub fn width(&self) -> usize {
+        self.positional_embedding.dims()[1]
+    }
+}

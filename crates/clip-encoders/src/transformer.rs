@@ -1,0 +1,100 @@
+//! The pre-LN residual attention block and the stack of them; the same code runs the image and the
+//! text transformer (the text one with a causal mask).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{backend::Backend, Tensor};
+
+use crate::activation::Activation;
+use crate::attention::{MultiheadAttention, MultiheadAttentionConfig};
+
+/// LayerNorm epsilon used by every CLIP implementation.
+pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+pub(crate) fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(width)
+        .with_epsilon(LAYER_NORM_EPS)
+        .init(device)
+}
+
+#[derive(Config, Debug)]
+pub struct TransformerConfig {
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+    #[config(default = "Activation::Gelu")]
+    pub activation: Activation,
+}
+
+impl TransformerConfig {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Transformer<B> {
+        let hidden = (self.width as f64 * self.mlp_ratio) as usize;
+        let block = || ResidualAttentionBlock {
+            ln_1: layer_norm(self.width, device),
+            attn: MultiheadAttentionConfig::new(self.width, self.heads).init(device),
+            ln_2: layer_norm(self.width, device),
+            mlp: Mlp {
+                c_fc: LinearConfig::new(self.width, hidden).init(device),
+                c_proj: LinearConfig::new(hidden, self.width).init(device),
+                activation: self.activation,
+            },
+        };
+        Transformer {
+            resblocks: (0..self.layers).map(|_| block()).collect(),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub c_fc: Linear<B>,
+    pub c_proj: Linear<B>,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.c_proj
+            .forward(self.activation.forward(self.c_fc.forward(x)))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ResidualAttentionBlock<B: Backend> {
+    pub ln_1: LayerNorm<B>,
+    pub attn: MultiheadAttention<B>,
+    pub ln_2: LayerNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+impl<B: Backend> ResidualAttentionBlock<B> {
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    pub resblocks: Vec<ResidualAttentionBlock<B>>,
+}
+
+impl<B: Backend> Transformer<B> {
+    /// `x`: `[batch, seq, width]`.
+    pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        self.resblocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, causal))
+    }
+
+    pub fn width(&self) -> usize {
+        self.resblocks
+            .first()
+            .map(|b| b.ln_1.gamma.dims()[0])
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,92 @@
+//! ViT image tower: bias-free conv patchify → [class; patches] + positions → ln_pre → transformer →
+//! ln_post on the class token. The projection into the joint space lives in `clip-heads`.
+
+use burn::config::Config;
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::LayerNorm;
+use burn::tensor::{backend::Backend, Distribution, Tensor};
+
+use crate::activation::Activation;
+use crate::transformer::{layer_norm, Transformer, TransformerConfig};
+
+#[derive(Config, Debug)]
+pub struct VisionTransformerConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub width: usize,
+    pub layers: usize,
+    pub heads: usize,
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+    #[config(default = "Activation::Gelu")]
+    pub activation: Activation,
+}
+
+impl VisionTransformerConfig {
+    /// Patches per side.
+    pub fn grid_size(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    pub fn init<B: Backend>(&self, device: &B::Device) -> VisionTransformer<B> {
+        let scale = (self.width as f64).powf(-0.5);
+        let tokens = self.grid_size() * self.grid_size() + 1;
+        VisionTransformer {
+            conv1: Conv2dConfig::new([3, self.width], [self.patch_size; 2])
+                .with_stride([self.patch_size; 2])
+                .with_bias(false)
+                .init(device),
+            class_embedding: Param::from_tensor(Tensor::random(
+                [self.width],
+                Distribution::Normal(0.0, scale),
+                device,
+            )),
+            positional_embedding: Param::from_tensor(Tensor::random(
+                [tokens, self.width],
+                Distribution::Normal(0.0, scale),
+                device,
+            )),
+            ln_pre: layer_norm(self.width, device),
+            transformer: TransformerConfig::new(self.width, self.layers, self.heads)
+                .with_mlp_ratio(self.mlp_ratio)
+                .with_activation(self.activation)
+                .init(device),
+            ln_post: layer_norm(self.width, device),
+            image_size: self.image_size,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct VisionTransformer<B: Backend> {
+    pub conv1: Conv2d<B>,
+    pub class_embedding: Param<Tensor<B, 1>>,
+    pub positional_embedding: Param<Tensor<B, 2>>,
+    pub ln_pre: LayerNorm<B>,
+    pub transformer: Transformer<B>,
+    pub ln_post: LayerNorm<B>,
+    pub image_size: usize,
+}
+
+impl<B: Backend> VisionTransformer<B> {
+    /// `images`: `[batch, 3, size, size]`, normalized. Returns the pooled `[batch, width]` features.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let patches = self.conv1.forward(images); // [b, w, g, g]
+        let [batch, width, gh, gw] = patches.dims();
+        let patches = patches.reshape([batch, width, gh * gw]).swap_dims(1, 2);
+        let class = self
+            .class_embedding
+            .val()
+            .reshape([1, 1, width])
+            .expand([batch, 1, width]);
+        let x = Tensor::cat(vec![class, patches], 1) + self.positional_embedding.val().unsqueeze();
+        let x = self.transformer.forward(self.ln_pre.forward(x), false);
+        let class_token = x.narrow(1, 0, 1).reshape([batch, width]);
+        self.ln_post.forward(class_token)
+    }
+
+    pub fn width(&self) -> usize {
+        self.class_embedding.dims()[0]
+    }
+}
