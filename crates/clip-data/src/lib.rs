@@ -1,1 +1,11 @@
+//! Images in, model inputs out: decoding to RGB and CLIP's preprocessing, matching PIL/torchvision
+//! (open_clip) and Hugging Face's `CLIPImageProcessor`.
 
+pub mod image_io;
+pub mod preprocess;
+
+pub use image_io::{load_rgb, ImageError};
+pub use preprocess::{
+    images_to_tensor, normalize, resize_and_crop, CropRounding, Interpolation, PreprocessConfig,
+    ResizeMode, CLIP_MEAN, CLIP_STD,
+};

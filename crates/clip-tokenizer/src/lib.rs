@@ -110,7 +110,7 @@ impl ClipTokenizer {
         let read = if bytes.starts_with(&[0x1f, 0x8b]) {
             flate2::read::GzDecoder::new(bytes).read_to_string(&mut text)
         } else {
-            bytes.as_ref().read_to_string(&mut text)
+            std::io::Cursor::new(bytes).read_to_string(&mut text)
         };
         read.map_err(|source| TokenizerError::Read {
             path: name.to_string(),
@@ -144,7 +144,7 @@ impl ClipTokenizer {
         decoder.extend(table.iter().map(|(_, c)| format!("{c}</w>")));
         decoder.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
         decoder.extend(SPECIAL.iter().map(|s| s.to_string()));
-        let vocab: std::collections::HashMap<String, u32> = decoder
+        let vocab: tokenizers::models::bpe::Vocab = decoder
             .iter()
             .enumerate()
             .map(|(i, s)| (s.clone(), i as u32))

@@ -1,0 +1,204 @@
+//! CLIP's evaluation preprocessing: resize (PIL's antialiased bicubic, exactly: `fast_image_resize`'s
+//! Catmull-Rom convolution is Pillow's a = −0.5 bicubic with the same support widening and fixed-point
+//! rounding), center crop, scale to [0, 1], normalize per channel.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use fast_image_resize::{images::{Image, ImageRef}, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+/// OpenAI's normalization constants (ImageNet-like, measured on CLIP's training data).
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+/// How the image is brought to a square of `size`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Shortest side to `size`, then center crop (CLIP's default).
+    #[default]
+    Shortest,
+    /// Longest side to `size`, then center pad with black.
+    Longest,
+    /// Both sides to `size`, ignoring the aspect ratio.
+    Squash,
+}
+
+/// Where a center crop starts when the margin is odd.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CropRounding {
+    /// torchvision's `int(round(margin / 2))` (half to even), used by open_clip and OpenAI.
+    #[default]
+    Round,
+    /// `margin // 2`, used by Hugging Face's `CLIPImageProcessor`.
+    Floor,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interpolation {
+    #[default]
+    Bicubic,
+    Bilinear,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessConfig {
+    pub size: usize,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub resize_mode: ResizeMode,
+    pub crop_rounding: CropRounding,
+    pub interpolation: Interpolation,
+}
+
+impl PreprocessConfig {
+    /// CLIP's defaults at the given square size.
+    pub fn clip(size: usize) -> Self {
+        Self {
+            size,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+            resize_mode: ResizeMode::Shortest,
+            crop_rounding: CropRounding::Round,
+            interpolation: Interpolation::Bicubic,
+        }
+    }
+}
+
+fn resize(image: &RgbImage, width: u32, height: u32, interpolation: Interpolation) -> RgbImage {
+    if image.dimensions() == (width, height) {
+        return image.clone();
+    }
+    let filter = match interpolation {
+        Interpolation::Bicubic => FilterType::CatmullRom,
+        Interpolation::Bilinear => FilterType::Bilinear,
+    };
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
+    let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3).map(|src| {
+        let mut dst = Image::new(width, height, PixelType::U8x3);
+        Resizer::new()
+            .resize(&src, &mut dst, &options)
+            .map(|_| dst.into_vec())
+    });
+    match src {
+        Ok(Ok(pixels)) => RgbImage::from_raw(width, height, pixels).unwrap_or_default(),
+        // Both sizes are non-zero and the buffer matches them, so resizing cannot fail.
+        _ => RgbImage::new(width, height),
+    }
+}
+
+/// Python's `round` (half to even) of `x / 2` for a non-negative integer `x`.
+fn half_round_even(x: u32) -> u32 {
+    let half = x / 2;
+    if x % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+/// Crops (or pads with black where the image is smaller) a `size`×`size` window around the center.
+fn center_crop(image: &RgbImage, size: u32, rounding: CropRounding) -> RgbImage {
+    let offset = |len: u32| -> i64 {
+        if len >= size {
+            match rounding {
+                CropRounding::Round => half_round_even(len - size) as i64,
+                CropRounding::Floor => ((len - size) / 2) as i64,
+            }
+        } else {
+            // torchvision pads left/top with the floor of half the gap
+            -(((size - len) / 2) as i64)
+        }
+    };
+    let (left, top) = (offset(image.width()), offset(image.height()));
+    RgbImage::from_fn(size, size, |x, y| {
+        let (sx, sy) = (x as i64 + left, y as i64 + top);
+        if sx < 0 || sy < 0 || sx >= image.width() as i64 || sy >= image.height() as i64 {
+            image::Rgb([0, 0, 0])
+        } else {
+            *image.get_pixel(sx as u32, sy as u32)
+        }
+    })
+}
+
+/// Resize and crop to the square `config.size`, in 8 bits: the image the model will see.
+pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage {
+    let size = config.size as u32;
+    let (w, h) = image.dimensions();
+    match config.resize_mode {
+        ResizeMode::Shortest => {
+            // torchvision: the short side becomes `size`, the long one int(size · long / short)
+            let (nw, nh) = if w <= h {
+                (size, (size as u64 * h as u64 / w as u64) as u32)
+            } else {
+                ((size as u64 * w as u64 / h as u64) as u32, size)
+            };
+            let resized = resize(image, nw.max(1), nh.max(1), config.interpolation);
+            center_crop(&resized, size, config.crop_rounding)
+        }
+        ResizeMode::Longest => {
+            // open_clip's ResizeKeepRatio(longest=1): round(side / ratio), ratio = longest / size
+            let ratio = w.max(h) as f64 / size as f64;
+            let nw = ((w as f64 / ratio).round() as u32).max(1);
+            let nh = ((h as f64 / ratio).round() as u32).max(1);
+            let resized = resize(image, nw, nh, config.interpolation);
+            center_crop(&resized, size, config.crop_rounding)
+        }
+        ResizeMode::Squash => resize(image, size, size, config.interpolation),
+    }
+}
+
+/// `[3, size, size]` channel-major floats: `(v / 255 − mean) / std`.
+pub fn normalize(image: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
+    let plane = (image.width() * image.height()) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, pixel) in image.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = (pixel[c] as f32 / 255.0 - config.mean[c]) / config.std[c];
+        }
+    }
+    out
+}
+
+/// Preprocesses a batch of decoded images into a `[n, 3, size, size]` tensor.
+pub fn images_to_tensor<B: Backend>(
+    images: &[RgbImage],
+    config: &PreprocessConfig,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let size = config.size;
+    let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+    for image in images {
+        values.extend(normalize(&resize_and_crop(image, config), config));
+    }
+    Tensor::from_data(
+        TensorData::new(values, [images.len(), 3, size, size]),
+        device,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_round_half_even() {
+        // int(round(x / 2)) in Python for x = 0..8
+        let expected = [0, 0, 1, 2, 2, 2, 3, 4, 4];
+        for (x, e) in expected.iter().enumerate() {
+            assert_eq!(half_round_even(x as u32), *e, "x = {x}");
+        }
+    }
+
+    #[test]
+    fn crop_conventions_differ_on_odd_margins() {
+        let image = RgbImage::from_fn(7, 4, |x, _| image::Rgb([x as u8, 0, 0]));
+        // margin 3: torchvision round(1.5) = 2, HF 3 // 2 = 1
+        let round = center_crop(&image, 4, CropRounding::Round);
+        let floor = center_crop(&image, 4, CropRounding::Floor);
+        assert_eq!(round.get_pixel(0, 0)[0], 2);
+        assert_eq!(floor.get_pixel(0, 0)[0], 1);
+    }
+}

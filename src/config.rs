@@ -1,0 +1,701 @@
+//! Model architecture: [`ClipConfig`], read from open_clip's model configs, Hugging Face's
+//! `config.json`, OpenAI's presets, or inferred from the tensor shapes of a bare state dict.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::backend::Backend;
+use clip_encoders::{
+    Activation, ModifiedResNetConfig, TextTransformerConfig, VisionTransformerConfig,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ClipError;
+
+/// The image tower.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VisionConfig {
+    Vit {
+        image_size: usize,
+        patch_size: usize,
+        width: usize,
+        layers: usize,
+        heads: usize,
+        mlp_ratio: f64,
+        activation: Activation,
+    },
+    ModifiedResnet {
+        image_size: usize,
+        layers: [usize; 4],
+        width: usize,
+        heads: usize,
+    },
+}
+
+impl VisionConfig {
+    pub fn image_size(&self) -> usize {
+        match self {
+            VisionConfig::Vit { image_size, .. } | VisionConfig::ModifiedResnet { image_size, .. } => {
+                *image_size
+            }
+        }
+    }
+}
+
+/// The text tower.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TextConfig {
+    pub context_length: usize,
+    pub vocab_size: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub layers: usize,
+    pub mlp_ratio: f64,
+    pub activation: Activation,
+}
+
+/// A whole CLIP model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClipConfig {
+    /// Dimension of the joint embedding space.
+    pub embed_dim: usize,
+    pub vision: VisionConfig,
+    pub text: TextConfig,
+    /// Bias on the projection heads (none in OpenAI/open_clip/HF CLIP).
+    #[serde(default)]
+    pub projection_bias: bool,
+}
+
+fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), ClipError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ClipError::Config(what()))
+    }
+}
+
+impl ClipConfig {
+    /// Checks that the sizes fit together (heads divide widths, the image divides into patches, …).
+    pub fn validate(&self) -> Result<(), ClipError> {
+        check(self.embed_dim > 0, || "embed_dim must be positive".into())?;
+        match &self.vision {
+            VisionConfig::Vit {
+                image_size,
+                patch_size,
+                width,
+                heads,
+                layers,
+                mlp_ratio,
+                ..
+            } => {
+                check(*patch_size > 0 && image_size % patch_size == 0, || {
+                    format!("vision image_size {image_size} is not a multiple of patch_size {patch_size}")
+                })?;
+                check(*heads > 0 && width % heads == 0, || {
+                    format!("vision width {width} is not divisible into {heads} heads")
+                })?;
+                check(*layers > 0, || "vision layers must be positive".into())?;
+                check(*mlp_ratio > 0.0, || "vision mlp_ratio must be positive".into())?;
+            }
+            VisionConfig::ModifiedResnet {
+                image_size,
+                width,
+                heads,
+                layers,
+            } => {
+                check(image_size % 32 == 0 && *image_size > 0, || {
+                    format!("ResNet image_size {image_size} is not a multiple of 32")
+                })?;
+                check(width % 2 == 0 && *width > 0, || {
+                    format!("ResNet width {width} must be even")
+                })?;
+                check(*heads > 0 && (width * 32) % heads == 0, || {
+                    format!("ResNet embedding {} is not divisible into {heads} heads", width * 32)
+                })?;
+                check(layers.iter().all(|&l| l > 0), || {
+                    format!("ResNet layers {layers:?} must all be positive")
+                })?;
+            }
+        }
+        let t = &self.text;
+        check(t.heads > 0 && t.width % t.heads == 0, || {
+            format!("text width {} is not divisible into {} heads", t.width, t.heads)
+        })?;
+        check(t.context_length >= 2, || {
+            format!("text context_length {} is below 2", t.context_length)
+        })?;
+        check(t.vocab_size > 0 && t.layers > 0 && t.mlp_ratio > 0.0, || {
+            "text vocab_size, layers and mlp_ratio must be positive".into()
+        })
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.vision.image_size()
+    }
+
+    pub(crate) fn text_encoder(&self) -> TextTransformerConfig {
+        TextTransformerConfig::new(self.text.width, self.text.heads, self.text.layers)
+            .with_context_length(self.text.context_length)
+            .with_vocab_size(self.text.vocab_size)
+            .with_mlp_ratio(self.text.mlp_ratio)
+            .with_activation(self.text.activation)
+    }
+
+    pub(crate) fn vit_encoder(&self) -> Option<VisionTransformerConfig> {
+        match &self.vision {
+            VisionConfig::Vit {
+                image_size,
+                patch_size,
+                width,
+                layers,
+                heads,
+                mlp_ratio,
+                activation,
+            } => Some(
+                VisionTransformerConfig::new(*image_size, *patch_size, *width, *layers, *heads)
+                    .with_mlp_ratio(*mlp_ratio)
+                    .with_activation(*activation),
+            ),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn resnet_encoder(&self) -> Option<ModifiedResNetConfig> {
+        match &self.vision {
+            VisionConfig::ModifiedResnet {
+                image_size,
+                layers,
+                width,
+                heads,
+            } => Some(
+                ModifiedResNetConfig::new(*layers, self.embed_dim, *heads)
+                    .with_image_size(*image_size)
+                    .with_width(*width),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Builds a randomly initialized model.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<crate::Clip<B>, ClipError> {
+        self.validate()?;
+        Ok(crate::Clip::new(self, device))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presets
+
+fn vit(embed: usize, px: usize, patch: usize, width: usize, layers: usize, text: usize) -> ClipConfig {
+    ClipConfig {
+        embed_dim: embed,
+        vision: VisionConfig::Vit {
+            image_size: px,
+            patch_size: patch,
+            width,
+            layers,
+            heads: width / 64,
+            mlp_ratio: 4.0,
+            activation: Activation::QuickGelu,
+        },
+        text: openai_text(text),
+        projection_bias: false,
+    }
+}
+
+fn resnet(embed: usize, px: usize, layers: [usize; 4], width: usize, text: usize) -> ClipConfig {
+    ClipConfig {
+        embed_dim: embed,
+        vision: VisionConfig::ModifiedResnet {
+            image_size: px,
+            layers,
+            width,
+            heads: width * 32 / 64,
+        },
+        text: openai_text(text),
+        projection_bias: false,
+    }
+}
+
+fn openai_text(width: usize) -> TextConfig {
+    TextConfig {
+        context_length: 77,
+        vocab_size: 49408,
+        width,
+        heads: width / 64,
+        layers: 12,
+        mlp_ratio: 4.0,
+        activation: Activation::QuickGelu,
+    }
+}
+
+/// Names of OpenAI's released models, as `clip.available_models()` lists them.
+pub const PRESETS: [&str; 9] = [
+    "RN50",
+    "RN101",
+    "RN50x4",
+    "RN50x16",
+    "RN50x64",
+    "ViT-B/32",
+    "ViT-B/16",
+    "ViT-L/14",
+    "ViT-L/14@336px",
+];
+
+impl ClipConfig {
+    /// OpenAI's architectures with QuickGELU, as they were trained. Accepts OpenAI's names
+    /// (`ViT-B/32`, `ViT-L/14@336px`) and open_clip's (`ViT-B-32`, `ViT-L-14-336`, `-quickgelu` suffix).
+    pub fn preset(name: &str) -> Result<Self, ClipError> {
+        let key = name
+            .trim_end_matches("-quickgelu")
+            .replace('/', "-")
+            .replace("@336px", "-336");
+        Ok(match key.as_str() {
+            "RN50" => resnet(1024, 224, [3, 4, 6, 3], 64, 512),
+            "RN101" => resnet(512, 224, [3, 4, 23, 3], 64, 512),
+            "RN50x4" => resnet(640, 288, [4, 6, 10, 6], 80, 640),
+            "RN50x16" => resnet(768, 384, [6, 8, 18, 8], 96, 768),
+            "RN50x64" => resnet(1024, 448, [3, 15, 36, 10], 128, 1024),
+            "ViT-B-32" => vit(512, 224, 32, 768, 12, 512),
+            "ViT-B-16" => vit(512, 224, 16, 768, 12, 512),
+            "ViT-L-14" => vit(768, 224, 14, 1024, 24, 768),
+            "ViT-L-14-336" => vit(768, 336, 14, 1024, 24, 768),
+            _ => {
+                return Err(ClipError::Config(format!(
+                    "unknown preset {name:?}; known: {}",
+                    PRESETS.join(", ")
+                )))
+            }
+        })
+    }
+
+    /// A tiny ViT model for tests and examples (about 1.7 M parameters, mostly token embeddings).
+    pub fn tiny_vit() -> Self {
+        ClipConfig {
+            embed_dim: 32,
+            vision: VisionConfig::Vit {
+                image_size: 64,
+                patch_size: 16,
+                width: 64,
+                layers: 2,
+                heads: 2,
+                mlp_ratio: 4.0,
+                activation: Activation::QuickGelu,
+            },
+            text: TextConfig {
+                context_length: 77,
+                vocab_size: 49408,
+                width: 32,
+                heads: 2,
+                layers: 2,
+                mlp_ratio: 4.0,
+                activation: Activation::QuickGelu,
+            },
+            projection_bias: false,
+        }
+    }
+
+    /// A tiny ModifiedResNet model for tests and examples.
+    pub fn tiny_resnet() -> Self {
+        ClipConfig {
+            embed_dim: 32,
+            vision: VisionConfig::ModifiedResnet {
+                image_size: 64,
+                layers: [1, 1, 1, 1],
+                width: 8,
+                heads: 4,
+            },
+            text: TextConfig {
+                context_length: 77,
+                vocab_size: 49408,
+                width: 16,
+                heads: 2,
+                layers: 2,
+                mlp_ratio: 4.0,
+                activation: Activation::Gelu,
+            },
+            projection_bias: false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// open_clip model configs
+
+fn field<'a>(obj: &'a serde_json::Map<String, Value>, section: &str, key: &str) -> Result<&'a Value, ClipError> {
+    obj.get(key)
+        .ok_or_else(|| ClipError::Config(format!("{section}.{key} is missing")))
+}
+
+fn as_usize(v: &Value, what: &str) -> Result<usize, ClipError> {
+    v.as_u64()
+        .map(|n| n as usize)
+        .ok_or_else(|| ClipError::Config(format!("{what} must be a non-negative integer, found {v}")))
+}
+
+fn opt_usize(obj: &serde_json::Map<String, Value>, section: &str, key: &str, default: usize) -> Result<usize, ClipError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => as_usize(v, &format!("{section}.{key}")),
+    }
+}
+
+fn opt_f64(obj: &serde_json::Map<String, Value>, section: &str, key: &str, default: f64) -> Result<f64, ClipError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ClipError::Config(format!("{section}.{key} must be a number, found {v}"))),
+    }
+}
+
+/// A square size given as `n` or `[n, n]`.
+fn square(v: &Value, what: &str) -> Result<usize, ClipError> {
+    match v {
+        Value::Array(a) if a.len() == 2 => {
+            let (h, w) = (as_usize(&a[0], what)?, as_usize(&a[1], what)?);
+            check(h == w, || format!("{what} {h}x{w}: only square images are supported"))?;
+            Ok(h)
+        }
+        v => as_usize(v, what),
+    }
+}
+
+/// Keys a section may hold, and those that are accepted only at their default (inactive) value.
+fn check_keys(
+    obj: &serde_json::Map<String, Value>,
+    section: &str,
+    known: &[&str],
+    inactive: &[(&str, Value)],
+) -> Result<(), ClipError> {
+    for (key, value) in obj {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        match inactive.iter().find(|(k, _)| k == key) {
+            Some((_, default)) if value == default || value.is_null() => continue,
+            Some(_) => {
+                return Err(ClipError::Config(format!(
+                    "{section}.{key} = {value} selects a variant this library does not implement"
+                )))
+            }
+            None => {
+                return Err(ClipError::Config(format!(
+                    "unknown field {section}.{key} in the model config"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl ClipConfig {
+    /// Reads an open_clip model config: a file of open_clip's `model_configs/`, its `model_cfg` object,
+    /// or a whole `open_clip_config.json` (`{"model_cfg": …, "preprocess_cfg": …}`).
+    pub fn from_open_clip_json(json: &Value) -> Result<Self, ClipError> {
+        let cfg = json.get("model_cfg").unwrap_or(json);
+        let top = cfg
+            .as_object()
+            .ok_or_else(|| ClipError::Config("the model config is not a JSON object".into()))?;
+        check_keys(
+            top,
+            "model_cfg",
+            &["embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "custom_text", "cast_dtype"],
+            &[("init_logit_bias", Value::Null), ("multimodal_cfg", Value::Null)],
+        )?;
+        let embed_dim = as_usize(field(top, "model_cfg", "embed_dim")?, "model_cfg.embed_dim")?;
+        let quick_gelu = top.get("quick_gelu").and_then(Value::as_bool).unwrap_or(false);
+        let activation = if quick_gelu {
+            Activation::QuickGelu
+        } else {
+            Activation::Gelu
+        };
+        let v = field(top, "model_cfg", "vision_cfg")?
+            .as_object()
+            .ok_or_else(|| ClipError::Config("model_cfg.vision_cfg is not an object".into()))?;
+        check_keys(
+            v,
+            "vision_cfg",
+            &["image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "patch_dropout", "output_tokens"],
+            &[
+                ("ls_init_value", Value::Null),
+                ("attentional_pool", Value::Bool(false)),
+                ("no_ln_pre", Value::Bool(false)),
+                ("pos_embed_type", Value::String("learnable".into())),
+                ("final_ln_after_pool", Value::Bool(false)),
+                ("pool_type", Value::String("tok".into())),
+                ("timm_model_name", Value::Null),
+                ("act_kwargs", Value::Null),
+                ("norm_kwargs", Value::Null),
+                ("qk_norm", Value::Bool(false)),
+            ],
+        )?;
+        let image_size = square(field(v, "vision_cfg", "image_size")?, "vision_cfg.image_size")?;
+        let width = opt_usize(v, "vision_cfg", "width", 768)?;
+        let head_width = opt_usize(v, "vision_cfg", "head_width", 64)?;
+        check(head_width > 0, || "vision_cfg.head_width must be positive".into())?;
+        let vision = match field(v, "vision_cfg", "layers")? {
+            Value::Array(layers) => {
+                check(layers.len() == 4, || {
+                    format!("vision_cfg.layers has {} stages; a ModifiedResNet has 4", layers.len())
+                })?;
+                let mut l = [0; 4];
+                for (i, x) in layers.iter().enumerate() {
+                    l[i] = as_usize(x, "vision_cfg.layers[i]")?;
+                }
+                VisionConfig::ModifiedResnet {
+                    image_size,
+                    layers: l,
+                    width,
+                    heads: width * 32 / head_width,
+                }
+            }
+            layers => VisionConfig::Vit {
+                image_size,
+                patch_size: opt_usize(v, "vision_cfg", "patch_size", 16)?,
+                width,
+                layers: as_usize(layers, "vision_cfg.layers")?,
+                heads: width / head_width,
+                mlp_ratio: opt_f64(v, "vision_cfg", "mlp_ratio", 4.0)?,
+                activation,
+            },
+        };
+        let t = field(top, "model_cfg", "text_cfg")?
+            .as_object()
+            .ok_or_else(|| ClipError::Config("model_cfg.text_cfg is not an object".into()))?;
+        check_keys(
+            t,
+            "text_cfg",
+            &["context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "output_tokens"],
+            &[
+                ("hf_model_name", Value::Null),
+                ("hf_tokenizer_name", Value::Null),
+                ("tokenizer_kwargs", Value::Null),
+                ("ls_init_value", Value::Null),
+                ("embed_cls", Value::Bool(false)),
+                ("pad_id", Value::from(0)),
+                ("no_causal_mask", Value::Bool(false)),
+                ("final_ln_after_pool", Value::Bool(false)),
+                ("pool_type", Value::String("argmax".into())),
+                ("proj_bias", Value::Bool(false)),
+                ("proj_type", Value::String("linear".into())),
+                ("act_kwargs", Value::Null),
+                ("norm_kwargs", Value::Null),
+            ],
+        )?;
+        let text = TextConfig {
+            context_length: opt_usize(t, "text_cfg", "context_length", 77)?,
+            vocab_size: opt_usize(t, "text_cfg", "vocab_size", 49408)?,
+            width: opt_usize(t, "text_cfg", "width", 512)?,
+            heads: opt_usize(t, "text_cfg", "heads", 8)?,
+            layers: opt_usize(t, "text_cfg", "layers", 12)?,
+            mlp_ratio: opt_f64(t, "text_cfg", "mlp_ratio", 4.0)?,
+            activation,
+        };
+        let config = ClipConfig {
+            embed_dim,
+            vision,
+            text,
+            projection_bias: false,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a Hugging Face `CLIPConfig` (`config.json` with `text_config` and `vision_config`).
+    pub fn from_hf_json(json: &Value) -> Result<Self, ClipError> {
+        if let Some(kind) = json.get("model_type").and_then(Value::as_str) {
+            check(kind == "clip", || {
+                format!("config.json has model_type {kind:?}; only \"clip\" is supported")
+            })?;
+        }
+        let section = |name: &str| {
+            json.get(name)
+                .and_then(Value::as_object)
+                .ok_or_else(|| ClipError::Config(format!("config.json has no {name} object")))
+        };
+        let t = section("text_config")?;
+        let v = section("vision_config")?;
+        let act = |obj: &serde_json::Map<String, Value>, name: &str| -> Result<Activation, ClipError> {
+            match obj.get("hidden_act").and_then(Value::as_str).unwrap_or("quick_gelu") {
+                "quick_gelu" => Ok(Activation::QuickGelu),
+                "gelu" => Ok(Activation::Gelu),
+                other => Err(ClipError::Config(format!(
+                    "{name}.hidden_act {other:?} is not supported (quick_gelu, gelu)"
+                ))),
+            }
+        };
+        for (obj, name) in [(t, "text_config"), (v, "vision_config")] {
+            let eps = opt_f64(obj, name, "layer_norm_eps", 1e-5)?;
+            check((eps - 1e-5).abs() < 1e-12, || {
+                format!("{name}.layer_norm_eps {eps} differs from CLIP's 1e-5")
+            })?;
+        }
+        let hidden_t = opt_usize(t, "text_config", "hidden_size", 512)?;
+        let hidden_v = opt_usize(v, "vision_config", "hidden_size", 768)?;
+        let ratio = |obj, name, hidden: usize, default: usize| -> Result<f64, ClipError> {
+            Ok(opt_usize(obj, name, "intermediate_size", default)? as f64 / hidden as f64)
+        };
+        let config = ClipConfig {
+            embed_dim: opt_usize(json.as_object().ok_or_else(|| ClipError::Config("config.json is not an object".into()))?, "config", "projection_dim", 512)?,
+            vision: VisionConfig::Vit {
+                image_size: opt_usize(v, "vision_config", "image_size", 224)?,
+                patch_size: opt_usize(v, "vision_config", "patch_size", 32)?,
+                width: hidden_v,
+                layers: opt_usize(v, "vision_config", "num_hidden_layers", 12)?,
+                heads: opt_usize(v, "vision_config", "num_attention_heads", 12)?,
+                mlp_ratio: ratio(v, "vision_config", hidden_v, 3072)?,
+                activation: act(v, "vision_config")?,
+            },
+            text: TextConfig {
+                context_length: opt_usize(t, "text_config", "max_position_embeddings", 77)?,
+                vocab_size: opt_usize(t, "text_config", "vocab_size", 49408)?,
+                width: hidden_t,
+                heads: opt_usize(t, "text_config", "num_attention_heads", 8)?,
+                layers: opt_usize(t, "text_config", "num_hidden_layers", 12)?,
+                mlp_ratio: ratio(t, "text_config", hidden_t, 2048)?,
+                activation: act(t, "text_config")?,
+            },
+            projection_bias: false,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Infers the architecture from tensor shapes, as OpenAI's `build_model` does (heads = width / 64).
+    /// Works on open_clip/OpenAI keys and on Hugging Face keys. Bare state dicts do not say which
+    /// activation was trained; OpenAI's QuickGELU is assumed, as `build_model` does.
+    pub fn infer(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Self, ClipError> {
+        let dim = |key: &str, axis: usize| -> Result<usize, ClipError> {
+            shapes
+                .get(key)
+                .and_then(|s| s.get(axis).copied())
+                .ok_or_else(|| ClipError::Config(format!("cannot infer the architecture: no tensor {key}")))
+        };
+        let count = |prefix: &str, suffix: &str| {
+            shapes
+                .keys()
+                .filter_map(|k| k.strip_prefix(prefix))
+                .filter(|rest| rest.ends_with(suffix))
+                .filter_map(|rest| rest.split('.').next())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        };
+        let side = |tokens: usize| ((tokens.saturating_sub(1)) as f64).sqrt().round() as usize;
+        let activation = Activation::QuickGelu;
+        let config = if shapes.contains_key("text_model.embeddings.token_embedding.weight") {
+            let hv = dim("vision_model.embeddings.patch_embedding.weight", 0)?;
+            let patch = dim("vision_model.embeddings.patch_embedding.weight", 3)?;
+            let ht = dim("text_model.final_layer_norm.weight", 0)?;
+            ClipConfig {
+                embed_dim: dim("text_projection.weight", 0)?,
+                vision: VisionConfig::Vit {
+                    image_size: patch * side(dim("vision_model.embeddings.position_embedding.weight", 0)?),
+                    patch_size: patch,
+                    width: hv,
+                    layers: count("vision_model.encoder.layers.", ".self_attn.q_proj.weight"),
+                    heads: hv / 64,
+                    mlp_ratio: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / hv as f64,
+                    activation,
+                },
+                text: TextConfig {
+                    context_length: dim("text_model.embeddings.position_embedding.weight", 0)?,
+                    vocab_size: dim("text_model.embeddings.token_embedding.weight", 0)?,
+                    width: ht,
+                    heads: ht / 64,
+                    layers: count("text_model.encoder.layers.", ".self_attn.q_proj.weight"),
+                    mlp_ratio: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / ht as f64,
+                    activation,
+                },
+                projection_bias: false,
+            }
+        } else {
+            let vision = if shapes.contains_key("visual.proj") {
+                let width = dim("visual.conv1.weight", 0)?;
+                let patch = dim("visual.conv1.weight", 3)?;
+                VisionConfig::Vit {
+                    image_size: patch * side(dim("visual.positional_embedding", 0)?),
+                    patch_size: patch,
+                    width,
+                    layers: count("visual.transformer.resblocks.", ".attn.in_proj_weight"),
+                    heads: width / 64,
+                    mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
+                    activation,
+                }
+            } else {
+                let width = dim("visual.layer1.0.conv1.weight", 0)?;
+                let mut layers = [0; 4];
+                for (i, l) in layers.iter_mut().enumerate() {
+                    *l = count(&format!("visual.layer{}.", i + 1), ".conv1.weight");
+                }
+                VisionConfig::ModifiedResnet {
+                    image_size: 32 * side(dim("visual.attnpool.positional_embedding", 0)?),
+                    layers,
+                    width,
+                    heads: width * 32 / 64,
+                }
+            };
+            let width = dim("ln_final.weight", 0)?;
+            ClipConfig {
+                embed_dim: dim("text_projection", 1)?,
+                vision,
+                text: TextConfig {
+                    context_length: dim("positional_embedding", 0)?,
+                    vocab_size: dim("token_embedding.weight", 0)?,
+                    width,
+                    heads: width / 64,
+                    layers: count("transformer.resblocks.", ".attn.in_proj_weight"),
+                    mlp_ratio: dim("transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
+                    activation,
+                },
+                projection_bias: shapes.contains_key("text_projection.bias"),
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as open_clip's `model_cfg` JSON.
+    pub fn to_open_clip_json(&self) -> Value {
+        let (vision_cfg, quick_gelu) = match &self.vision {
+            VisionConfig::Vit {
+                image_size,
+                patch_size,
+                width,
+                layers,
+                heads,
+                mlp_ratio,
+                activation,
+            } => (
+                serde_json::json!({
+                    "image_size": image_size, "layers": layers, "width": width,
+                    "head_width": width / heads, "mlp_ratio": mlp_ratio, "patch_size": patch_size,
+                }),
+                *activation == Activation::QuickGelu,
+            ),
+            VisionConfig::ModifiedResnet {
+                image_size,
+                layers,
+                width,
+                heads,
+            } => (
+                serde_json::json!({
+                    "image_size": image_size, "layers": layers, "width": width,
+                    "head_width": width * 32 / heads, "patch_size": null,
+                }),
+                self.text.activation == Activation::QuickGelu,
+            ),
+        };
+        serde_json::json!({
+            "embed_dim": self.embed_dim,
+            "quick_gelu": quick_gelu,
+            "vision_cfg": vision_cfg,
+            "text_cfg": {
+                "context_length": self.text.context_length, "vocab_size": self.text.vocab_size,
+                "width": self.text.width, "heads": self.text.heads, "layers": self.text.layers,
+                "mlp_ratio": self.text.mlp_ratio,
+            },
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! The CLIP model: an image tower and a text tower projected into one space, compared by a
+//! temperature-scaled cosine similarity.
+
+use burn::module::Module;
+use burn::tensor::{backend::Backend, Int, Tensor};
+use clip_encoders::{ModifiedResNet, TextTransformer, VisionTransformer};
+use clip_heads::{LogitScale, Projection, ProjectionConfig, LOGIT_SCALE_INIT};
+
+use crate::config::{ClipConfig, VisionConfig};
+
+#[derive(Module, Debug)]
+pub enum ImageEncoder<B: Backend> {
+    Vit(VisionTransformer<B>),
+    ResNet(ModifiedResNet<B>),
+}
+
+#[derive(Module, Debug)]
+pub struct Clip<B: Backend> {
+    pub visual: ImageEncoder<B>,
+    /// ViT's `visual.proj`; the ResNet's attention pool projects by itself.
+    pub visual_projection: Option<Projection<B>>,
+    pub text: TextTransformer<B>,
+    pub text_projection: Projection<B>,
+    pub logit_scale: LogitScale<B>,
+}
+
+impl<B: Backend> Clip<B> {
+    pub(crate) fn new(config: &ClipConfig, device: &B::Device) -> Self {
+        let projection = |input| {
+            ProjectionConfig::new(input, config.embed_dim)
+                .with_bias(config.projection_bias)
+                .init(device)
+        };
+        let (visual, visual_projection) = match (&config.vision, config.vit_encoder(), config.resnet_encoder()) {
+            (VisionConfig::Vit { width, .. }, Some(vit), _) => {
+                (ImageEncoder::Vit(vit.init(device)), Some(projection(*width)))
+            }
+            (_, _, Some(resnet)) => (ImageEncoder::ResNet(resnet.init(device)), None),
+            // vit_encoder/resnet_encoder mirror the VisionConfig variant, so one of them is Some.
+            _ => unreachable!("vision config is either ViT or ModifiedResNet"),
+        };
+        Self {
+            visual,
+            visual_projection,
+            text: config.text_encoder().init(device),
+            text_projection: projection(config.text.width),
+            logit_scale: LogitScale::new(LOGIT_SCALE_INIT, device),
+        }
+    }
+
+    /// `[n, 3, size, size]` normalized pixels → `[n, embed_dim]` raw (unnormalized) image embeddings,
+    /// as open_clip's `encode_image(normalize=False)`.
+    pub fn encode_image(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        match &self.visual {
+            ImageEncoder::Vit(vit) => {
+                let pooled = vit.forward(images);
+                match &self.visual_projection {
+                    Some(p) => p.forward(pooled),
+                    None => pooled,
+                }
+            }
+            ImageEncoder::ResNet(resnet) => resnet.forward(images),
+        }
+    }
+
+    /// `[n, context]` token ids → `[n, embed_dim]` raw text embeddings.
+    pub fn encode_text(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        self.text_projection.forward(self.text.forward(ids))
+    }
+
+    /// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[images, texts]`; its transpose is per text.
+    pub fn logits_per_image(&self, image_embeds: Tensor<B, 2>, text_embeds: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.logit_scale.logits(image_embeds, text_embeds)
+    }
+
+    /// Side of the square input image.
+    pub fn image_size(&self) -> usize {
+        match &self.visual {
+            ImageEncoder::Vit(v) => v.image_size,
+            ImageEncoder::ResNet(r) => r.image_size,
+        }
+    }
+
+    pub fn context_length(&self) -> usize {
+        self.text.context_length()
+    }
+
+    pub fn embed_dim(&self) -> usize {
+        self.text_projection.output_dim()
+    }
+}

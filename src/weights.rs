@@ -1,0 +1,563 @@
+//! Weight import and export. Any supported file is read into a state dict, renamed to open_clip's
+//! layout (the canonical one: OpenAI's, and what open_clip and most checkpoints use), then mapped onto
+//! the module's parameters with the few transposes burn's `[in, out]` Linear needs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::module::ParamId;
+use burn::tensor::{backend::Backend, DType, TensorData};
+use burn_store::pytorch::PytorchReader;
+use burn_store::{ModuleSnapshot, TensorSnapshot};
+use safetensors::tensor::{Dtype, SafeTensors};
+
+use crate::error::ClipError;
+use crate::model::Clip;
+
+/// Whose key names a state dict uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// OpenAI / open_clip: packed `in_proj_weight`, `[in, out]` projections.
+    OpenClip,
+    /// Hugging Face `CLIPModel`: separate q/k/v, `[out, in]` projection Linears.
+    HuggingFace,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::OpenClip => "open_clip/OpenAI",
+            Layout::HuggingFace => "Hugging Face",
+        }
+    }
+}
+
+/// Tensors by name, in the dtype they were stored in.
+#[derive(Debug, Clone)]
+pub struct StateDict {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, TensorData>,
+}
+
+fn weights_error(path: &Path, message: impl Into<String>) -> ClipError {
+    ClipError::Weights {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+impl StateDict {
+    /// Reads safetensors or PyTorch (zip or legacy pickle; data only, no code is executed) weights.
+    /// A checkpoint nested as `{"state_dict": …}` and a DDP `module.` prefix are unwrapped.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self, ClipError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let tensors = if is_safetensors(&bytes) {
+            read_safetensors(path, &bytes)?
+        } else {
+            drop(bytes);
+            read_pytorch(path)?
+        };
+        if tensors.is_empty() {
+            return Err(weights_error(path, "the file holds no tensors"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors: unwrap_prefixes(tensors),
+        })
+    }
+
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shape.to_vec()))
+            .collect()
+    }
+
+    pub fn layout(&self) -> Layout {
+        if self.tensors.keys().any(|k| k.starts_with("text_model.") || k.starts_with("vision_model.")) {
+            Layout::HuggingFace
+        } else {
+            Layout::OpenClip
+        }
+    }
+}
+
+fn is_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() > 9
+        && u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])) < bytes.len() as u64
+        && bytes[8] == b'{'
+}
+
+fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| weights_error(path, e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        let dtype = match view.dtype() {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            Dtype::F64 => DType::F64,
+            Dtype::I64 => DType::I64,
+            other => {
+                return Err(ClipError::DType {
+                    path: path.to_path_buf(),
+                    key: name,
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
+        out.insert(name, data);
+    }
+    Ok(out)
+}
+
+fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    let reader = PytorchReader::new(path).map_err(|e| {
+        weights_error(
+            path,
+            format!("not a safetensors file, and not a PyTorch checkpoint burn can read ({e}); TorchScript archives must be converted to a state dict first"),
+        )
+    })?;
+    reader
+        .into_tensors()
+        .into_iter()
+        .map(|(name, snapshot)| {
+            snapshot
+                .to_data()
+                .map(|data| (name.clone(), data))
+                .map_err(|e| weights_error(path, format!("tensor {name}: {e:?}")))
+        })
+        .collect()
+}
+
+/// `{"state_dict": {...}}` checkpoints come out flattened as `state_dict.…`; DDP adds `module.`.
+fn unwrap_prefixes(tensors: BTreeMap<String, TensorData>) -> BTreeMap<String, TensorData> {
+    let nested = tensors.keys().any(|k| k.starts_with("state_dict."));
+    let tensors: BTreeMap<_, _> = if nested {
+        tensors
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("state_dict.").map(|k| (k.to_string(), v)))
+            .collect()
+    } else {
+        tensors
+    };
+    if !tensors.is_empty() && tensors.keys().all(|k| k.starts_with("module.")) {
+        tensors
+            .into_iter()
+            .map(|(k, v)| (k["module.".len()..].to_string(), v))
+            .collect()
+    } else {
+        tensors
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU-side tensor edits used by the key mapping
+
+fn to_f32(data: TensorData) -> TensorData {
+    data.convert_dtype(DType::F32)
+}
+
+fn values(data: &TensorData) -> Vec<f32> {
+    data.to_vec::<f32>().unwrap_or_default()
+}
+
+fn transpose(data: TensorData) -> TensorData {
+    let data = to_f32(data);
+    let shape = data.shape.to_vec();
+    if shape.len() != 2 {
+        return data;
+    }
+    let (rows, cols) = (shape[0], shape[1]);
+    let v = values(&data);
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    TensorData::new(t, [cols, rows])
+}
+
+fn concat_rows(parts: Vec<TensorData>) -> TensorData {
+    let mut shape = parts[0].shape.to_vec();
+    shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+    let v: Vec<f32> = parts.into_iter().flat_map(|p| values(&to_f32(p))).collect();
+    TensorData::new(v, shape)
+}
+
+fn reshape(data: TensorData, shape: Vec<usize>) -> TensorData {
+    let data = to_f32(data);
+    TensorData::new(values(&data), shape)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hugging Face → open_clip names
+
+fn hf_block_rename(rest: &str) -> String {
+    rest.replace("self_attn.out_proj", "attn.out_proj")
+        .replace("layer_norm1", "ln_1")
+        .replace("layer_norm2", "ln_2")
+        .replace("mlp.fc1", "mlp.c_fc")
+        .replace("mlp.fc2", "mlp.c_proj")
+}
+
+/// Renames an HF state dict to open_clip's layout: q/k/v packed, projections transposed.
+/// Returns the renamed dict and, for each new key, the HF key(s) it came from.
+fn hf_to_open_clip(
+    sd: &StateDict,
+) -> Result<(BTreeMap<String, TensorData>, HashMap<String, String>), ClipError> {
+    let mut out = BTreeMap::new();
+    let mut source = HashMap::new();
+    let mut qkv: BTreeMap<String, [Option<TensorData>; 3]> = BTreeMap::new();
+    for (key, data) in &sd.tensors {
+        if key.ends_with("position_ids") {
+            continue;
+        }
+        let (prefix, rest) = if let Some(rest) = key.strip_prefix("text_model.encoder.layers.") {
+            ("transformer.resblocks.", rest)
+        } else if let Some(rest) = key.strip_prefix("vision_model.encoder.layers.") {
+            ("visual.transformer.resblocks.", rest)
+        } else {
+            ("", key.as_str())
+        };
+        if !prefix.is_empty() {
+            let mut parts = rest.splitn(2, '.');
+            let (layer, tail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let slot = ["self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."]
+                .iter()
+                .position(|p| tail.starts_with(p));
+            if let Some(slot) = slot {
+                let kind = if tail.ends_with("weight") { "weight" } else { "bias" };
+                let packed = format!("{prefix}{layer}.attn.in_proj_{kind}");
+                qkv.entry(packed).or_default()[slot] = Some(data.clone());
+                continue;
+            }
+            let new = format!("{prefix}{layer}.{}", hf_block_rename(tail));
+            source.insert(new.clone(), key.clone());
+            out.insert(new, data.clone());
+            continue;
+        }
+        let (new, data) = match key.as_str() {
+            "text_model.embeddings.token_embedding.weight" => ("token_embedding.weight".to_string(), data.clone()),
+            "text_model.embeddings.position_embedding.weight" => ("positional_embedding".to_string(), data.clone()),
+            "vision_model.embeddings.class_embedding" => ("visual.class_embedding".to_string(), data.clone()),
+            "vision_model.embeddings.patch_embedding.weight" => ("visual.conv1.weight".to_string(), data.clone()),
+            "vision_model.embeddings.position_embedding.weight" => ("visual.positional_embedding".to_string(), data.clone()),
+            "visual_projection.weight" => ("visual.proj".to_string(), transpose(data.clone())),
+            "text_projection.weight" => ("text_projection".to_string(), transpose(data.clone())),
+            "logit_scale" => ("logit_scale".to_string(), data.clone()),
+            k => {
+                let renamed = k
+                    .replace("text_model.final_layer_norm", "ln_final")
+                    .replace("vision_model.pre_layrnorm", "visual.ln_pre")
+                    .replace("vision_model.post_layernorm", "visual.ln_post");
+                if renamed == k {
+                    return Err(ClipError::UnexpectedKey {
+                        path: sd.path.clone(),
+                        key: k.to_string(),
+                        layout: Layout::HuggingFace.name(),
+                    });
+                }
+                (renamed, data.clone())
+            }
+        };
+        source.insert(new.clone(), key.clone());
+        out.insert(new, data);
+    }
+    for (packed, parts) in qkv {
+        let hf = |slot: &str| {
+            packed
+                .replace("visual.transformer.resblocks.", "vision_model.encoder.layers.")
+                .replace("transformer.resblocks.", "text_model.encoder.layers.")
+                .replace("attn.in_proj_", &format!("self_attn.{slot}_proj."))
+        };
+        let [Some(q), Some(k), Some(v)] = parts else {
+            let missing = ["q", "k", "v"]
+                .iter()
+                .zip(&parts)
+                .find(|(_, p)| p.is_none())
+                .map(|(s, _)| hf(s))
+                .unwrap_or_default();
+            return Err(ClipError::MissingKey {
+                path: sd.path.clone(),
+                key: missing,
+            });
+        };
+        let shapes: Vec<Vec<usize>> = [&q, &k, &v].iter().map(|t| t.shape.to_vec()).collect();
+        if shapes[0] != shapes[1] || shapes[0] != shapes[2] {
+            return Err(ClipError::Shape {
+                path: sd.path.clone(),
+                key: hf("k"),
+                expected: shapes[0].clone(),
+                found: shapes[1].clone(),
+            });
+        }
+        source.insert(packed.clone(), format!("{} (with k_proj, v_proj)", hf("q")));
+        out.insert(packed, concat_rows(vec![q, k, v]));
+    }
+    Ok((out, source))
+}
+
+// ---------------------------------------------------------------------------------------------
+// open_clip names ↔ module paths
+
+/// Does the tensor under this open_clip key need a transpose to become a burn `Linear` weight?
+fn is_linear_weight(key: &str) -> bool {
+    [
+        "attn.in_proj_weight",
+        "attn.out_proj.weight",
+        "mlp.c_fc.weight",
+        "mlp.c_proj.weight",
+        "attnpool.q_proj.weight",
+        "attnpool.k_proj.weight",
+        "attnpool.v_proj.weight",
+        "attnpool.c_proj.weight",
+    ]
+    .iter()
+    .any(|s| key.ends_with(s))
+}
+
+/// Is the module that owns this key a LayerNorm or BatchNorm (whose weight/bias burn calls gamma/beta)?
+fn is_norm(owner: &str) -> bool {
+    let last = owner.rsplit('.').next().unwrap_or("");
+    last.starts_with("ln_") || last.starts_with("bn") || owner.ends_with("downsample.1")
+}
+
+const TEXT_ROOTS: [&str; 4] = ["token_embedding.", "positional_embedding", "ln_final.", "transformer."];
+
+/// Module path for an open_clip key, or None when the key is not a parameter of ours.
+pub(crate) fn module_path(key: &str) -> Option<String> {
+    match key {
+        "logit_scale" => return Some("logit_scale.value".into()),
+        "text_projection" => return Some("text_projection.weight".into()),
+        "visual.proj" => return Some("visual_projection.weight".into()),
+        _ => {}
+    }
+    if key.ends_with("num_batches_tracked") {
+        return None;
+    }
+    let mut path = if TEXT_ROOTS.iter().any(|r| key.starts_with(r)) {
+        format!("text.{key}")
+    } else if key.starts_with("visual.") || key.starts_with("text_projection.") {
+        key.to_string()
+    } else {
+        return None;
+    };
+    path = path
+        .replace("attn.in_proj_weight", "attn.in_proj.weight")
+        .replace("attn.in_proj_bias", "attn.in_proj.bias")
+        .replace("downsample.0.", "downsample.conv.")
+        .replace("downsample.1.", "downsample.bn.");
+    if let Some((owner, leaf)) = key.rsplit_once('.') {
+        if is_norm(owner) {
+            let new_leaf = match leaf {
+                "weight" => "gamma",
+                "bias" => "beta",
+                other => other,
+            };
+            if let Some(base) = path.rsplit_once('.').map(|(b, _)| b.to_string()) {
+                path = format!("{base}.{new_leaf}");
+            }
+        }
+    }
+    Some(path)
+}
+
+/// open_clip key for a module path (the inverse of [`module_path`]).
+pub(crate) fn open_clip_key(path: &str) -> String {
+    match path {
+        "logit_scale.value" => return "logit_scale".into(),
+        "text_projection.weight" => return "text_projection".into(),
+        "visual_projection.weight" => return "visual.proj".into(),
+        _ => {}
+    }
+    let key = path.strip_prefix("text.").unwrap_or(path);
+    let key = key
+        .replace("attn.in_proj.weight", "attn.in_proj_weight")
+        .replace("attn.in_proj.bias", "attn.in_proj_bias")
+        .replace("downsample.conv.", "downsample.0.")
+        .replace("downsample.bn.", "downsample.1.");
+    if let Some(base) = key.strip_suffix(".gamma") {
+        format!("{base}.weight")
+    } else if let Some(base) = key.strip_suffix(".beta") {
+        format!("{base}.bias")
+    } else {
+        key
+    }
+}
+
+/// Loads a state dict (either layout) into `model`. Every parameter must be present with the right
+/// shape and every tensor must be used, otherwise nothing is changed and the error names the key.
+pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Result<Layout, ClipError> {
+    let layout = sd.layout();
+    let (tensors, source) = match layout {
+        Layout::HuggingFace => hf_to_open_clip(sd)?,
+        Layout::OpenClip => (sd.tensors.clone(), HashMap::new()),
+    };
+    let source_of = |key: &str| source.get(key).cloned().unwrap_or_else(|| key.to_string());
+    let expected: BTreeMap<String, Vec<usize>> = model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|s| (s.full_path(), s.shape.to_vec()))
+        .collect();
+    let mut snapshots = Vec::with_capacity(expected.len());
+    let mut seen = std::collections::BTreeSet::new();
+    for (key, data) in tensors {
+        let Some(path) = module_path(&key).filter(|p| expected.contains_key(p)) else {
+            if key.ends_with("num_batches_tracked") {
+                continue;
+            }
+            return Err(ClipError::UnexpectedKey {
+                path: sd.path.clone(),
+                key: source_of(&key),
+                layout: layout.name(),
+            });
+        };
+        let want = &expected[&path];
+        let data = if is_linear_weight(&key) { transpose(data) } else { to_f32(data) };
+        // rank-0 `logit_scale`, `[1]` here
+        let data = if data.shape.iter().product::<usize>() == want.iter().product::<usize>() && data.shape.len() != want.len() {
+            reshape(data, want.clone())
+        } else {
+            data
+        };
+        if data.shape.to_vec() != *want {
+            let (expected, found) = if is_linear_weight(&key) {
+                // report both in the file's own [out, in] convention
+                (want.iter().rev().copied().collect(), data.shape.iter().rev().copied().collect())
+            } else {
+                (want.clone(), data.shape.to_vec())
+            };
+            return Err(ClipError::Shape {
+                path: sd.path.clone(),
+                key: source_of(&key),
+                expected,
+                found,
+            });
+        }
+        seen.insert(path.clone());
+        let stack: Vec<String> = path.split('.').map(str::to_string).collect();
+        snapshots.push(TensorSnapshot::from_data(data, stack, vec![], ParamId::new()));
+    }
+    if let Some(missing) = expected.keys().find(|p| !seen.contains(*p)) {
+        let key = open_clip_key(missing);
+        let key = match layout {
+            Layout::OpenClip => key,
+            Layout::HuggingFace => format!("{key} (open_clip name; its Hugging Face counterpart)"),
+        };
+        return Err(ClipError::MissingKey {
+            path: sd.path.clone(),
+            key,
+        });
+    }
+    let result = model.apply(snapshots, None, None, true);
+    if let Some(error) = result.errors.first() {
+        return Err(weights_error(&sd.path, format!("{error:?}")));
+    }
+    Ok(layout)
+}
+
+/// The model's parameters under open_clip's names and layouts, as f32 tensors.
+pub fn open_clip_state_dict<B: Backend>(model: &Clip<B>) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    let mut out = BTreeMap::new();
+    for snapshot in model.collect(None, None, true) {
+        let path = snapshot.full_path();
+        let key = open_clip_key(&path);
+        let data = snapshot
+            .to_data()
+            .map_err(|e| ClipError::Input(format!("reading parameter {path}: {e:?}")))?;
+        let data = if is_linear_weight(&key) {
+            transpose(data)
+        } else if key == "logit_scale" {
+            TensorData::new(values(&to_f32(data)), Vec::<usize>::new())
+        } else {
+            to_f32(data)
+        };
+        out.insert(key, data);
+    }
+    Ok(out)
+}
+
+/// Writes the model as an open_clip-layout safetensors file (f32), atomically: the file appears
+/// complete or not at all.
+pub fn save_open_clip_safetensors<B: Backend>(model: &Clip<B>, path: impl AsRef<Path>) -> Result<(), ClipError> {
+    let path = path.as_ref();
+    let tensors = open_clip_state_dict(model)?;
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(k, v)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, v.shape.to_vec(), v.as_bytes())
+                .map(|view| (k.clone(), view))
+                .map_err(|e| ClipError::Write {
+                    path: path.to_path_buf(),
+                    message: format!("{k}: {e}"),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| ClipError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to a sibling temporary file, then renames it over `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
+    let err = |e: std::io::Error| ClipError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "weights".into());
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_mapping_round_trips() {
+        for key in [
+            "logit_scale",
+            "text_projection",
+            "visual.proj",
+            "token_embedding.weight",
+            "positional_embedding",
+            "ln_final.weight",
+            "ln_final.bias",
+            "transformer.resblocks.3.attn.in_proj_weight",
+            "transformer.resblocks.3.attn.in_proj_bias",
+            "transformer.resblocks.3.ln_2.bias",
+            "visual.transformer.resblocks.0.mlp.c_fc.weight",
+            "visual.ln_pre.weight",
+            "visual.bn3.running_var",
+            "visual.layer2.0.downsample.0.weight",
+            "visual.layer2.0.downsample.1.weight",
+            "visual.layer2.0.bn1.bias",
+            "visual.attnpool.c_proj.weight",
+        ] {
+            let path = module_path(key).unwrap();
+            assert_eq!(open_clip_key(&path), key, "via {path}");
+        }
+        assert_eq!(module_path("visual.ln_pre.weight").unwrap(), "visual.ln_pre.gamma");
+        assert_eq!(
+            module_path("visual.layer2.0.downsample.1.weight").unwrap(),
+            "visual.layer2.0.downsample.bn.gamma"
+        );
+        assert_eq!(module_path("visual.bn1.num_batches_tracked"), None);
+    }
+}
