@@ -14,8 +14,8 @@ Outputs (all small):
   fixtures/rn_tiny/            open_clip dir: ModifiedResNet, BN stats calibrated on real photos,
                                a legacy-format torch checkpoint {"state_dict": {"module.…": …}}
   fixtures/hf_tiny/            transformers CLIPModel dir with HF preprocessing
-  fixtures/*/reference.safetensors  pixel_values, image_embeds, text_ids, text_embeds, logits
-  fixtures/*/texts.json        the texts encoded
+  fixtures/reference/<model>.safetensors  pixel_values, image_embeds, text_ids, text_embeds,
+                               logits_per_image; metadata: the images and texts encoded
   fixtures/tokenizer_corpus.jsonl   1000+ texts with open_clip's ids
   fixtures/architectures.json  key → shape of open_clip ViT-B-32 and RN50, and parameter counts
 """
@@ -90,7 +90,9 @@ def load_rgb(name):
 def preprocess_fixture(names):
     """uint8 results of resize(shortest=224, PIL bicubic) + center crop, both crop conventions."""
     from torchvision.transforms import CenterCrop, InterpolationMode, Resize
-    from transformers import CLIPImageProcessor
+    # transformers 5's default CLIPImageProcessor resizes with torchvision tensors; the PIL backend is
+    # the processor CLIP checkpoints were published with (transformers 4) and what PIL users get.
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 
     tv = [CenterCrop(224)(Resize(224, interpolation=InterpolationMode.BICUBIC)(load_rgb(n))) for n in names]
     hf = CLIPImageProcessor(
@@ -132,10 +134,9 @@ def reference(model, preprocess, tokenize, names, directory, text_fn=None):
             "text_embeds": text.contiguous(),
             "logits_per_image": logits.contiguous(),
         },
-        directory / "reference.safetensors",
-        metadata={"images": json.dumps(names)},
+        FIX / "reference" / f"{directory.name}.safetensors",
+        metadata={"images": json.dumps(names), "texts": json.dumps(TEXTS, ensure_ascii=False)},
     )
-    (directory / "texts.json").write_text(json.dumps(TEXTS, ensure_ascii=False, indent=1))
     spread = torch.cdist(ni, ni)
     print(f"{directory.name}: image embeds pairwise distance min {spread[spread > 0].min():.3f}")
 
@@ -215,7 +216,8 @@ def rn_tiny(names):
 
 
 def hf_tiny(names):
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from transformers import CLIPConfig, CLIPModel
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 
     config = CLIPConfig(
         text_config={"hidden_size": 16, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
@@ -379,6 +381,7 @@ def tokenizer_corpus():
 
 
 if __name__ == "__main__":
+    (FIX / "reference").mkdir(parents=True, exist_ok=True)
     names = write_images()
     preprocess_fixture(names)
     vit_tiny(names)

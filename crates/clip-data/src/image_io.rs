@@ -30,17 +30,42 @@ pub enum ImageError {
 /// Decodes an image file (format from its content, not its name) into 8-bit RGB.
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage, ImageError> {
     let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_rgb(&bytes, path)
+}
+
+/// Decodes in-memory image bytes into 8-bit RGB; `path` only names the image in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     let read = |source| ImageError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let reader = ImageReader::open(path)
-        .map_err(read)?
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(read)?;
     let format = reader.format().ok_or_else(|| ImageError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
+    #[cfg(feature = "libjpeg-turbo")]
+    if format == ImageFormat::Jpeg {
+        // libjpeg-turbo with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with.
+        // CMYK and other layouts TurboJPEG cannot turn into RGB fall through to `image`.
+        if let Ok(decoded) = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
+            let (w, h) = (decoded.width as u32, decoded.height as u32);
+            let packed: Vec<u8> = decoded
+                .pixels
+                .chunks(decoded.pitch)
+                .flat_map(|row| &row[..decoded.width * 3])
+                .copied()
+                .collect();
+            if let Some(image) = RgbImage::from_raw(w, h, packed).filter(|_| w > 0 && h > 0) {
+                return Ok(image);
+            }
+        }
+    }
     let image = reader.decode().map_err(|e| match e {
         image::ImageError::Unsupported(_) => ImageError::Unsupported {
             path: path.to_path_buf(),

@@ -3,8 +3,9 @@
 
 pub mod image_io;
 pub mod preprocess;
+mod resample;
 
-pub use image_io::{load_rgb, ImageError};
+pub use image_io::{decode_rgb, load_rgb, ImageError};
 pub use preprocess::{
     images_to_tensor, normalize, resize_and_crop, CropRounding, Interpolation, PreprocessConfig,
     ResizeMode, CLIP_MEAN, CLIP_STD,

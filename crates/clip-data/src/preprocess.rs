@@ -1,11 +1,11 @@
-//! CLIP's evaluation preprocessing: resize (PIL's antialiased bicubic, exactly: `fast_image_resize`'s
-//! Catmull-Rom convolution is Pillow's a = −0.5 bicubic with the same support widening and fixed-point
-//! rounding), center crop, scale to [0, 1], normalize per channel.
+//! CLIP's evaluation preprocessing: resize (Pillow's antialiased bicubic, see [`crate::resample`]),
+//! center crop, scale to [0, 1], normalize per channel.
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
-use fast_image_resize::{images::{Image, ImageRef}, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
+
+use crate::resample::{pil_resize, Filter};
 
 /// OpenAI's normalization constants (ImageNet-like, measured on CLIP's training data).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -45,7 +45,10 @@ pub enum Interpolation {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessConfig {
+    /// Side of the square the model sees.
     pub size: usize,
+    /// Target of the resize before cropping (the shortest side for `Shortest`); usually `size`.
+    pub resize_size: usize,
     pub mean: [f32; 3],
     pub std: [f32; 3],
     pub resize_mode: ResizeMode,
@@ -58,6 +61,7 @@ impl PreprocessConfig {
     pub fn clip(size: usize) -> Self {
         Self {
             size,
+            resize_size: size,
             mean: CLIP_MEAN,
             std: CLIP_STD,
             resize_mode: ResizeMode::Shortest,
@@ -72,21 +76,10 @@ fn resize(image: &RgbImage, width: u32, height: u32, interpolation: Interpolatio
         return image.clone();
     }
     let filter = match interpolation {
-        Interpolation::Bicubic => FilterType::CatmullRom,
-        Interpolation::Bilinear => FilterType::Bilinear,
+        Interpolation::Bicubic => Filter::Bicubic,
+        Interpolation::Bilinear => Filter::Bilinear,
     };
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
-    let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3).map(|src| {
-        let mut dst = Image::new(width, height, PixelType::U8x3);
-        Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .map(|_| dst.into_vec())
-    });
-    match src {
-        Ok(Ok(pixels)) => RgbImage::from_raw(width, height, pixels).unwrap_or_default(),
-        // Both sizes are non-zero and the buffer matches them, so resizing cannot fail.
-        _ => RgbImage::new(width, height),
-    }
+    pil_resize(image, width, height, filter)
 }
 
 /// Python's `round` (half to even) of `x / 2` for a non-negative integer `x`.
@@ -126,14 +119,15 @@ fn center_crop(image: &RgbImage, size: u32, rounding: CropRounding) -> RgbImage 
 /// Resize and crop to the square `config.size`, in 8 bits: the image the model will see.
 pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage {
     let size = config.size as u32;
+    let short = config.resize_size as u32;
     let (w, h) = image.dimensions();
     match config.resize_mode {
         ResizeMode::Shortest => {
-            // torchvision: the short side becomes `size`, the long one int(size · long / short)
+            // torchvision: the short side becomes `short`, the long one int(short · long / short_side)
             let (nw, nh) = if w <= h {
-                (size, (size as u64 * h as u64 / w as u64) as u32)
+                (short, (short as u64 * h as u64 / w as u64) as u32)
             } else {
-                ((size as u64 * w as u64 / h as u64) as u32, size)
+                ((short as u64 * w as u64 / h as u64) as u32, short)
             };
             let resized = resize(image, nw.max(1), nh.max(1), config.interpolation);
             center_crop(&resized, size, config.crop_rounding)

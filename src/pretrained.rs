@@ -1,0 +1,374 @@
+//! Loading a model as open_clip and Hugging Face publish them: a directory (weights + config
+//! [+ preprocessor config]) or a single weights file whose architecture is inferred from its shapes.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{backend::Backend, Int, Tensor};
+use burn_store::{BurnpackStore, ModuleSnapshot};
+use clip_data::{CropRounding, Interpolation, PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD};
+use clip_tokenizer::ClipTokenizer;
+use serde_json::Value;
+
+use crate::config::ClipConfig;
+use crate::error::ClipError;
+use crate::model::Clip;
+use crate::weights::{load_state_dict, save_open_clip_safetensors, write_atomic, Layout, StateDict};
+
+/// Weight file names open_clip and Hugging Face publish, in the order they are preferred.
+pub const WEIGHT_FILES: [&str; 4] = [
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+];
+const WEIGHT_EXTENSIONS: [&str; 4] = ["safetensors", "bin", "pt", "pth"];
+/// This library's own format: `clip_config.json` + `model.bpk` (burnpack).
+pub const BURN_CONFIG: &str = "clip_config.json";
+pub const BURN_WEIGHTS: &str = "model.bpk";
+
+/// Where a model's architecture came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    OpenClip(PathBuf),
+    HuggingFace(PathBuf),
+    Burn(PathBuf),
+    Inferred,
+}
+
+/// A model ready to embed: weights, architecture, preprocessing and tokenizer.
+#[derive(Debug)]
+pub struct Pretrained<B: Backend> {
+    pub model: Clip<B>,
+    pub config: ClipConfig,
+    pub preprocess: PreprocessConfig,
+    pub tokenizer: ClipTokenizer,
+    pub weights: PathBuf,
+    pub layout: Option<Layout>,
+    pub config_source: ConfigSource,
+}
+
+fn read_json(path: &Path) -> Result<Value, ClipError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ClipError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ClipError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The weights file of a model directory.
+pub fn find_weights(dir: &Path) -> Result<PathBuf, ClipError> {
+    if let Some(name) = WEIGHT_FILES.iter().find(|n| dir.join(n).is_file()) {
+        return Ok(dir.join(name));
+    }
+    let entries = std::fs::read_dir(dir).map_err(|source| ClipError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| WEIGHT_EXTENSIONS.contains(&e))
+        })
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(ClipError::NoWeights {
+            dir: dir.to_path_buf(),
+            expected: WEIGHT_FILES.join(", "),
+        }),
+        _ => Err(ClipError::AmbiguousWeights {
+            dir: dir.to_path_buf(),
+            found: found
+                .iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+fn floats3(v: Option<&Value>, what: &str, default: [f32; 3]) -> Result<[f32; 3], ClipError> {
+    match v {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Array(a)) if a.len() == 3 => {
+            let mut out = [0f32; 3];
+            for (o, x) in out.iter_mut().zip(a) {
+                *o = x
+                    .as_f64()
+                    .ok_or_else(|| ClipError::Config(format!("{what} must hold numbers, found {x}")))?
+                    as f32;
+            }
+            Ok(out)
+        }
+        Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
+        Some(other) => Err(ClipError::Config(format!("{what} must be 3 numbers, found {other}"))),
+    }
+}
+
+fn size_of(v: &Value, what: &str) -> Result<usize, ClipError> {
+    let pick = |v: &Value| v.as_u64().map(|n| n as usize);
+    let size = match v {
+        Value::Number(_) => pick(v),
+        Value::Array(a) if a.len() == 2 && a[0] == a[1] => pick(&a[0]),
+        Value::Object(o) => o
+            .get("shortest_edge")
+            .and_then(pick)
+            .or_else(|| match (o.get("height").and_then(pick), o.get("width").and_then(pick)) {
+                (Some(h), Some(w)) if h == w => Some(h),
+                _ => None,
+            }),
+        _ => None,
+    };
+    size.ok_or_else(|| ClipError::Config(format!("{what} {v} is not a square size")))
+}
+
+/// open_clip's `preprocess_cfg` (size, mean, std, interpolation, resize_mode).
+pub fn preprocess_from_open_clip(cfg: Option<&Value>, image_size: usize) -> Result<PreprocessConfig, ClipError> {
+    let mut p = PreprocessConfig::clip(image_size);
+    let Some(cfg) = cfg else { return Ok(p) };
+    if let Some(size) = cfg.get("size") {
+        p.size = size_of(size, "preprocess_cfg.size")?;
+        p.resize_size = p.size;
+    }
+    p.mean = floats3(cfg.get("mean"), "preprocess_cfg.mean", CLIP_MEAN)?;
+    p.std = floats3(cfg.get("std"), "preprocess_cfg.std", CLIP_STD)?;
+    p.interpolation = match cfg.get("interpolation").and_then(Value::as_str) {
+        None | Some("bicubic") => Interpolation::Bicubic,
+        Some("bilinear") => Interpolation::Bilinear,
+        Some(other) => {
+            return Err(ClipError::Config(format!(
+                "preprocess_cfg.interpolation {other:?} is not supported (bicubic, bilinear)"
+            )))
+        }
+    };
+    p.resize_mode = match cfg.get("resize_mode").and_then(Value::as_str) {
+        None | Some("shortest") => ResizeMode::Shortest,
+        Some("longest") => ResizeMode::Longest,
+        Some("squash") => ResizeMode::Squash,
+        Some(other) => {
+            return Err(ClipError::Config(format!(
+                "preprocess_cfg.resize_mode {other:?} is not one of shortest, longest, squash"
+            )))
+        }
+    };
+    Ok(p)
+}
+
+/// Hugging Face's `preprocessor_config.json` (`CLIPImageProcessor`): floor-rounded center crop.
+pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessConfig, ClipError> {
+    let mut p = PreprocessConfig::clip(image_size);
+    p.crop_rounding = CropRounding::Floor;
+    if let Some(crop) = json.get("crop_size") {
+        p.size = size_of(crop, "crop_size")?;
+    }
+    p.resize_size = match json.get("size") {
+        Some(size) => size_of(size, "size")?,
+        None => p.size,
+    };
+    p.mean = floats3(json.get("image_mean"), "image_mean", CLIP_MEAN)?;
+    p.std = floats3(json.get("image_std"), "image_std", CLIP_STD)?;
+    p.interpolation = match json.get("resample").and_then(Value::as_u64) {
+        None | Some(3) => Interpolation::Bicubic,
+        Some(2) => Interpolation::Bilinear,
+        Some(other) => {
+            return Err(ClipError::Config(format!(
+                "preprocessor_config.json resample {other} is not supported (2 bilinear, 3 bicubic)"
+            )))
+        }
+    };
+    for (flag, what) in [("do_resize", "resizing"), ("do_center_crop", "center cropping"), ("do_normalize", "normalization")] {
+        if json.get(flag).and_then(Value::as_bool) == Some(false) {
+            return Err(ClipError::Config(format!("preprocessor_config.json turns off {what} ({flag}: false), which is not supported")));
+        }
+    }
+    Ok(p)
+}
+
+impl<B: Backend> Pretrained<B> {
+    /// Loads a model directory or a single weights file (see the crate docs for what is accepted).
+    pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, ClipError> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(ClipError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            });
+        }
+        if path.is_dir() && path.join(BURN_CONFIG).is_file() && path.join(BURN_WEIGHTS).is_file() {
+            return Self::load_burn(path, device);
+        }
+        let (weights, dir) = if path.is_dir() {
+            (find_weights(path)?, Some(path))
+        } else {
+            (path.to_path_buf(), None)
+        };
+        let state_dict = StateDict::read(&weights)?;
+        let open_clip_cfg = dir.map(|d| d.join("open_clip_config.json")).filter(|p| p.is_file());
+        let hf_cfg = dir.map(|d| d.join("config.json")).filter(|p| p.is_file());
+        let (config, preprocess, config_source) = if let Some(cfg_path) = open_clip_cfg {
+            let json = read_json(&cfg_path)?;
+            let config = ClipConfig::from_open_clip_json(&json).map_err(|e| in_file(&cfg_path, e))?;
+            let preprocess = preprocess_from_open_clip(json.get("preprocess_cfg"), config.image_size())
+                .map_err(|e| in_file(&cfg_path, e))?;
+            (config, preprocess, ConfigSource::OpenClip(cfg_path))
+        } else if let Some(cfg_path) = hf_cfg {
+            let json = read_json(&cfg_path)?;
+            let config = ClipConfig::from_hf_json(&json).map_err(|e| in_file(&cfg_path, e))?;
+            let pre_path = cfg_path.with_file_name("preprocessor_config.json");
+            let preprocess = if pre_path.is_file() {
+                preprocess_from_hf(&read_json(&pre_path)?, config.image_size()).map_err(|e| in_file(&pre_path, e))?
+            } else {
+                let mut p = PreprocessConfig::clip(config.image_size());
+                p.crop_rounding = CropRounding::Floor;
+                p
+            };
+            (config, preprocess, ConfigSource::HuggingFace(cfg_path))
+        } else {
+            let config = ClipConfig::infer(&state_dict.shapes()).map_err(|e| in_file(&weights, e))?;
+            let mut preprocess = PreprocessConfig::clip(config.image_size());
+            if state_dict.layout() == Layout::HuggingFace {
+                preprocess.crop_rounding = CropRounding::Floor;
+            }
+            (config, preprocess, ConfigSource::Inferred)
+        };
+        let mut model = config.init::<B>(device)?;
+        let layout = load_state_dict(&mut model, &state_dict)?;
+        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
+        Ok(Self {
+            model,
+            config,
+            preprocess,
+            tokenizer,
+            weights,
+            layout: Some(layout),
+            config_source,
+        })
+    }
+
+    fn load_burn(dir: &Path, device: &B::Device) -> Result<Self, ClipError> {
+        let cfg_path = dir.join(BURN_CONFIG);
+        let json = read_json(&cfg_path)?;
+        let config: ClipConfig = serde_json::from_value(json["model"].clone()).map_err(|source| ClipError::Json {
+            path: cfg_path.clone(),
+            source,
+        })?;
+        let preprocess: PreprocessConfig =
+            serde_json::from_value(json["preprocess"].clone()).map_err(|source| ClipError::Json {
+                path: cfg_path.clone(),
+                source,
+            })?;
+        let mut model = config.init::<B>(device)?;
+        let weights = dir.join(BURN_WEIGHTS);
+        let mut store = BurnpackStore::from_file(&weights);
+        let result = model.load_from(&mut store).map_err(|e| ClipError::Weights {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+        if let Some(missing) = result.missing.first() {
+            return Err(ClipError::MissingKey {
+                path: weights,
+                key: missing.0.clone(),
+            });
+        }
+        if let Some(error) = result.errors.first() {
+            return Err(ClipError::Weights {
+                path: weights,
+                message: format!("{error:?}"),
+            });
+        }
+        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
+        Ok(Self {
+            model,
+            config,
+            preprocess,
+            tokenizer,
+            weights,
+            layout: None,
+            config_source: ConfigSource::Burn(cfg_path),
+        })
+    }
+
+    /// Saves in this library's format: `clip_config.json` and `model.bpk` (burnpack) in `dir`.
+    pub fn save_burn(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let weights = dir.join(BURN_WEIGHTS);
+        let tmp = dir.join(format!(".{BURN_WEIGHTS}.tmp-{}", std::process::id()));
+        let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
+        self.model.save_into(&mut store).map_err(|e| ClipError::Write {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+        std::fs::rename(&tmp, &weights).map_err(|e| ClipError::Write {
+            path: weights.clone(),
+            message: e.to_string(),
+        })?;
+        let json = serde_json::json!({"model": self.config, "preprocess": self.preprocess});
+        write_atomic(&dir.join(BURN_CONFIG), json.to_string().as_bytes())
+    }
+
+    /// Exports an open_clip model directory: `open_clip_model.safetensors` + `open_clip_config.json`.
+    pub fn save_open_clip(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        save_open_clip_safetensors(&self.model, dir.join(WEIGHT_FILES[0]))?;
+        let p = &self.preprocess;
+        let json = serde_json::json!({
+            "model_cfg": self.config.to_open_clip_json(),
+            "preprocess_cfg": {
+                "size": p.size, "mean": p.mean, "std": p.std,
+                "interpolation": match p.interpolation { Interpolation::Bicubic => "bicubic", Interpolation::Bilinear => "bilinear" },
+                "resize_mode": match p.resize_mode { ResizeMode::Shortest => "shortest", ResizeMode::Longest => "longest", ResizeMode::Squash => "squash" },
+            },
+        });
+        write_atomic(&dir.join("open_clip_config.json"), json.to_string().as_bytes())
+    }
+
+    /// Token ids for texts (`[n, context_length]`).
+    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S], device: &B::Device) -> Result<Tensor<B, 2, Int>, ClipError> {
+        Ok(self.tokenizer.tokenize_batch(texts, device)?)
+    }
+
+    /// Raw text embeddings `[n, embed_dim]`.
+    pub fn embed_texts<S: AsRef<str>>(&self, texts: &[S], device: &B::Device) -> Result<Tensor<B, 2>, ClipError> {
+        Ok(self.model.encode_text(self.tokenize(texts, device)?))
+    }
+
+    /// Raw image embeddings `[n, embed_dim]` for image files.
+    pub fn embed_image_files<P: AsRef<Path>>(&self, paths: &[P], device: &B::Device) -> Result<Tensor<B, 2>, ClipError> {
+        if paths.is_empty() {
+            return Err(ClipError::Input("no images to embed".into()));
+        }
+        let images = paths
+            .iter()
+            .map(clip_data::load_rgb)
+            .collect::<Result<Vec<_>, _>>()?;
+        let pixels = clip_data::images_to_tensor::<B>(&images, &self.preprocess, device);
+        Ok(self.model.encode_image(pixels))
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        burn::module::Module::num_params(&self.model)
+    }
+}
+
+fn in_file(path: &Path, e: ClipError) -> ClipError {
+    match e {
+        ClipError::Config(msg) => ClipError::Config(format!("{}: {msg}", path.display())),
+        e => e,
+    }
+}
