@@ -582,6 +582,16 @@ impl ClipConfig {
                 .collect::<std::collections::BTreeSet<_>>()
                 .len()
         };
+        // Heads are not stored in a state dict; OpenAI's models all use 64-wide heads.
+        let heads = |width: usize, what: &str| -> Result<usize, ClipError> {
+            if width >= 64 && width % 64 == 0 {
+                Ok(width / 64)
+            } else {
+                Err(ClipError::Config(format!(
+                    "cannot infer the {what} head count from a bare state dict: width {width} is not a multiple of 64 (OpenAI's head width); put an open_clip_config.json or config.json next to the weights"
+                )))
+            }
+        };
         let side = |tokens: usize| ((tokens.saturating_sub(1)) as f64).sqrt().round() as usize;
         let activation = Activation::QuickGelu;
         let config = if shapes.contains_key("text_model.embeddings.token_embedding.weight") {
@@ -595,7 +605,7 @@ impl ClipConfig {
                     patch_size: patch,
                     width: hv,
                     layers: count("vision_model.encoder.layers.", ".self_attn.q_proj.weight"),
-                    heads: hv / 64,
+                    heads: heads(hv, "vision")?,
                     mlp_ratio: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / hv as f64,
                     activation,
                 },
@@ -603,7 +613,7 @@ impl ClipConfig {
                     context_length: dim("text_model.embeddings.position_embedding.weight", 0)?,
                     vocab_size: dim("text_model.embeddings.token_embedding.weight", 0)?,
                     width: ht,
-                    heads: ht / 64,
+                    heads: heads(ht, "text")?,
                     layers: count("text_model.encoder.layers.", ".self_attn.q_proj.weight"),
                     mlp_ratio: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / ht as f64,
                     activation,
@@ -619,7 +629,7 @@ impl ClipConfig {
                     patch_size: patch,
                     width,
                     layers: count("visual.transformer.resblocks.", ".attn.in_proj_weight"),
-                    heads: width / 64,
+                    heads: heads(width, "vision")?,
                     mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
                     activation,
                 }
@@ -633,7 +643,7 @@ impl ClipConfig {
                     image_size: 32 * side(dim("visual.attnpool.positional_embedding", 0)?),
                     layers,
                     width,
-                    heads: width * 32 / 64,
+                    heads: heads(width * 32, "attention pool")?,
                 }
             };
             let width = dim("ln_final.weight", 0)?;
@@ -644,7 +654,7 @@ impl ClipConfig {
                     context_length: dim("positional_embedding", 0)?,
                     vocab_size: dim("token_embedding.weight", 0)?,
                     width,
-                    heads: width / 64,
+                    heads: heads(width, "text")?,
                     layers: count("transformer.resblocks.", ".attn.in_proj_weight"),
                     mlp_ratio: dim("transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
                     activation,

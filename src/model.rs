@@ -2,6 +2,7 @@
 //! temperature-scaled cosine similarity.
 
 use burn::module::Module;
+use burn_store::ModuleSnapshot;
 use burn::tensor::{backend::Backend, Int, Tensor};
 use clip_encoders::{ModifiedResNet, TextTransformer, VisionTransformer};
 use clip_heads::{LogitScale, Projection, ProjectionConfig, LOGIT_SCALE_INIT};
@@ -83,6 +84,16 @@ impl<B: Backend> Clip<B> {
 
     pub fn context_length(&self) -> usize {
         self.text.context_length()
+    }
+
+    /// Learnable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())` counts them
+    /// (BatchNorm running statistics are buffers, not parameters; burn's `num_params` includes them).
+    pub fn parameter_count(&self) -> usize {
+        self.collect(None, None, true)
+            .iter()
+            .filter(|s| !s.full_path().contains(".running_"))
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum()
     }
 
     pub fn embed_dim(&self) -> usize {

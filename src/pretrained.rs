@@ -362,7 +362,7 @@ impl<B: Backend> Pretrained<B> {
     }
 
     pub fn parameter_count(&self) -> usize {
-        burn::module::Module::num_params(&self.model)
+        self.model.parameter_count()
     }
 }
 

@@ -487,23 +487,32 @@ pub fn open_clip_state_dict<B: Backend>(model: &Clip<B>) -> Result<BTreeMap<Stri
 /// Writes the model as an open_clip-layout safetensors file (f32), atomically: the file appears
 /// complete or not at all.
 pub fn save_open_clip_safetensors<B: Backend>(model: &Clip<B>, path: impl AsRef<Path>) -> Result<(), ClipError> {
-    let path = path.as_ref();
-    let tensors = open_clip_state_dict(model)?;
+    write_safetensors(path.as_ref(), &open_clip_state_dict(model)?)
+}
+
+/// Writes tensors (f32, f16, bf16, f64 or i64) to a safetensors file, atomically.
+pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Result<(), ClipError> {
+    let write_error = |message: String| ClipError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(k, v)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, v.shape.to_vec(), v.as_bytes())
+            let dtype = match v.dtype {
+                DType::F32 => Dtype::F32,
+                DType::F16 => Dtype::F16,
+                DType::BF16 => Dtype::BF16,
+                DType::F64 => Dtype::F64,
+                DType::I64 => Dtype::I64,
+                other => return Err(write_error(format!("{k}: dtype {other:?} cannot be written"))),
+            };
+            safetensors::tensor::TensorView::new(dtype, v.shape.to_vec(), v.as_bytes())
                 .map(|view| (k.clone(), view))
-                .map_err(|e| ClipError::Write {
-                    path: path.to_path_buf(),
-                    message: format!("{k}: {e}"),
-                })
+                .map_err(|e| write_error(format!("{k}: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| ClipError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| write_error(e.to_string()))?;
     write_atomic(path, &bytes)
 }
 

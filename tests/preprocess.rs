@@ -23,7 +23,8 @@ fn check(convention: &str, rounding: CropRounding) {
         println!("{convention} {}: max {worst}, {off} of {} values differ", path.display(), diffs.len());
         worst_all = worst_all.max(worst);
     }
-    assert!(worst_all <= 1, "{convention}: max difference {worst_all} uint8 steps");
+    // The requirement is one uint8 step; with Pillow's resampling and libjpeg-turbo it is exact.
+    assert_eq!(worst_all, 0, "{convention}: max difference {worst_all} uint8 steps");
 }
 
 #[test]

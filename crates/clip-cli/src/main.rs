@@ -1,1 +1,273 @@
-fn main() {}
+//! `clip`: embed images and texts, tokenize, and inspect CLIP models from the command line.
+
+mod device;
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use clap::{Parser, Subcommand};
+use clip::tokenizer::ClipTokenizer;
+use clip::{ClipError, Pretrained, VisionConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use device::DeviceChoice;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Clip(#[from] ClipError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+#[derive(Parser)]
+#[command(name = "clip", version, about = "CLIP on burn: embed images and texts with open_clip / Hugging Face checkpoints")]
+struct Cli {
+    /// Backend and device: flex (CPU), ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N].
+    #[arg(long, global = true)]
+    device: Option<DeviceChoice>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Embed images and/or texts; writes JSON {"image_embeds", "text_embeds", "logits_per_image"}.
+    Embed {
+        /// Model directory (weights + open_clip_config.json or config.json) or a weights file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Image file (repeatable).
+        #[arg(long = "image")]
+        images: Vec<PathBuf>,
+        /// Text (repeatable).
+        #[arg(long = "text")]
+        texts: Vec<String>,
+        /// Write the JSON here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Inputs encoded per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Print the token ids of texts, one JSON array per line (padded to the context length).
+    Tokenize {
+        #[arg(long, default_value_t = clip::tokenizer::DEFAULT_CONTEXT_LENGTH)]
+        context_length: usize,
+        /// Read texts from standard input, one JSON string per line.
+        #[arg(long)]
+        jsonl: bool,
+        texts: Vec<String>,
+    },
+    /// Describe a model: architecture, parameters, weight layout, preprocessing.
+    Info {
+        #[arg(long)]
+        model: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let choice = cli.device.unwrap_or_else(DeviceChoice::default_choice);
+    match cli.command {
+        Command::Embed {
+            model,
+            images,
+            texts,
+            output,
+            batch_size,
+        } => {
+            if images.is_empty() && texts.is_empty() {
+                return Err(CliError::Usage("nothing to embed: give --image FILE and/or --text TEXT".into()));
+            }
+            if batch_size == 0 {
+                return Err(CliError::Usage("--batch-size must be at least 1".into()));
+            }
+            // Check every input before loading the model, so a typo fails fast and names the file.
+            for image in &images {
+                if !image.is_file() {
+                    return Err(CliError::Usage(format!("image {} does not exist", image.display())));
+                }
+            }
+            let result = dispatch!(choice, embed(&model, &images, &texts, batch_size))?;
+            write_output(output.as_deref(), &result)
+        }
+        Command::Tokenize {
+            context_length,
+            jsonl,
+            texts,
+        } => tokenize(context_length, jsonl, texts),
+        Command::Info { model, json } => dispatch!(choice, info(&model, json)),
+    }
+}
+
+fn write_output(path: Option<&Path>, value: &Value) -> Result<(), CliError> {
+    let text = value.to_string();
+    match path {
+        Some(path) => {
+            clip::weights::write_atomic(path, format!("{text}\n").as_bytes())?;
+            Ok(())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}").map_err(|source| CliError::Write {
+                path: "standard output".into(),
+                source,
+            })
+        }
+    }
+}
+
+fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let values = t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn progress(total: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn embed<B: Backend>(
+    device: &B::Device,
+    model: &Path,
+    images: &[PathBuf],
+    texts: &[String],
+    batch_size: usize,
+) -> Result<Value, CliError> {
+    let clip = Pretrained::<B>::load(model, device)?;
+    let d = clip.model.embed_dim();
+    let mut out = serde_json::Map::new();
+    let mut image_embeds: Option<Tensor<B, 2>> = None;
+    let mut text_embeds: Option<Tensor<B, 2>> = None;
+    if !images.is_empty() {
+        let bar = progress(images.len(), "images");
+        let mut parts = Vec::new();
+        for chunk in images.chunks(batch_size) {
+            parts.push(clip.embed_image_files(chunk, device)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        image_embeds = Some(Tensor::cat(parts, 0));
+    }
+    if !texts.is_empty() {
+        let bar = progress(texts.len(), "texts");
+        let mut parts = Vec::new();
+        for chunk in texts.chunks(batch_size) {
+            parts.push(clip.embed_texts(chunk, device)?);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        text_embeds = Some(Tensor::cat(parts, 0));
+    }
+    if let Some(i) = &image_embeds {
+        out.insert("image_embeds".into(), json!(rows(i.clone())));
+    }
+    if let Some(t) = &text_embeds {
+        out.insert("text_embeds".into(), json!(rows(t.clone())));
+    }
+    if let (Some(i), Some(t)) = (image_embeds, text_embeds) {
+        out.insert("logits_per_image".into(), json!(rows(clip.model.logits_per_image(i, t))));
+    }
+    debug_assert!(d > 0);
+    Ok(Value::Object(out))
+}
+
+fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Result<(), CliError> {
+    let tokenizer = ClipTokenizer::new()
+        .and_then(|t| t.with_context_length(context_length))
+        .map_err(ClipError::from)?;
+    if jsonl {
+        if !texts.is_empty() {
+            return Err(CliError::Usage("--jsonl reads texts from standard input; do not also pass TEXT arguments".into()));
+        }
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.map_err(|e| CliError::Usage(format!("reading standard input: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let text: String = serde_json::from_str(&line).map_err(|e| {
+                CliError::Usage(format!("standard input line {}: not a JSON string ({e})", i + 1))
+            })?;
+            texts.push(text);
+        }
+    }
+    if texts.is_empty() {
+        return Err(CliError::Usage("no texts to tokenize".into()));
+    }
+    let mut out = std::io::stdout().lock();
+    for text in &texts {
+        let ids = tokenizer.tokenize(text);
+        writeln!(out, "{}", json!(ids)).map_err(|source| CliError::Write {
+            path: "standard output".into(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn info<B: Backend>(device: &B::Device, model: &Path, as_json: bool) -> Result<(), CliError> {
+    let clip = Pretrained::<B>::load(model, device)?;
+    let c = &clip.config;
+    let vision = match &c.vision {
+        VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
+            "ViT: {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
+        ),
+        VisionConfig::ModifiedResnet { image_size, layers, width, heads } => format!(
+            "ModifiedResNet: {image_size}px, layers {layers:?}, width {width}, attention pool {heads} heads"
+        ),
+    };
+    let t = &c.text;
+    let text = format!(
+        "Transformer: context {}, vocab {}, width {}, {} layers, {} heads, {:?}",
+        t.context_length, t.vocab_size, t.width, t.layers, t.heads, t.activation
+    );
+    let layout = clip.layout.map(|l| l.name()).unwrap_or("burnpack");
+    let source = format!("{:?}", clip.config_source);
+    let p = &clip.preprocess;
+    if as_json {
+        let value = json!({
+            "weights": clip.weights, "layout": layout, "config_source": source,
+            "parameters": clip.parameter_count(), "config": c, "preprocess": p,
+        });
+        println!("{value}");
+    } else {
+        println!("weights:       {}", clip.weights.display());
+        println!("layout:        {layout}");
+        println!("config from:   {source}");
+        println!("parameters:    {}", clip.parameter_count());
+        println!("embedding dim: {}", c.embed_dim);
+        println!("image tower:   {vision}");
+        println!("text tower:    {text}");
+        println!(
+            "preprocessing: resize {} ({:?}, {:?}) → crop {} ({:?} offset), mean {:?}, std {:?}",
+            p.resize_size, p.resize_mode, p.interpolation, p.size, p.crop_rounding, p.mean, p.std
+        );
+    }
+    Ok(())
+}

@@ -27,6 +27,11 @@ pub enum ImageError {
     },
 }
 
+/// A JPEG ends with EOI (FF D9), possibly followed by padding or appended metadata.
+fn has_end_marker(bytes: &[u8]) -> bool {
+    bytes.windows(2).skip(2).any(|w| w == [0xFF, 0xD9])
+}
+
 /// Decodes an image file (format from its content, not its name) into 8-bit RGB.
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage, ImageError> {
     let path = path.as_ref();
@@ -49,6 +54,13 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     let format = reader.format().ok_or_else(|| ImageError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
+    if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
+        // libjpeg fills a cut-off scan with gray and only warns; PIL refuses such files.
+        return Err(ImageError::Decode {
+            path: path.to_path_buf(),
+            message: "the JPEG data is truncated (no end-of-image marker)".into(),
+        });
+    }
     #[cfg(feature = "libjpeg-turbo")]
     if format == ImageFormat::Jpeg {
         // libjpeg-turbo with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with.
