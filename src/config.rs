@@ -36,9 +36,8 @@ pub enum VisionConfig {
 impl VisionConfig {
     pub fn image_size(&self) -> usize {
         match self {
-            VisionConfig::Vit { image_size, .. } | VisionConfig::ModifiedResnet { image_size, .. } => {
-                *image_size
-            }
+            VisionConfig::Vit { image_size, .. }
+            | VisionConfig::ModifiedResnet { image_size, .. } => *image_size,
         }
     }
 }
@@ -96,7 +95,9 @@ impl ClipConfig {
                     format!("vision width {width} is not divisible into {heads} heads")
                 })?;
                 check(*layers > 0, || "vision layers must be positive".into())?;
-                check(*mlp_ratio > 0.0, || "vision mlp_ratio must be positive".into())?;
+                check(*mlp_ratio > 0.0, || {
+                    "vision mlp_ratio must be positive".into()
+                })?;
             }
             VisionConfig::ModifiedResnet {
                 image_size,
@@ -111,7 +112,10 @@ impl ClipConfig {
                     format!("ResNet width {width} must be even")
                 })?;
                 check(*heads > 0 && (width * 32) % heads == 0, || {
-                    format!("ResNet embedding {} is not divisible into {heads} heads", width * 32)
+                    format!(
+                        "ResNet embedding {} is not divisible into {heads} heads",
+                        width * 32
+                    )
                 })?;
                 check(layers.iter().all(|&l| l > 0), || {
                     format!("ResNet layers {layers:?} must all be positive")
@@ -120,14 +124,18 @@ impl ClipConfig {
         }
         let t = &self.text;
         check(t.heads > 0 && t.width % t.heads == 0, || {
-            format!("text width {} is not divisible into {} heads", t.width, t.heads)
+            format!(
+                "text width {} is not divisible into {} heads",
+                t.width, t.heads
+            )
         })?;
         check(t.context_length >= 2, || {
             format!("text context_length {} is below 2", t.context_length)
         })?;
-        check(t.vocab_size > 0 && t.layers > 0 && t.mlp_ratio > 0.0, || {
-            "text vocab_size, layers and mlp_ratio must be positive".into()
-        })
+        check(
+            t.vocab_size > 0 && t.layers > 0 && t.mlp_ratio > 0.0,
+            || "text vocab_size, layers and mlp_ratio must be positive".into(),
+        )
     }
 
     pub fn image_size(&self) -> usize {
@@ -187,7 +195,14 @@ impl ClipConfig {
 // ---------------------------------------------------------------------------------------------
 // Presets
 
-fn vit(embed: usize, px: usize, patch: usize, width: usize, layers: usize, text: usize) -> ClipConfig {
+fn vit(
+    embed: usize,
+    px: usize,
+    patch: usize,
+    width: usize,
+    layers: usize,
+    text: usize,
+) -> ClipConfig {
     ClipConfig {
         embed_dim: embed,
         vision: VisionConfig::Vit {
@@ -323,30 +338,44 @@ impl ClipConfig {
 // ---------------------------------------------------------------------------------------------
 // open_clip model configs
 
-fn field<'a>(obj: &'a serde_json::Map<String, Value>, section: &str, key: &str) -> Result<&'a Value, ClipError> {
+fn field<'a>(
+    obj: &'a serde_json::Map<String, Value>,
+    section: &str,
+    key: &str,
+) -> Result<&'a Value, ClipError> {
     obj.get(key)
         .ok_or_else(|| ClipError::Config(format!("{section}.{key} is missing")))
 }
 
 fn as_usize(v: &Value, what: &str) -> Result<usize, ClipError> {
-    v.as_u64()
-        .map(|n| n as usize)
-        .ok_or_else(|| ClipError::Config(format!("{what} must be a non-negative integer, found {v}")))
+    v.as_u64().map(|n| n as usize).ok_or_else(|| {
+        ClipError::Config(format!("{what} must be a non-negative integer, found {v}"))
+    })
 }
 
-fn opt_usize(obj: &serde_json::Map<String, Value>, section: &str, key: &str, default: usize) -> Result<usize, ClipError> {
+fn opt_usize(
+    obj: &serde_json::Map<String, Value>,
+    section: &str,
+    key: &str,
+    default: usize,
+) -> Result<usize, ClipError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => as_usize(v, &format!("{section}.{key}")),
     }
 }
 
-fn opt_f64(obj: &serde_json::Map<String, Value>, section: &str, key: &str, default: f64) -> Result<f64, ClipError> {
+fn opt_f64(
+    obj: &serde_json::Map<String, Value>,
+    section: &str,
+    key: &str,
+    default: f64,
+) -> Result<f64, ClipError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| ClipError::Config(format!("{section}.{key} must be a number, found {v}"))),
+        Some(v) => v.as_f64().ok_or_else(|| {
+            ClipError::Config(format!("{section}.{key} must be a number, found {v}"))
+        }),
     }
 }
 
@@ -355,7 +384,9 @@ fn square(v: &Value, what: &str) -> Result<usize, ClipError> {
     match v {
         Value::Array(a) if a.len() == 2 => {
             let (h, w) = (as_usize(&a[0], what)?, as_usize(&a[1], what)?);
-            check(h == w, || format!("{what} {h}x{w}: only square images are supported"))?;
+            check(h == w, || {
+                format!("{what} {h}x{w}: only square images are supported")
+            })?;
             Ok(h)
         }
         v => as_usize(v, what),
@@ -401,11 +432,24 @@ impl ClipConfig {
         check_keys(
             top,
             "model_cfg",
-            &["embed_dim", "quick_gelu", "vision_cfg", "text_cfg", "custom_text", "cast_dtype"],
-            &[("init_logit_bias", Value::Null), ("multimodal_cfg", Value::Null)],
+            &[
+                "embed_dim",
+                "quick_gelu",
+                "vision_cfg",
+                "text_cfg",
+                "custom_text",
+                "cast_dtype",
+            ],
+            &[
+                ("init_logit_bias", Value::Null),
+                ("multimodal_cfg", Value::Null),
+            ],
         )?;
         let embed_dim = as_usize(field(top, "model_cfg", "embed_dim")?, "model_cfg.embed_dim")?;
-        let quick_gelu = top.get("quick_gelu").and_then(Value::as_bool).unwrap_or(false);
+        let quick_gelu = top
+            .get("quick_gelu")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let activation = if quick_gelu {
             Activation::QuickGelu
         } else {
@@ -417,7 +461,16 @@ impl ClipConfig {
         check_keys(
             v,
             "vision_cfg",
-            &["image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "patch_dropout", "output_tokens"],
+            &[
+                "image_size",
+                "layers",
+                "width",
+                "head_width",
+                "mlp_ratio",
+                "patch_size",
+                "patch_dropout",
+                "output_tokens",
+            ],
             &[
                 ("ls_init_value", Value::Null),
                 ("attentional_pool", Value::Bool(false)),
@@ -431,14 +484,22 @@ impl ClipConfig {
                 ("qk_norm", Value::Bool(false)),
             ],
         )?;
-        let image_size = square(field(v, "vision_cfg", "image_size")?, "vision_cfg.image_size")?;
+        let image_size = square(
+            field(v, "vision_cfg", "image_size")?,
+            "vision_cfg.image_size",
+        )?;
         let width = opt_usize(v, "vision_cfg", "width", 768)?;
         let head_width = opt_usize(v, "vision_cfg", "head_width", 64)?;
-        check(head_width > 0, || "vision_cfg.head_width must be positive".into())?;
+        check(head_width > 0, || {
+            "vision_cfg.head_width must be positive".into()
+        })?;
         let vision = match field(v, "vision_cfg", "layers")? {
             Value::Array(layers) => {
                 check(layers.len() == 4, || {
-                    format!("vision_cfg.layers has {} stages; a ModifiedResNet has 4", layers.len())
+                    format!(
+                        "vision_cfg.layers has {} stages; a ModifiedResNet has 4",
+                        layers.len()
+                    )
                 })?;
                 let mut l = [0; 4];
                 for (i, x) in layers.iter().enumerate() {
@@ -467,7 +528,15 @@ impl ClipConfig {
         check_keys(
             t,
             "text_cfg",
-            &["context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "output_tokens"],
+            &[
+                "context_length",
+                "vocab_size",
+                "width",
+                "heads",
+                "layers",
+                "mlp_ratio",
+                "output_tokens",
+            ],
             &[
                 ("hf_model_name", Value::Null),
                 ("hf_tokenizer_name", Value::Null),
@@ -517,15 +586,20 @@ impl ClipConfig {
         };
         let t = section("text_config")?;
         let v = section("vision_config")?;
-        let act = |obj: &serde_json::Map<String, Value>, name: &str| -> Result<Activation, ClipError> {
-            match obj.get("hidden_act").and_then(Value::as_str).unwrap_or("quick_gelu") {
-                "quick_gelu" => Ok(Activation::QuickGelu),
-                "gelu" => Ok(Activation::Gelu),
-                other => Err(ClipError::Config(format!(
-                    "{name}.hidden_act {other:?} is not supported (quick_gelu, gelu)"
-                ))),
-            }
-        };
+        let act =
+            |obj: &serde_json::Map<String, Value>, name: &str| -> Result<Activation, ClipError> {
+                match obj
+                    .get("hidden_act")
+                    .and_then(Value::as_str)
+                    .unwrap_or("quick_gelu")
+                {
+                    "quick_gelu" => Ok(Activation::QuickGelu),
+                    "gelu" => Ok(Activation::Gelu),
+                    other => Err(ClipError::Config(format!(
+                        "{name}.hidden_act {other:?} is not supported (quick_gelu, gelu)"
+                    ))),
+                }
+            };
         for (obj, name) in [(t, "text_config"), (v, "vision_config")] {
             let eps = opt_f64(obj, name, "layer_norm_eps", 1e-5)?;
             check((eps - 1e-5).abs() < 1e-12, || {
@@ -538,7 +612,13 @@ impl ClipConfig {
             Ok(opt_usize(obj, name, "intermediate_size", default)? as f64 / hidden as f64)
         };
         let config = ClipConfig {
-            embed_dim: opt_usize(json.as_object().ok_or_else(|| ClipError::Config("config.json is not an object".into()))?, "config", "projection_dim", 512)?,
+            embed_dim: opt_usize(
+                json.as_object()
+                    .ok_or_else(|| ClipError::Config("config.json is not an object".into()))?,
+                "config",
+                "projection_dim",
+                512,
+            )?,
             vision: VisionConfig::Vit {
                 image_size: opt_usize(v, "vision_config", "image_size", 224)?,
                 patch_size: opt_usize(v, "vision_config", "patch_size", 32)?,
@@ -571,7 +651,9 @@ impl ClipConfig {
             shapes
                 .get(key)
                 .and_then(|s| s.get(axis).copied())
-                .ok_or_else(|| ClipError::Config(format!("cannot infer the architecture: no tensor {key}")))
+                .ok_or_else(|| {
+                    ClipError::Config(format!("cannot infer the architecture: no tensor {key}"))
+                })
         };
         let count = |prefix: &str, suffix: &str| {
             shapes
@@ -601,12 +683,14 @@ impl ClipConfig {
             ClipConfig {
                 embed_dim: dim("text_projection.weight", 0)?,
                 vision: VisionConfig::Vit {
-                    image_size: patch * side(dim("vision_model.embeddings.position_embedding.weight", 0)?),
+                    image_size: patch
+                        * side(dim("vision_model.embeddings.position_embedding.weight", 0)?),
                     patch_size: patch,
                     width: hv,
                     layers: count("vision_model.encoder.layers.", ".self_attn.q_proj.weight"),
                     heads: heads(hv, "vision")?,
-                    mlp_ratio: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / hv as f64,
+                    mlp_ratio: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64
+                        / hv as f64,
                     activation,
                 },
                 text: TextConfig {
@@ -615,7 +699,8 @@ impl ClipConfig {
                     width: ht,
                     heads: heads(ht, "text")?,
                     layers: count("text_model.encoder.layers.", ".self_attn.q_proj.weight"),
-                    mlp_ratio: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64 / ht as f64,
+                    mlp_ratio: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64
+                        / ht as f64,
                     activation,
                 },
                 projection_bias: false,
@@ -630,7 +715,8 @@ impl ClipConfig {
                     width,
                     layers: count("visual.transformer.resblocks.", ".attn.in_proj_weight"),
                     heads: heads(width, "vision")?,
-                    mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
+                    mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64
+                        / width as f64,
                     activation,
                 }
             } else {
@@ -656,7 +742,8 @@ impl ClipConfig {
                     width,
                     heads: heads(width, "text")?,
                     layers: count("transformer.resblocks.", ".attn.in_proj_weight"),
-                    mlp_ratio: dim("transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64 / width as f64,
+                    mlp_ratio: dim("transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64
+                        / width as f64,
                     activation,
                 },
                 projection_bias: shapes.contains_key("text_projection.bias"),

@@ -2,14 +2,16 @@
 //! temperature-scaled cosine similarity.
 
 use burn::module::Module;
-use burn_store::ModuleSnapshot;
 use burn::tensor::{backend::Backend, Int, Tensor};
+use burn_store::ModuleSnapshot;
 use clip_encoders::{ModifiedResNet, TextTransformer, VisionTransformer};
 use clip_heads::{LogitScale, Projection, ProjectionConfig, LOGIT_SCALE_INIT};
 
 use crate::config::{ClipConfig, VisionConfig};
 
+/// The image tower. (A model holds one, so the variants' size difference does not matter.)
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum ImageEncoder<B: Backend> {
     Vit(VisionTransformer<B>),
     ResNet(ModifiedResNet<B>),
@@ -32,10 +34,15 @@ impl<B: Backend> Clip<B> {
                 .with_bias(config.projection_bias)
                 .init(device)
         };
-        let (visual, visual_projection) = match (&config.vision, config.vit_encoder(), config.resnet_encoder()) {
-            (VisionConfig::Vit { width, .. }, Some(vit), _) => {
-                (ImageEncoder::Vit(vit.init(device)), Some(projection(*width)))
-            }
+        let (visual, visual_projection) = match (
+            &config.vision,
+            config.vit_encoder(),
+            config.resnet_encoder(),
+        ) {
+            (VisionConfig::Vit { width, .. }, Some(vit), _) => (
+                ImageEncoder::Vit(vit.init(device)),
+                Some(projection(*width)),
+            ),
             (_, _, Some(resnet)) => (ImageEncoder::ResNet(resnet.init(device)), None),
             // vit_encoder/resnet_encoder mirror the VisionConfig variant, so one of them is Some.
             _ => unreachable!("vision config is either ViT or ModifiedResNet"),
@@ -70,7 +77,11 @@ impl<B: Backend> Clip<B> {
     }
 
     /// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[images, texts]`; its transpose is per text.
-    pub fn logits_per_image(&self, image_embeds: Tensor<B, 2>, text_embeds: Tensor<B, 2>) -> Tensor<B, 2> {
+    pub fn logits_per_image(
+        &self,
+        image_embeds: Tensor<B, 2>,
+        text_embeds: Tensor<B, 2>,
+    ) -> Tensor<B, 2> {
         self.logit_scale.logits(image_embeds, text_embeds)
     }
 

@@ -12,7 +12,9 @@ use serde_json::Value;
 use crate::config::ClipConfig;
 use crate::error::ClipError;
 use crate::model::Clip;
-use crate::weights::{load_state_dict, save_open_clip_safetensors, write_atomic, Layout, StateDict};
+use crate::weights::{
+    load_state_dict, save_open_clip_safetensors, write_atomic, Layout, StateDict,
+};
 
 /// Weight file names open_clip and Hugging Face publish, in the order they are preferred.
 pub const WEIGHT_FILES: [&str; 4] = [
@@ -101,15 +103,16 @@ fn floats3(v: Option<&Value>, what: &str, default: [f32; 3]) -> Result<[f32; 3],
         Some(Value::Array(a)) if a.len() == 3 => {
             let mut out = [0f32; 3];
             for (o, x) in out.iter_mut().zip(a) {
-                *o = x
-                    .as_f64()
-                    .ok_or_else(|| ClipError::Config(format!("{what} must hold numbers, found {x}")))?
-                    as f32;
+                *o = x.as_f64().ok_or_else(|| {
+                    ClipError::Config(format!("{what} must hold numbers, found {x}"))
+                })? as f32;
             }
             Ok(out)
         }
         Some(Value::Number(n)) => Ok([n.as_f64().unwrap_or(0.0) as f32; 3]),
-        Some(other) => Err(ClipError::Config(format!("{what} must be 3 numbers, found {other}"))),
+        Some(other) => Err(ClipError::Config(format!(
+            "{what} must be 3 numbers, found {other}"
+        ))),
     }
 }
 
@@ -118,20 +121,25 @@ fn size_of(v: &Value, what: &str) -> Result<usize, ClipError> {
     let size = match v {
         Value::Number(_) => pick(v),
         Value::Array(a) if a.len() == 2 && a[0] == a[1] => pick(&a[0]),
-        Value::Object(o) => o
-            .get("shortest_edge")
-            .and_then(pick)
-            .or_else(|| match (o.get("height").and_then(pick), o.get("width").and_then(pick)) {
+        Value::Object(o) => o.get("shortest_edge").and_then(pick).or_else(|| {
+            match (
+                o.get("height").and_then(pick),
+                o.get("width").and_then(pick),
+            ) {
                 (Some(h), Some(w)) if h == w => Some(h),
                 _ => None,
-            }),
+            }
+        }),
         _ => None,
     };
     size.ok_or_else(|| ClipError::Config(format!("{what} {v} is not a square size")))
 }
 
 /// open_clip's `preprocess_cfg` (size, mean, std, interpolation, resize_mode).
-pub fn preprocess_from_open_clip(cfg: Option<&Value>, image_size: usize) -> Result<PreprocessConfig, ClipError> {
+pub fn preprocess_from_open_clip(
+    cfg: Option<&Value>,
+    image_size: usize,
+) -> Result<PreprocessConfig, ClipError> {
     let mut p = PreprocessConfig::clip(image_size);
     let Some(cfg) = cfg else { return Ok(p) };
     if let Some(size) = cfg.get("size") {
@@ -184,9 +192,15 @@ pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessC
             )))
         }
     };
-    for (flag, what) in [("do_resize", "resizing"), ("do_center_crop", "center cropping"), ("do_normalize", "normalization")] {
+    for (flag, what) in [
+        ("do_resize", "resizing"),
+        ("do_center_crop", "center cropping"),
+        ("do_normalize", "normalization"),
+    ] {
         if json.get(flag).and_then(Value::as_bool) == Some(false) {
-            return Err(ClipError::Config(format!("preprocessor_config.json turns off {what} ({flag}: false), which is not supported")));
+            return Err(ClipError::Config(format!(
+                "preprocessor_config.json turns off {what} ({flag}: false), which is not supported"
+            )));
         }
     }
     Ok(p)
@@ -199,7 +213,10 @@ impl<B: Backend> Pretrained<B> {
         if !path.exists() {
             return Err(ClipError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
             });
         }
         if path.is_dir() && path.join(BURN_CONFIG).is_file() && path.join(BURN_WEIGHTS).is_file() {
@@ -211,20 +228,25 @@ impl<B: Backend> Pretrained<B> {
             (path.to_path_buf(), None)
         };
         let state_dict = StateDict::read(&weights)?;
-        let open_clip_cfg = dir.map(|d| d.join("open_clip_config.json")).filter(|p| p.is_file());
+        let open_clip_cfg = dir
+            .map(|d| d.join("open_clip_config.json"))
+            .filter(|p| p.is_file());
         let hf_cfg = dir.map(|d| d.join("config.json")).filter(|p| p.is_file());
         let (config, preprocess, config_source) = if let Some(cfg_path) = open_clip_cfg {
             let json = read_json(&cfg_path)?;
-            let config = ClipConfig::from_open_clip_json(&json).map_err(|e| in_file(&cfg_path, e))?;
-            let preprocess = preprocess_from_open_clip(json.get("preprocess_cfg"), config.image_size())
-                .map_err(|e| in_file(&cfg_path, e))?;
+            let config =
+                ClipConfig::from_open_clip_json(&json).map_err(|e| in_file(&cfg_path, e))?;
+            let preprocess =
+                preprocess_from_open_clip(json.get("preprocess_cfg"), config.image_size())
+                    .map_err(|e| in_file(&cfg_path, e))?;
             (config, preprocess, ConfigSource::OpenClip(cfg_path))
         } else if let Some(cfg_path) = hf_cfg {
             let json = read_json(&cfg_path)?;
             let config = ClipConfig::from_hf_json(&json).map_err(|e| in_file(&cfg_path, e))?;
             let pre_path = cfg_path.with_file_name("preprocessor_config.json");
             let preprocess = if pre_path.is_file() {
-                preprocess_from_hf(&read_json(&pre_path)?, config.image_size()).map_err(|e| in_file(&pre_path, e))?
+                preprocess_from_hf(&read_json(&pre_path)?, config.image_size())
+                    .map_err(|e| in_file(&pre_path, e))?
             } else {
                 let mut p = PreprocessConfig::clip(config.image_size());
                 p.crop_rounding = CropRounding::Floor;
@@ -232,7 +254,8 @@ impl<B: Backend> Pretrained<B> {
             };
             (config, preprocess, ConfigSource::HuggingFace(cfg_path))
         } else {
-            let config = ClipConfig::infer(&state_dict.shapes()).map_err(|e| in_file(&weights, e))?;
+            let config =
+                ClipConfig::infer(&state_dict.shapes()).map_err(|e| in_file(&weights, e))?;
             let mut preprocess = PreprocessConfig::clip(config.image_size());
             if state_dict.layout() == Layout::HuggingFace {
                 preprocess.crop_rounding = CropRounding::Floor;
@@ -256,22 +279,25 @@ impl<B: Backend> Pretrained<B> {
     fn load_burn(dir: &Path, device: &B::Device) -> Result<Self, ClipError> {
         let cfg_path = dir.join(BURN_CONFIG);
         let json = read_json(&cfg_path)?;
-        let config: ClipConfig = serde_json::from_value(json["model"].clone()).map_err(|source| ClipError::Json {
-            path: cfg_path.clone(),
-            source,
-        })?;
-        let preprocess: PreprocessConfig =
-            serde_json::from_value(json["preprocess"].clone()).map_err(|source| ClipError::Json {
+        let config: ClipConfig =
+            serde_json::from_value(json["model"].clone()).map_err(|source| ClipError::Json {
+                path: cfg_path.clone(),
+                source,
+            })?;
+        let preprocess: PreprocessConfig = serde_json::from_value(json["preprocess"].clone())
+            .map_err(|source| ClipError::Json {
                 path: cfg_path.clone(),
                 source,
             })?;
         let mut model = config.init::<B>(device)?;
         let weights = dir.join(BURN_WEIGHTS);
         let mut store = BurnpackStore::from_file(&weights);
-        let result = model.load_from(&mut store).map_err(|e| ClipError::Weights {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?;
+        let result = model
+            .load_from(&mut store)
+            .map_err(|e| ClipError::Weights {
+                path: weights.clone(),
+                message: e.to_string(),
+            })?;
         if let Some(missing) = result.missing.first() {
             return Err(ClipError::MissingKey {
                 path: weights,
@@ -306,10 +332,12 @@ impl<B: Backend> Pretrained<B> {
         let weights = dir.join(BURN_WEIGHTS);
         let tmp = dir.join(format!(".{BURN_WEIGHTS}.tmp-{}", std::process::id()));
         let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
-        self.model.save_into(&mut store).map_err(|e| ClipError::Write {
-            path: weights.clone(),
-            message: e.to_string(),
-        })?;
+        self.model
+            .save_into(&mut store)
+            .map_err(|e| ClipError::Write {
+                path: weights.clone(),
+                message: e.to_string(),
+            })?;
         std::fs::rename(&tmp, &weights).map_err(|e| ClipError::Write {
             path: weights.clone(),
             message: e.to_string(),
@@ -335,21 +363,36 @@ impl<B: Backend> Pretrained<B> {
                 "resize_mode": match p.resize_mode { ResizeMode::Shortest => "shortest", ResizeMode::Longest => "longest", ResizeMode::Squash => "squash" },
             },
         });
-        write_atomic(&dir.join("open_clip_config.json"), json.to_string().as_bytes())
+        write_atomic(
+            &dir.join("open_clip_config.json"),
+            json.to_string().as_bytes(),
+        )
     }
 
     /// Token ids for texts (`[n, context_length]`).
-    pub fn tokenize<S: AsRef<str>>(&self, texts: &[S], device: &B::Device) -> Result<Tensor<B, 2, Int>, ClipError> {
+    pub fn tokenize<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2, Int>, ClipError> {
         Ok(self.tokenizer.tokenize_batch(texts, device)?)
     }
 
     /// Raw text embeddings `[n, embed_dim]`.
-    pub fn embed_texts<S: AsRef<str>>(&self, texts: &[S], device: &B::Device) -> Result<Tensor<B, 2>, ClipError> {
+    pub fn embed_texts<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, ClipError> {
         Ok(self.model.encode_text(self.tokenize(texts, device)?))
     }
 
     /// Raw image embeddings `[n, embed_dim]` for image files.
-    pub fn embed_image_files<P: AsRef<Path>>(&self, paths: &[P], device: &B::Device) -> Result<Tensor<B, 2>, ClipError> {
+    pub fn embed_image_files<P: AsRef<Path>>(
+        &self,
+        paths: &[P],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, ClipError> {
         if paths.is_empty() {
             return Err(ClipError::Input("no images to embed".into()));
         }

@@ -78,7 +78,11 @@ impl StateDict {
     }
 
     pub fn layout(&self) -> Layout {
-        if self.tensors.keys().any(|k| k.starts_with("text_model.") || k.starts_with("vision_model.")) {
+        if self
+            .tensors
+            .keys()
+            .any(|k| k.starts_with("text_model.") || k.starts_with("vision_model."))
+        {
             Layout::HuggingFace
         } else {
             Layout::OpenClip
@@ -207,11 +211,11 @@ fn hf_block_rename(rest: &str) -> String {
         .replace("mlp.fc2", "mlp.c_proj")
 }
 
+/// Tensors under open_clip names, and for each renamed key the key(s) of the file it came from.
+type Renamed = (BTreeMap<String, TensorData>, HashMap<String, String>);
+
 /// Renames an HF state dict to open_clip's layout: q/k/v packed, projections transposed.
-/// Returns the renamed dict and, for each new key, the HF key(s) it came from.
-fn hf_to_open_clip(
-    sd: &StateDict,
-) -> Result<(BTreeMap<String, TensorData>, HashMap<String, String>), ClipError> {
+fn hf_to_open_clip(sd: &StateDict) -> Result<Renamed, ClipError> {
     let mut out = BTreeMap::new();
     let mut source = HashMap::new();
     let mut qkv: BTreeMap<String, [Option<TensorData>; 3]> = BTreeMap::new();
@@ -229,11 +233,19 @@ fn hf_to_open_clip(
         if !prefix.is_empty() {
             let mut parts = rest.splitn(2, '.');
             let (layer, tail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let slot = ["self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."]
-                .iter()
-                .position(|p| tail.starts_with(p));
+            let slot = [
+                "self_attn.q_proj.",
+                "self_attn.k_proj.",
+                "self_attn.v_proj.",
+            ]
+            .iter()
+            .position(|p| tail.starts_with(p));
             if let Some(slot) = slot {
-                let kind = if tail.ends_with("weight") { "weight" } else { "bias" };
+                let kind = if tail.ends_with("weight") {
+                    "weight"
+                } else {
+                    "bias"
+                };
                 let packed = format!("{prefix}{layer}.attn.in_proj_{kind}");
                 qkv.entry(packed).or_default()[slot] = Some(data.clone());
                 continue;
@@ -244,11 +256,21 @@ fn hf_to_open_clip(
             continue;
         }
         let (new, data) = match key.as_str() {
-            "text_model.embeddings.token_embedding.weight" => ("token_embedding.weight".to_string(), data.clone()),
-            "text_model.embeddings.position_embedding.weight" => ("positional_embedding".to_string(), data.clone()),
-            "vision_model.embeddings.class_embedding" => ("visual.class_embedding".to_string(), data.clone()),
-            "vision_model.embeddings.patch_embedding.weight" => ("visual.conv1.weight".to_string(), data.clone()),
-            "vision_model.embeddings.position_embedding.weight" => ("visual.positional_embedding".to_string(), data.clone()),
+            "text_model.embeddings.token_embedding.weight" => {
+                ("token_embedding.weight".to_string(), data.clone())
+            }
+            "text_model.embeddings.position_embedding.weight" => {
+                ("positional_embedding".to_string(), data.clone())
+            }
+            "vision_model.embeddings.class_embedding" => {
+                ("visual.class_embedding".to_string(), data.clone())
+            }
+            "vision_model.embeddings.patch_embedding.weight" => {
+                ("visual.conv1.weight".to_string(), data.clone())
+            }
+            "vision_model.embeddings.position_embedding.weight" => {
+                ("visual.positional_embedding".to_string(), data.clone())
+            }
             "visual_projection.weight" => ("visual.proj".to_string(), transpose(data.clone())),
             "text_projection.weight" => ("text_projection".to_string(), transpose(data.clone())),
             "logit_scale" => ("logit_scale".to_string(), data.clone()),
@@ -273,7 +295,10 @@ fn hf_to_open_clip(
     for (packed, parts) in qkv {
         let hf = |slot: &str| {
             packed
-                .replace("visual.transformer.resblocks.", "vision_model.encoder.layers.")
+                .replace(
+                    "visual.transformer.resblocks.",
+                    "vision_model.encoder.layers.",
+                )
                 .replace("transformer.resblocks.", "text_model.encoder.layers.")
                 .replace("attn.in_proj_", &format!("self_attn.{slot}_proj."))
         };
@@ -329,7 +354,12 @@ fn is_norm(owner: &str) -> bool {
     last.starts_with("ln_") || last.starts_with("bn") || owner.ends_with("downsample.1")
 }
 
-const TEXT_ROOTS: [&str; 4] = ["token_embedding.", "positional_embedding", "ln_final.", "transformer."];
+const TEXT_ROOTS: [&str; 4] = [
+    "token_embedding.",
+    "positional_embedding",
+    "ln_final.",
+    "transformer.",
+];
 
 /// Module path for an open_clip key, or None when the key is not a parameter of ours.
 pub(crate) fn module_path(key: &str) -> Option<String> {
@@ -394,7 +424,10 @@ pub(crate) fn open_clip_key(path: &str) -> String {
 
 /// Loads a state dict (either layout) into `model`. Every parameter must be present with the right
 /// shape and every tensor must be used, otherwise nothing is changed and the error names the key.
-pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Result<Layout, ClipError> {
+pub fn load_state_dict<B: Backend>(
+    model: &mut Clip<B>,
+    sd: &StateDict,
+) -> Result<Layout, ClipError> {
     let layout = sd.layout();
     let (tensors, source) = match layout {
         Layout::HuggingFace => hf_to_open_clip(sd)?,
@@ -420,9 +453,15 @@ pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Resul
             });
         };
         let want = &expected[&path];
-        let data = if is_linear_weight(&key) { transpose(data) } else { to_f32(data) };
+        let data = if is_linear_weight(&key) {
+            transpose(data)
+        } else {
+            to_f32(data)
+        };
         // rank-0 `logit_scale`, `[1]` here
-        let data = if data.shape.iter().product::<usize>() == want.iter().product::<usize>() && data.shape.len() != want.len() {
+        let data = if data.shape.iter().product::<usize>() == want.iter().product::<usize>()
+            && data.shape.len() != want.len()
+        {
             reshape(data, want.clone())
         } else {
             data
@@ -430,7 +469,10 @@ pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Resul
         if data.shape.to_vec() != *want {
             let (expected, found) = if is_linear_weight(&key) {
                 // report both in the file's own [out, in] convention
-                (want.iter().rev().copied().collect(), data.shape.iter().rev().copied().collect())
+                (
+                    want.iter().rev().copied().collect(),
+                    data.shape.iter().rev().copied().collect(),
+                )
             } else {
                 (want.clone(), data.shape.to_vec())
             };
@@ -443,7 +485,12 @@ pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Resul
         }
         seen.insert(path.clone());
         let stack: Vec<String> = path.split('.').map(str::to_string).collect();
-        snapshots.push(TensorSnapshot::from_data(data, stack, vec![], ParamId::new()));
+        snapshots.push(TensorSnapshot::from_data(
+            data,
+            stack,
+            vec![],
+            ParamId::new(),
+        ));
     }
     if let Some(missing) = expected.keys().find(|p| !seen.contains(*p)) {
         let key = open_clip_key(missing);
@@ -464,7 +511,9 @@ pub fn load_state_dict<B: Backend>(model: &mut Clip<B>, sd: &StateDict) -> Resul
 }
 
 /// The model's parameters under open_clip's names and layouts, as f32 tensors.
-pub fn open_clip_state_dict<B: Backend>(model: &Clip<B>) -> Result<BTreeMap<String, TensorData>, ClipError> {
+pub fn open_clip_state_dict<B: Backend>(
+    model: &Clip<B>,
+) -> Result<BTreeMap<String, TensorData>, ClipError> {
     let mut out = BTreeMap::new();
     for snapshot in model.collect(None, None, true) {
         let path = snapshot.full_path();
@@ -486,12 +535,18 @@ pub fn open_clip_state_dict<B: Backend>(model: &Clip<B>) -> Result<BTreeMap<Stri
 
 /// Writes the model as an open_clip-layout safetensors file (f32), atomically: the file appears
 /// complete or not at all.
-pub fn save_open_clip_safetensors<B: Backend>(model: &Clip<B>, path: impl AsRef<Path>) -> Result<(), ClipError> {
+pub fn save_open_clip_safetensors<B: Backend>(
+    model: &Clip<B>,
+    path: impl AsRef<Path>,
+) -> Result<(), ClipError> {
     write_safetensors(path.as_ref(), &open_clip_state_dict(model)?)
 }
 
 /// Writes tensors (f32, f16, bf16, f64 or i64) to a safetensors file, atomically.
-pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>) -> Result<(), ClipError> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &BTreeMap<String, TensorData>,
+) -> Result<(), ClipError> {
     let write_error = |message: String| ClipError::Write {
         path: path.to_path_buf(),
         message,
@@ -505,7 +560,11 @@ pub fn write_safetensors(path: &Path, tensors: &BTreeMap<String, TensorData>) ->
                 DType::BF16 => Dtype::BF16,
                 DType::F64 => Dtype::F64,
                 DType::I64 => Dtype::I64,
-                other => return Err(write_error(format!("{k}: dtype {other:?} cannot be written"))),
+                other => {
+                    return Err(write_error(format!(
+                        "{k}: dtype {other:?} cannot be written"
+                    )))
+                }
             };
             safetensors::tensor::TensorView::new(dtype, v.shape.to_vec(), v.as_bytes())
                 .map(|view| (k.clone(), view))
@@ -562,7 +621,10 @@ mod tests {
             let path = module_path(key).unwrap();
             assert_eq!(open_clip_key(&path), key, "via {path}");
         }
-        assert_eq!(module_path("visual.ln_pre.weight").unwrap(), "visual.ln_pre.gamma");
+        assert_eq!(
+            module_path("visual.ln_pre.weight").unwrap(),
+            "visual.ln_pre.gamma"
+        );
         assert_eq!(
             module_path("visual.layer2.0.downsample.1.weight").unwrap(),
             "visual.layer2.0.downsample.bn.gamma"

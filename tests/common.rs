@@ -9,7 +9,15 @@ use safetensors::SafeTensors;
 pub type B = burn::backend::Flex;
 
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    // this file is shared by the facade's tests and clip-cli's
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("fixtures").is_dir() {
+        dir = dir
+            .parent()
+            .expect("fixtures/ above the crate")
+            .to_path_buf();
+    }
+    dir.join("fixtures").join(rel)
 }
 
 pub struct Reference {

@@ -18,7 +18,15 @@ fn check_model(dir: &str) -> Pretrained<B> {
     let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
     let ids = clip.tokenize(&texts, &device).unwrap();
     let (ref_ids, _) = reference.i64("text_ids");
-    assert_eq!(ids.clone().into_data().convert::<i64>().to_vec::<i64>().unwrap(), ref_ids, "{dir}: token ids");
+    assert_eq!(
+        ids.clone()
+            .into_data()
+            .convert::<i64>()
+            .to_vec::<i64>()
+            .unwrap(),
+        ref_ids,
+        "{dir}: token ids"
+    );
 
     // image tower on the reference pixels
     let pixels = reference.tensor4::<B>("pixel_values", &device);
@@ -52,8 +60,15 @@ fn check_model(dir: &str) -> Pretrained<B> {
         .iter()
         .zip(&ref_pixels)
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    println!("{dir}: preprocessing max difference {:.3} uint8 steps", worst / step);
-    assert!(worst <= step * 1.001, "{dir}: preprocessing differs by {} steps", worst / step);
+    println!(
+        "{dir}: preprocessing max difference {:.3} uint8 steps",
+        worst / step
+    );
+    assert!(
+        worst <= step * 1.001,
+        "{dir}: preprocessing differs by {} steps",
+        worst / step
+    );
     clip
 }
 
@@ -73,7 +88,10 @@ fn modified_resnet_legacy_nested_checkpoint() {
 fn hugging_face_dir_with_hf_preprocessing() {
     let clip = check_model("hf_tiny");
     assert_eq!(clip.layout, Some(clip::Layout::HuggingFace));
-    assert_eq!(clip.preprocess.crop_rounding, clip::data::CropRounding::Floor);
+    assert_eq!(
+        clip.preprocess.crop_rounding,
+        clip::data::CropRounding::Floor
+    );
 }
 
 #[test]
@@ -82,13 +100,21 @@ fn fixture_images_are_discriminative() {
     for dir in ["vit_tiny", "rn_tiny", "hf_tiny"] {
         let reference = Reference::open(&format!("reference/{dir}.safetensors"));
         let (v, s) = reference.f32("image_embeds");
-        let rows: Vec<Vec<f32>> = v.chunks(s[1]).map(|r| {
-            let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
-            r.iter().map(|x| x / n).collect()
-        }).collect();
+        let rows: Vec<Vec<f32>> = v
+            .chunks(s[1])
+            .map(|r| {
+                let n = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+                r.iter().map(|x| x / n).collect()
+            })
+            .collect();
         for i in 0..rows.len() {
             for j in 0..i {
-                let d: f32 = rows[i].iter().zip(&rows[j]).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
+                let d: f32 = rows[i]
+                    .iter()
+                    .zip(&rows[j])
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>()
+                    .sqrt();
                 assert!(d > 0.05, "{dir}: images {i} and {j} embed {d} apart");
             }
         }

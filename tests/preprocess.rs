@@ -17,14 +17,26 @@ fn check(convention: &str, rounding: CropRounding) {
     for (i, path) in paths.iter().enumerate() {
         let ours = resize_and_crop(&load_rgb(path).unwrap(), &config);
         let exp = &expected[i * plane..(i + 1) * plane];
-        let diffs: Vec<i32> = ours.as_raw().iter().zip(exp).map(|(a, b)| (*a as i32 - *b as i32).abs()).collect();
+        let diffs: Vec<i32> = ours
+            .as_raw()
+            .iter()
+            .zip(exp)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .collect();
         let worst = diffs.iter().copied().max().unwrap();
         let off = diffs.iter().filter(|d| **d > 0).count();
-        println!("{convention} {}: max {worst}, {off} of {} values differ", path.display(), diffs.len());
+        println!(
+            "{convention} {}: max {worst}, {off} of {} values differ",
+            path.display(),
+            diffs.len()
+        );
         worst_all = worst_all.max(worst);
     }
     // The requirement is one uint8 step; with Pillow's resampling and libjpeg-turbo it is exact.
-    assert_eq!(worst_all, 0, "{convention}: max difference {worst_all} uint8 steps");
+    assert_eq!(
+        worst_all, 0,
+        "{convention}: max difference {worst_all} uint8 steps"
+    );
 }
 
 #[test]

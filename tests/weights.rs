@@ -37,8 +37,14 @@ fn parameter_counts_and_shapes_equal_open_clip() {
     // Every tensor of open_clip's ViT-B/32 and RN50 exists here with the same shape, and nothing else.
     let archs = architectures();
     let device = Default::default();
-    for (name, preset, count) in [("ViT-B-32-quickgelu", "ViT-B/32", 151_277_313), ("RN50-quickgelu", "RN50", 102_007_137)] {
-        let model = ClipConfig::preset(preset).unwrap().init::<B>(&device).unwrap();
+    for (name, preset, count) in [
+        ("ViT-B-32-quickgelu", "ViT-B/32", 151_277_313),
+        ("RN50-quickgelu", "RN50", 102_007_137),
+    ] {
+        let model = ClipConfig::preset(preset)
+            .unwrap()
+            .init::<B>(&device)
+            .unwrap();
         assert_eq!(model.parameter_count(), count, "{name}");
         assert_eq!(archs[name]["parameters"].as_u64().unwrap() as usize, count);
         let ours: BTreeMap<String, Vec<usize>> = open_clip_state_dict(&model)
@@ -59,12 +65,18 @@ fn tiny_weights() -> StateDict {
 }
 
 /// Writes a copy of the vit_tiny directory whose weights went through `edit`.
-fn edited_model(edit: impl FnOnce(&mut BTreeMap<String, TensorData>)) -> (tempfile::TempDir, Result<Pretrained<B>, ClipError>) {
+fn edited_model(
+    edit: impl FnOnce(&mut BTreeMap<String, TensorData>),
+) -> (tempfile::TempDir, Result<Pretrained<B>, ClipError>) {
     let dir = tempfile::tempdir().unwrap();
     let mut sd = tiny_weights();
     edit(&mut sd.tensors);
     write_safetensors(&dir.path().join("open_clip_model.safetensors"), &sd.tensors).unwrap();
-    std::fs::copy(fixture("vit_tiny/open_clip_config.json"), dir.path().join("open_clip_config.json")).unwrap();
+    std::fs::copy(
+        fixture("vit_tiny/open_clip_config.json"),
+        dir.path().join("open_clip_config.json"),
+    )
+    .unwrap();
     let result = Pretrained::<B>::load(dir.path(), &Default::default());
     (dir, result)
 }
@@ -83,21 +95,35 @@ fn missing_tensor_is_named() {
 #[test]
 fn wrong_shape_names_key_and_both_shapes() {
     let (_dir, result) = edited_model(|t| {
-        t.insert("visual.proj".into(), TensorData::new(vec![0f32; 64 * 16], [64, 16]));
+        t.insert(
+            "visual.proj".into(),
+            TensorData::new(vec![0f32; 64 * 16], [64, 16]),
+        );
     });
     match result {
         Err(e @ ClipError::Shape { .. }) => {
             let msg = e.to_string();
-            assert!(msg.contains("visual.proj") && msg.contains("[64, 16]") && msg.contains("[64, 32]"), "{msg}");
+            assert!(
+                msg.contains("visual.proj") && msg.contains("[64, 16]") && msg.contains("[64, 32]"),
+                "{msg}"
+            );
         }
         other => panic!("{other:?}"),
     }
     // a Linear weight is reported in the file's own [out, in] orientation
     let (_dir, result) = edited_model(|t| {
-        t.insert("transformer.resblocks.0.mlp.c_fc.weight".into(), TensorData::new(vec![0f32; 100 * 32], [100, 32]));
+        t.insert(
+            "transformer.resblocks.0.mlp.c_fc.weight".into(),
+            TensorData::new(vec![0f32; 100 * 32], [100, 32]),
+        );
     });
     match result {
-        Err(ClipError::Shape { key, expected, found, .. }) => {
+        Err(ClipError::Shape {
+            key,
+            expected,
+            found,
+            ..
+        }) => {
             assert_eq!(key, "transformer.resblocks.0.mlp.c_fc.weight");
             assert_eq!((expected, found), (vec![128, 32], vec![100, 32]));
         }
@@ -108,7 +134,10 @@ fn wrong_shape_names_key_and_both_shapes() {
 #[test]
 fn unexpected_tensor_is_named() {
     let (_dir, result) = edited_model(|t| {
-        t.insert("visual.extra_head.weight".into(), TensorData::new(vec![0f32; 4], [4]));
+        t.insert(
+            "visual.extra_head.weight".into(),
+            TensorData::new(vec![0f32; 4], [4]),
+        );
     });
     match result {
         Err(ClipError::UnexpectedKey { key, .. }) => assert_eq!(key, "visual.extra_head.weight"),
@@ -122,7 +151,10 @@ fn truncated_and_garbage_weight_files_are_errors() {
     let bytes = std::fs::read(fixture("vit_tiny/open_clip_model.safetensors")).unwrap();
     let cut = dir.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(StateDict::read(&cut), Err(ClipError::Weights { .. })));
+    assert!(matches!(
+        StateDict::read(&cut),
+        Err(ClipError::Weights { .. })
+    ));
     let junk = dir.path().join("junk.bin");
     std::fs::write(&junk, b"definitely not a checkpoint").unwrap();
     let err = StateDict::read(&junk).unwrap_err();
@@ -131,20 +163,31 @@ fn truncated_and_garbage_weight_files_are_errors() {
 
 #[test]
 fn config_errors_name_the_field() {
-    let base: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("vit_tiny/open_clip_config.json")).unwrap()).unwrap();
+    let base: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("vit_tiny/open_clip_config.json")).unwrap(),
+    )
+    .unwrap();
     let mut unknown = base.clone();
     unknown["model_cfg"]["vision_cfg"]["wdith"] = 3.into();
-    let err = ClipConfig::from_open_clip_json(&unknown).unwrap_err().to_string();
+    let err = ClipConfig::from_open_clip_json(&unknown)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("vision_cfg.wdith"), "{err}");
     let mut variant = base.clone();
     variant["model_cfg"]["text_cfg"]["pool_type"] = "last".into();
-    let err = ClipConfig::from_open_clip_json(&variant).unwrap_err().to_string();
+    let err = ClipConfig::from_open_clip_json(&variant)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("text_cfg.pool_type"), "{err}");
     let mut inconsistent = base.clone();
     inconsistent["model_cfg"]["text_cfg"]["heads"] = 3.into();
-    let err = ClipConfig::from_open_clip_json(&inconsistent).unwrap_err().to_string();
-    assert!(err.contains("text width 32") && err.contains("3 heads"), "{err}");
+    let err = ClipConfig::from_open_clip_json(&inconsistent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("text width 32") && err.contains("3 heads"),
+        "{err}"
+    );
     assert!(ClipConfig::preset("ViT-Q/99").is_err());
 }
 
@@ -159,7 +202,10 @@ fn embeddings(clip: &Pretrained<B>) -> (Vec<f32>, Vec<f32>) {
         burn::tensor::ops::InterpolateOptions::new(burn::tensor::ops::InterpolateMode::Nearest),
     );
     let image = values(clip.model.encode_image(pixels));
-    let text = values(clip.embed_texts(&["a photo of a cat", "rocket launch"], &device).unwrap());
+    let text = values(
+        clip.embed_texts(&["a photo of a cat", "rocket launch"], &device)
+            .unwrap(),
+    );
     (image, text)
 }
 
@@ -174,7 +220,10 @@ fn open_clip_export_round_trips() {
         if source == "vit_tiny" {
             // identical tensors to the file we read (there fp16, here f32), same key set
             let theirs = tiny_weights();
-            assert_eq!(exported.tensors.keys().collect::<Vec<_>>(), theirs.tensors.keys().collect::<Vec<_>>());
+            assert_eq!(
+                exported.tensors.keys().collect::<Vec<_>>(),
+                theirs.tensors.keys().collect::<Vec<_>>()
+            );
             for (k, v) in &theirs.tensors {
                 let a = v.clone().convert::<f32>().to_vec::<f32>().unwrap();
                 let b = exported.tensors[k].to_vec::<f32>().unwrap();
@@ -194,7 +243,10 @@ fn burn_format_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     original.save_burn(dir.path()).unwrap();
     let reloaded = Pretrained::<B>::load(dir.path(), &device).unwrap();
-    assert_eq!(reloaded.config_source, clip::ConfigSource::Burn(dir.path().join("clip_config.json")));
+    assert_eq!(
+        reloaded.config_source,
+        clip::ConfigSource::Burn(dir.path().join("clip_config.json"))
+    );
     assert_eq!(reloaded.preprocess, original.preprocess);
     assert_eq!(embeddings(&reloaded), embeddings(&original));
 }
@@ -217,11 +269,16 @@ fn bare_weights_file_with_inferred_architecture() {
     assert_eq!(loaded.config, config);
     assert_eq!(loaded.config_source, clip::ConfigSource::Inferred);
     let ids = loaded.tokenize(&["a diagram"], &device).unwrap();
-    assert_eq!(values(loaded.model.encode_text(ids.clone())), values(model.encode_text(ids)));
+    assert_eq!(
+        values(loaded.model.encode_text(ids.clone())),
+        values(model.encode_text(ids))
+    );
     // the tiny fixture's 32-wide text tower cannot be inferred: the error says why
     let dir = tempfile::tempdir().unwrap();
     let bare = dir.path().join("bare.safetensors");
     std::fs::copy(fixture("vit_tiny/open_clip_model.safetensors"), &bare).unwrap();
-    let err = Pretrained::<B>::load(&bare, &device).unwrap_err().to_string();
+    let err = Pretrained::<B>::load(&bare, &device)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("multiple of 64"), "{err}");
 }

@@ -18,7 +18,11 @@ impl FromStr for DeviceChoice {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, index) = match s.split_once(':') {
-            Some((n, i)) => (n, i.parse::<usize>().map_err(|_| format!("bad device index in {s:?}"))?),
+            Some((n, i)) => (
+                n,
+                i.parse::<usize>()
+                    .map_err(|_| format!("bad device index in {s:?}"))?,
+            ),
             None => (s, 0),
         };
         Ok(match name.to_ascii_lowercase().as_str() {
@@ -28,7 +32,11 @@ impl FromStr for DeviceChoice {
             "vulkan" => DeviceChoice::Vulkan(index),
             "metal" => DeviceChoice::Metal(index),
             "cuda" => DeviceChoice::Cuda(index),
-            _ => return Err(format!("unknown device {s:?} (flex, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])")),
+            _ => {
+                return Err(format!(
+                "unknown device {s:?} (flex, ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N])"
+            ))
+            }
         })
     }
 }

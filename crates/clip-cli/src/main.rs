@@ -23,11 +23,18 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Parser)]
-#[command(name = "clip", version, about = "CLIP on burn: embed images and texts with open_clip / Hugging Face checkpoints")]
+#[command(
+    name = "clip",
+    version,
+    about = "CLIP on burn: embed images and texts with open_clip / Hugging Face checkpoints"
+)]
 struct Cli {
     /// Backend and device: flex (CPU), ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N].
     #[arg(long, global = true)]
@@ -97,7 +104,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             batch_size,
         } => {
             if images.is_empty() && texts.is_empty() {
-                return Err(CliError::Usage("nothing to embed: give --image FILE and/or --text TEXT".into()));
+                return Err(CliError::Usage(
+                    "nothing to embed: give --image FILE and/or --text TEXT".into(),
+                ));
             }
             if batch_size == 0 {
                 return Err(CliError::Usage("--batch-size must be at least 1".into()));
@@ -105,7 +114,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             // Check every input before loading the model, so a typo fails fast and names the file.
             for image in &images {
                 if !image.is_file() {
-                    return Err(CliError::Usage(format!("image {} does not exist", image.display())));
+                    return Err(CliError::Usage(format!(
+                        "image {} does not exist",
+                        image.display()
+                    )));
                 }
             }
             let result = dispatch!(choice, embed(&model, &images, &texts, batch_size))?;
@@ -139,7 +151,11 @@ fn write_output(path: Option<&Path>, value: &Value) -> Result<(), CliError> {
 
 fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     let [_, d] = t.dims();
-    let values = t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default();
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default();
     values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
 }
 
@@ -192,7 +208,10 @@ fn embed<B: Backend>(
         out.insert("text_embeds".into(), json!(rows(t.clone())));
     }
     if let (Some(i), Some(t)) = (image_embeds, text_embeds) {
-        out.insert("logits_per_image".into(), json!(rows(clip.model.logits_per_image(i, t))));
+        out.insert(
+            "logits_per_image".into(),
+            json!(rows(clip.model.logits_per_image(i, t))),
+        );
     }
     debug_assert!(d > 0);
     Ok(Value::Object(out))
@@ -204,7 +223,9 @@ fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Resul
         .map_err(ClipError::from)?;
     if jsonl {
         if !texts.is_empty() {
-            return Err(CliError::Usage("--jsonl reads texts from standard input; do not also pass TEXT arguments".into()));
+            return Err(CliError::Usage(
+                "--jsonl reads texts from standard input; do not also pass TEXT arguments".into(),
+            ));
         }
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line.map_err(|e| CliError::Usage(format!("reading standard input: {e}")))?;
@@ -212,7 +233,10 @@ fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Resul
                 continue;
             }
             let text: String = serde_json::from_str(&line).map_err(|e| {
-                CliError::Usage(format!("standard input line {}: not a JSON string ({e})", i + 1))
+                CliError::Usage(format!(
+                    "standard input line {}: not a JSON string ({e})",
+                    i + 1
+                ))
             })?;
             texts.push(text);
         }

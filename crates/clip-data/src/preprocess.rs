@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::resample::{pil_resize, Filter};
 
-/// OpenAI's normalization constants (ImageNet-like, measured on CLIP's training data).
+/// OpenAI's normalization constants (measured on CLIP's training data), written as published.
+#[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// How the image is brought to a square of `size`.

@@ -71,9 +71,19 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients
             total += *w;
         }
         for x in 0..ksize {
-            let w = if x < count && total != 0.0 { k[x] / total } else if x < count { k[x] } else { 0.0 };
+            let w = if x < count && total != 0.0 {
+                k[x] / total
+            } else if x < count {
+                k[x]
+            } else {
+                0.0
+            };
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (fixed - 0.5) as i32
+            } else {
+                (fixed + 0.5) as i32
+            };
         }
         bounds.push((xmin, count));
     }

@@ -63,10 +63,8 @@ fn bytes_to_unicode() -> Vec<(u8, char)> {
         .filter(|&b| printable(b))
         .map(|b| (b as u8, char::from_u32(b).unwrap_or('?')))
         .collect();
-    let mut next = 256;
-    for b in (0u32..256).filter(|&b| !printable(b)) {
+    for (next, b) in (256u32..).zip((0u32..256).filter(|&b| !printable(b))) {
         table.push((b as u8, char::from_u32(next).unwrap_or('?')));
-        next += 1;
     }
     table
 }
@@ -241,8 +239,12 @@ impl ClipTokenizer {
 
     /// Text of ids (special tokens and padding dropped), words separated by spaces as open_clip does.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let decoder_bytes: std::collections::HashMap<char, u8> =
-            self.byte_encoder.iter().enumerate().map(|(b, c)| (*c, b as u8)).collect();
+        let decoder_bytes: std::collections::HashMap<char, u8> = self
+            .byte_encoder
+            .iter()
+            .enumerate()
+            .map(|(b, c)| (*c, b as u8))
+            .collect();
         let text: String = ids
             .iter()
             .filter(|&&id| id != 0 && id < START_OF_TEXT)

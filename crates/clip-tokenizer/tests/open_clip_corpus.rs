@@ -4,7 +4,10 @@
 use clip_tokenizer::{ClipTokenizer, END_OF_TEXT, START_OF_TEXT};
 
 fn corpus() -> Vec<serde_json::Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/tokenizer_corpus.jsonl");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/tokenizer_corpus.jsonl"
+    );
     std::fs::read_to_string(path)
         .expect("fixture corpus")
         .lines()
@@ -44,7 +47,12 @@ fn ids_equal_open_clip_on_corpus() {
         eprintln!("{text:?}\n  open_clip {expected:?}\n  ours      {got:?}");
     }
     assert_eq!(skipped, 0);
-    assert!(mismatches.is_empty(), "{} of {} texts differ", mismatches.len(), corpus.len());
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} texts differ",
+        mismatches.len(),
+        corpus.len()
+    );
 }
 
 #[test]
@@ -55,7 +63,10 @@ fn overlong_text_keeps_end_token_last() {
     assert_eq!(ids[0], START_OF_TEXT);
     assert_eq!(ids[76], END_OF_TEXT);
     let short = tokenizer.with_context_length(5).unwrap();
-    assert_eq!(short.tokenize("a photo of a cat"), vec![START_OF_TEXT, 320, 1125, 539, END_OF_TEXT]);
+    assert_eq!(
+        short.tokenize("a photo of a cat"),
+        vec![START_OF_TEXT, 320, 1125, 539, END_OF_TEXT]
+    );
 }
 
 #[test]
@@ -70,5 +81,7 @@ fn empty_batch_is_an_error() {
     type B = burn::backend::Flex;
     let tokenizer = ClipTokenizer::new().unwrap();
     let texts: [&str; 0] = [];
-    assert!(tokenizer.tokenize_batch::<B, _>(&texts, &Default::default()).is_err());
+    assert!(tokenizer
+        .tokenize_batch::<B, _>(&texts, &Default::default())
+        .is_err());
 }
