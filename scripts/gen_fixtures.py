@@ -100,7 +100,20 @@ def preprocess_fixture(names):
         do_rescale=False, do_normalize=False,
     )
     hf_out = hf([load_rgb(n) for n in names], return_tensors="np")["pixel_values"]
+    def open_clip_mode(mode):
+        t = open_clip.image_transform(224, is_train=False, resize_mode=mode)
+        pil_steps = [s for s in t.transforms if type(s).__name__ not in ("MaybeToTensor", "ToTensor", "Normalize")]
+        out = []
+        for n in names:
+            img = load_rgb(n)
+            for step in pil_steps:
+                img = step(img)
+            out.append(np.asarray(img.convert("RGB")))
+        return torch.from_numpy(np.stack(out))
+
     tensors = {
+        "open_clip_longest": open_clip_mode("longest"),
+        "open_clip_squash": open_clip_mode("squash"),
         "open_clip": torch.from_numpy(np.stack([np.asarray(i) for i in tv])),
         "hf": torch.from_numpy(np.round(hf_out).astype(np.uint8)).permute(0, 2, 3, 1).contiguous(),
     }
@@ -261,6 +274,19 @@ def hf_tiny(names):
     reference(Wrapper, preprocess, tok, names, d)
 
 
+def configs():
+    """open_clip's own model configs (MIT) and transformers' default CLIPConfig (= ViT-B/32)."""
+    from transformers import CLIPConfig
+
+    d = FIX / "configs"
+    d.mkdir(parents=True, exist_ok=True)
+    src = pathlib.Path(open_clip.__file__).parent / "model_configs"
+    for name in ["ViT-B-32-quickgelu", "RN50-quickgelu", "RN101-quickgelu", "RN50x4", "RN50x64",
+                 "ViT-B-16", "ViT-L-14-336", "ViT-H-14", "coca_ViT-B-32", "ViT-B-16-SigLIP"]:
+        (d / f"{name}.json").write_text((src / f"{name}.json").read_text())
+    CLIPConfig().to_json_file(d / "hf-clip-vit-base-patch32.json")
+
+
 def architectures():
     out = {}
     for name in ["ViT-B-32-quickgelu", "RN50-quickgelu", "ViT-B-16", "ViT-L-14"]:
@@ -388,4 +414,5 @@ if __name__ == "__main__":
     rn_tiny(names)
     hf_tiny(names)
     architectures()
+    configs()
     tokenizer_corpus()

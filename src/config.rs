@@ -150,7 +150,7 @@ impl ClipConfig {
             .with_activation(self.text.activation)
     }
 
-    pub(crate) fn vit_encoder(&self) -> Option<VisionTransformerConfig> {
+    pub(crate) fn image_tower(&self) -> ImageTower {
         match &self.vision {
             VisionConfig::Vit {
                 image_size,
@@ -160,28 +160,21 @@ impl ClipConfig {
                 heads,
                 mlp_ratio,
                 activation,
-            } => Some(
+            } => ImageTower::Vit(
                 VisionTransformerConfig::new(*image_size, *patch_size, *width, *layers, *heads)
                     .with_mlp_ratio(*mlp_ratio)
                     .with_activation(*activation),
             ),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn resnet_encoder(&self) -> Option<ModifiedResNetConfig> {
-        match &self.vision {
             VisionConfig::ModifiedResnet {
                 image_size,
                 layers,
                 width,
                 heads,
-            } => Some(
+            } => ImageTower::ResNet(
                 ModifiedResNetConfig::new(*layers, self.embed_dim, *heads)
                     .with_image_size(*image_size)
                     .with_width(*width),
             ),
-            _ => None,
         }
     }
 
@@ -190,6 +183,12 @@ impl ClipConfig {
         self.validate()?;
         Ok(crate::Clip::new(self, device))
     }
+}
+
+/// The encoder config of the image tower.
+pub(crate) enum ImageTower {
+    Vit(VisionTransformerConfig),
+    ResNet(ModifiedResNetConfig),
 }
 
 // ---------------------------------------------------------------------------------------------

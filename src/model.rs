@@ -7,7 +7,7 @@ use burn_store::ModuleSnapshot;
 use clip_encoders::{ModifiedResNet, TextTransformer, VisionTransformer};
 use clip_heads::{LogitScale, Projection, ProjectionConfig, LOGIT_SCALE_INIT};
 
-use crate::config::{ClipConfig, VisionConfig};
+use crate::config::{ClipConfig, ImageTower};
 
 /// The image tower. (A model holds one, so the variants' size difference does not matter.)
 #[derive(Module, Debug)]
@@ -34,18 +34,13 @@ impl<B: Backend> Clip<B> {
                 .with_bias(config.projection_bias)
                 .init(device)
         };
-        let (visual, visual_projection) = match (
-            &config.vision,
-            config.vit_encoder(),
-            config.resnet_encoder(),
-        ) {
-            (VisionConfig::Vit { width, .. }, Some(vit), _) => (
+        let (visual, visual_projection) = match config.image_tower() {
+            ImageTower::Vit(vit) => (
                 ImageEncoder::Vit(vit.init(device)),
-                Some(projection(*width)),
+                Some(projection(vit.width)),
             ),
-            (_, _, Some(resnet)) => (ImageEncoder::ResNet(resnet.init(device)), None),
-            // vit_encoder/resnet_encoder mirror the VisionConfig variant, so one of them is Some.
-            _ => unreachable!("vision config is either ViT or ModifiedResNet"),
+            // the ResNet's attention pool projects into the joint space itself
+            ImageTower::ResNet(resnet) => (ImageEncoder::ResNet(resnet.init(device)), None),
         };
         Self {
             visual,

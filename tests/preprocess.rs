@@ -3,15 +3,20 @@
 
 mod common;
 
-use clip::data::{load_rgb, resize_and_crop, CropRounding, PreprocessConfig};
+use clip::data::{load_rgb, resize_and_crop, CropRounding, PreprocessConfig, ResizeMode};
 use common::*;
 
 fn check(convention: &str, rounding: CropRounding) {
+    check_mode(convention, rounding, ResizeMode::Shortest)
+}
+
+fn check_mode(convention: &str, rounding: CropRounding, mode: ResizeMode) {
     let reference = Reference::open("preprocess.safetensors");
     let (expected, shape) = reference.u8(convention);
     let paths = images("images", &reference.metadata("images"));
     let mut config = PreprocessConfig::clip(224);
     config.crop_rounding = rounding;
+    config.resize_mode = mode;
     let plane = shape[1] * shape[2] * shape[3];
     let mut worst_all = 0;
     for (i, path) in paths.iter().enumerate() {
@@ -47,4 +52,18 @@ fn matches_open_clip_pil_pipeline() {
 #[test]
 fn matches_hf_image_processor() {
     check("hf", CropRounding::Floor);
+}
+
+#[test]
+fn matches_open_clip_longest_side_with_padding() {
+    check_mode(
+        "open_clip_longest",
+        CropRounding::Round,
+        ResizeMode::Longest,
+    );
+}
+
+#[test]
+fn matches_open_clip_squash() {
+    check_mode("open_clip_squash", CropRounding::Round, ResizeMode::Squash);
 }

@@ -84,6 +84,16 @@ fn resize(image: &RgbImage, width: u32, height: u32, interpolation: Interpolatio
     pil_resize(image, width, height, filter)
 }
 
+/// Python's `round` for floats: ties go to the even neighbour.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
 /// Python's `round` (half to even) of `x / 2` for a non-negative integer `x`.
 fn half_round_even(x: u32) -> u32 {
     let half = x / 2;
@@ -137,8 +147,8 @@ pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage 
         ResizeMode::Longest => {
             // open_clip's ResizeKeepRatio(longest=1): round(side / ratio), ratio = longest / size
             let ratio = w.max(h) as f64 / size as f64;
-            let nw = ((w as f64 / ratio).round() as u32).max(1);
-            let nh = ((h as f64 / ratio).round() as u32).max(1);
+            let nw = (round_half_even(w as f64 / ratio) as u32).max(1);
+            let nh = (round_half_even(h as f64 / ratio) as u32).max(1);
             let resized = resize(image, nw, nh, config.interpolation);
             center_crop(&resized, size, config.crop_rounding)
         }
@@ -185,6 +195,20 @@ mod tests {
         let expected = [0, 0, 1, 2, 2, 2, 3, 4, 4];
         for (x, e) in expected.iter().enumerate() {
             assert_eq!(half_round_even(x as u32), *e, "x = {x}");
+        }
+    }
+
+    #[test]
+    fn python_float_round() {
+        for (x, e) in [
+            (0.5, 0.0),
+            (1.5, 2.0),
+            (2.5, 2.0),
+            (2.4, 2.0),
+            (2.6, 3.0),
+            (223.5, 224.0),
+        ] {
+            assert_eq!(round_half_even(x), e, "round({x})");
         }
     }
 
