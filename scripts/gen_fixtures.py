@@ -154,11 +154,70 @@ def reference(model, preprocess, tokenize, names, directory, text_fn=None):
     print(f"{directory.name}: image embeds pairwise distance min {spread[spread > 0].min():.3f}")
 
 
-def open_clip_dir(name, model_cfg, names, dtype, write_weights):
-    d = FIX / name
-    d.mkdir(parents=True, exist_ok=True)
-    model = open_clip.CLIP(**model_cfg).eval()
-    return d, model
+ZEROSHOT_CLASSES = "airplane automobile bird cat deer dog frog horse ship truck".split()
+
+
+def zeroshot_reference(model, preprocess, name, names):
+    """open_clip's build_zero_shot_classifier with the 18 CIFAR templates, and 100 · logits probabilities."""
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+    templates = [l.rstrip("\n") for l in (ROOT / "crates/clip-zeroshot/data/cifar_templates.txt").read_text().splitlines()]
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    with torch.no_grad():
+        classifier = build_zero_shot_classifier(
+            model, tok, ZEROSHOT_CLASSES, templates, num_classes_per_batch=4
+        )
+        images = torch.stack([preprocess(load_rgb(n)) for n in names])
+        features = model.encode_image(images, normalize=True)
+        probs = (100.0 * features @ classifier).softmax(dim=-1)
+    save_file(
+        {"classifier": classifier.contiguous(), "probs": probs.contiguous()},
+        FIX / "reference" / f"{name}_zeroshot.safetensors",
+        metadata={"images": json.dumps(names), "classes": json.dumps(ZEROSHOT_CLASSES), "templates": "cifar"},
+    )
+    print(f"{name}: zero-shot top-1 per image {probs.argmax(-1).tolist()}, max prob {probs.max():.3f}")
+
+
+def loss_reference():
+    """open_clip's ClipLoss / SigLipLoss values and gradients, and the λ-weighted form for λ ≠ ½."""
+    import torch.nn.functional as F
+    from open_clip.loss import ClipLoss, SigLipLoss
+
+    g = torch.Generator().manual_seed(7)
+    out = {}
+    for n in [8, 1]:
+        img = torch.randn(n, 16, generator=g, dtype=torch.float64)
+        txt = 0.4 * img + torch.randn(n, 16, generator=g, dtype=torch.float64)
+        out[f"n{n}.image"], out[f"n{n}.text"] = img.float(), txt.float()
+        cases = {
+            "clip": lambda i, t, s: ClipLoss()(F.normalize(i, dim=-1), F.normalize(t, dim=-1), s.exp()),
+            "siglip": lambda i, t, s: SigLipLoss()(F.normalize(i, dim=-1), F.normalize(t, dim=-1), s.exp(), bias),
+        }
+        for lam in [0.3, 0.9]:
+            def weighted(i, t, s, lam=lam, smoothing=0.0):
+                logits = s.exp() * F.normalize(i, dim=-1) @ F.normalize(t, dim=-1).T
+                labels = torch.arange(i.shape[0])
+                return lam * F.cross_entropy(logits, labels, label_smoothing=smoothing) + (1 - lam) * F.cross_entropy(
+                    logits.T, labels, label_smoothing=smoothing)
+            cases[f"lambda{lam}"] = weighted
+        cases["smooth0.1"] = lambda i, t, s: ClipLoss()(F.normalize(i, dim=-1), F.normalize(t, dim=-1), s.exp()) * 0 + (
+            0.5 * F.cross_entropy(s.exp() * F.normalize(i, dim=-1) @ F.normalize(t, dim=-1).T, torch.arange(i.shape[0]), label_smoothing=0.1)
+            + 0.5 * F.cross_entropy(s.exp() * F.normalize(t, dim=-1) @ F.normalize(i, dim=-1).T, torch.arange(i.shape[0]), label_smoothing=0.1))
+        for case, fn in cases.items():
+            i = img.clone().requires_grad_()
+            t = txt.clone().requires_grad_()
+            scale = torch.tensor(np.log(10.0) if case == "siglip" else np.log(1 / 0.07), dtype=torch.float64, requires_grad=True)
+            bias = torch.tensor(-10.0, dtype=torch.float64, requires_grad=True)
+            loss = fn(i, t, scale)
+            loss.backward()
+            out[f"n{n}.{case}.loss"] = loss.detach().float().reshape(1)
+            out[f"n{n}.{case}.grad_image"] = i.grad.float()
+            out[f"n{n}.{case}.grad_text"] = t.grad.float()
+            out[f"n{n}.{case}.grad_scale"] = scale.grad.float().reshape(1)
+            if case == "siglip":
+                out[f"n{n}.{case}.grad_bias"] = bias.grad.float().reshape(1)
+    save_file({k: v.contiguous() for k, v in out.items()}, FIX / "reference" / "loss.safetensors")
+    print("loss: n8 clip", out["n8.clip.loss"].item(), "siglip", out["n8.siglip.loss"].item())
 
 
 def vit_tiny(names):
@@ -182,6 +241,7 @@ def vit_tiny(names):
     preprocess = open_clip.image_transform(64, is_train=False, mean=MEAN, std=STD)
     tok = open_clip.get_tokenizer("ViT-B-32")
     reference(model, preprocess, tok, names, d)
+    zeroshot_reference(model, preprocess, "vit_tiny", names)
 
 
 def calibrate_batch_norm(model, names):
@@ -226,6 +286,7 @@ def rn_tiny(names):
     preprocess = open_clip.image_transform(64, is_train=False, mean=MEAN, std=STD)
     tok = open_clip.get_tokenizer("RN50")
     reference(model, preprocess, tok, names, d)
+    zeroshot_reference(model, preprocess, "rn_tiny", names)
 
 
 def hf_tiny(names):
@@ -413,6 +474,7 @@ if __name__ == "__main__":
     vit_tiny(names)
     rn_tiny(names)
     hf_tiny(names)
+    loss_reference()
     architectures()
     configs()
     tokenizer_corpus()
