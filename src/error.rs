@@ -48,6 +48,8 @@ pub enum ClipError {
     Image(#[from] clip_data::ImageError),
     #[error(transparent)]
     Tokenizer(#[from] clip_tokenizer::TokenizerError),
+    #[error(transparent)]
+    ZeroShot(#[from] clip_zeroshot::ZeroShotError),
     #[error("{0}")]
     Input(String),
 }

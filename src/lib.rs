@@ -28,4 +28,6 @@ pub use weights::{Layout, StateDict};
 pub use clip_data as data;
 pub use clip_encoders as encoders;
 pub use clip_heads as heads;
+pub use clip_loss as loss;
 pub use clip_tokenizer as tokenizer;
+pub use clip_zeroshot as zeroshot;

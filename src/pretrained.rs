@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use clip_data::{CropRounding, Interpolation, PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD};
 use clip_tokenizer::ClipTokenizer;
@@ -379,12 +379,85 @@ impl<B: Backend> Pretrained<B> {
     }
 
     /// Raw text embeddings `[n, embed_dim]`.
+    ///
+    /// The padding after the longest text's end token is cut off before encoding: under the causal mask
+    /// no position attends to a later one, so the pooled end-token state is the same, for a fraction
+    /// of the work on short prompts.
     pub fn embed_texts<S: AsRef<str>>(
         &self,
         texts: &[S],
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, ClipError> {
-        Ok(self.model.encode_text(self.tokenize(texts, device)?))
+        if texts.is_empty() {
+            return Err(ClipError::Input("no texts to embed".into()));
+        }
+        let rows: Vec<Vec<u32>> = texts
+            .iter()
+            .map(|t| self.tokenizer.tokenize(t.as_ref()))
+            .collect();
+        let used = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .position(|&id| id == clip_tokenizer::END_OF_TEXT)
+                    .map_or(r.len(), |p| p + 1)
+            })
+            .max()
+            .unwrap_or(1);
+        let ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r[..used].iter().map(|&id| i64::from(id)))
+            .collect();
+        let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [texts.len(), used]), device);
+        Ok(self.model.encode_text(ids))
+    }
+
+    /// Identifies the text side of this model (config and text-tower weights), so that a saved
+    /// zero-shot classifier can tell whether it was built by it. FNV-1a, stable across runs and builds.
+    pub fn fingerprint(&self) -> String {
+        use burn_store::ModuleSnapshot;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash = (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        feed(
+            serde_json::to_string(&self.config.text)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        for snapshot in self.model.collect(None, None, true) {
+            let path = snapshot.full_path();
+            if path.starts_with("text") {
+                feed(path.as_bytes());
+                if let Ok(data) = snapshot.to_data() {
+                    feed(data.as_bytes());
+                }
+            }
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Builds a zero-shot classifier for `labels` with `templates` (see `clip_zeroshot`); `progress`
+    /// is called with the number of classes done after each batch.
+    pub fn zero_shot_classifier(
+        &self,
+        labels: &[String],
+        templates: &clip_zeroshot::Templates,
+        device: &B::Device,
+        progress: impl FnMut(usize),
+    ) -> Result<clip_zeroshot::ZeroShotClassifier<B>, ClipError> {
+        // about 256 prompts per forward pass
+        let classes_per_batch = (256 / templates.templates.len().max(1)).max(1);
+        Ok(clip_zeroshot::ZeroShotClassifier::build(
+            labels,
+            templates,
+            &self.fingerprint(),
+            classes_per_batch,
+            |texts| self.embed_texts(texts, device),
+            progress,
+        )?)
     }
 
     /// Raw image embeddings `[n, embed_dim]` for image files.

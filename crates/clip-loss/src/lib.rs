@@ -52,7 +52,10 @@ impl Default for ContrastiveWeights {
     }
 }
 
-fn check_finite<B: Backend, const D: usize>(t: &Tensor<B, D>, what: &'static str) -> Result<(), LossError> {
+fn check_finite<B: Backend, const D: usize>(
+    t: &Tensor<B, D>,
+    what: &'static str,
+) -> Result<(), LossError> {
     let finite = t.clone().is_finite().all().into_scalar();
     if burn::tensor::ElementConversion::elem::<bool>(finite) {
         Ok(())
@@ -61,13 +64,23 @@ fn check_finite<B: Backend, const D: usize>(t: &Tensor<B, D>, what: &'static str
     }
 }
 
-fn check_pair<B: Backend>(image: &Tensor<B, 2>, text: &Tensor<B, 2>, scale: &Tensor<B, 1>) -> Result<(), LossError> {
+fn check_pair<B: Backend>(
+    image: &Tensor<B, 2>,
+    text: &Tensor<B, 2>,
+    scale: &Tensor<B, 1>,
+) -> Result<(), LossError> {
     let ([n, d], [m, e]) = (image.dims(), text.dims());
     if n != m {
-        return Err(LossError::BatchMismatch { images: n, texts: m });
+        return Err(LossError::BatchMismatch {
+            images: n,
+            texts: m,
+        });
     }
     if d != e {
-        return Err(LossError::DimMismatch { image_dim: d, text_dim: e });
+        return Err(LossError::DimMismatch {
+            image_dim: d,
+            text_dim: e,
+        });
     }
     if n == 0 {
         return Err(LossError::EmptyBatch);
@@ -83,7 +96,11 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 }
 
 /// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[N, N]` with matching pairs on the diagonal.
-pub fn scaled_cosine_logits<B: Backend>(image: Tensor<B, 2>, text: Tensor<B, 2>, logit_scale: Tensor<B, 1>) -> Tensor<B, 2> {
+pub fn scaled_cosine_logits<B: Backend>(
+    image: Tensor<B, 2>,
+    text: Tensor<B, 2>,
+    logit_scale: Tensor<B, 1>,
+) -> Tensor<B, 2> {
     l2_normalize(image).matmul(l2_normalize(text).transpose()) * logit_scale.exp().unsqueeze()
 }
 

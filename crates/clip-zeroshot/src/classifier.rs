@@ -1,0 +1,205 @@
+//! The zero-shot classifier: for each class, every filled template is encoded and L2-normalized, the
+//! embeddings are averaged and the mean renormalized; the class vectors are the columns of a
+//! `[dim, classes]` matrix. Prediction is `softmax(s · norm(image) · W)`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::templates::{check_labels, Templates};
+use crate::ZeroShotError;
+
+/// The multiplier of the reference notebooks, open_clip and CLIP_benchmark (instead of the model's
+/// own learned scale).
+pub const DEFAULT_SCALE: f64 = 100.0;
+
+#[derive(Debug, Clone)]
+pub struct ZeroShotClassifier<B: Backend> {
+    /// `[dim, classes]`, unit-norm columns.
+    pub weights: Tensor<B, 2>,
+    pub labels: Vec<String>,
+    pub templates: Vec<String>,
+    /// Identifies the model the classifier was built with (see `clip::Pretrained::fingerprint`).
+    pub model: String,
+}
+
+fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl<B: Backend> ZeroShotClassifier<B> {
+    /// Builds the classifier, encoding `classes_per_batch` classes' prompts per call of `encode`
+    /// (which maps texts to raw `[n, dim]` embeddings).
+    pub fn build<E>(
+        labels: &[String],
+        templates: &Templates,
+        model: &str,
+        classes_per_batch: usize,
+        mut encode: impl FnMut(&[String]) -> Result<Tensor<B, 2>, E>,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Self, ZeroShotError>
+    where
+        E: std::fmt::Display,
+    {
+        check_labels(labels)?;
+        let per_class = templates.templates.len();
+        let mut columns = Vec::with_capacity(labels.len());
+        for chunk in labels.chunks(classes_per_batch.max(1)) {
+            let prompts: Vec<String> = chunk.iter().flat_map(|c| templates.fill(c)).collect();
+            let embeds = encode(&prompts).map_err(|e| ZeroShotError::Encode(e.to_string()))?;
+            let [_, dim] = embeds.dims();
+            let mean = l2_normalize(embeds)
+                .reshape([chunk.len(), per_class, dim])
+                .mean_dim(1)
+                .reshape([chunk.len(), dim]);
+            columns.push(l2_normalize(mean));
+            progress(chunk.len());
+        }
+        Ok(Self {
+            weights: Tensor::cat(columns, 0).transpose(),
+            labels: labels.to_vec(),
+            templates: templates.templates.clone(),
+            model: model.to_string(),
+        })
+    }
+
+    /// Class probabilities `[images, classes]` = softmax(scale · norm(image) · W).
+    pub fn probabilities(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
+        softmax(
+            l2_normalize(image_embeds).matmul(self.weights.clone()) * scale,
+            1,
+        )
+    }
+
+    /// For each image, all classes as `(index, probability)` sorted by probability (highest first).
+    pub fn ranked(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Vec<Vec<(usize, f32)>> {
+        let probs = self.probabilities(image_embeds, scale);
+        let classes = self.labels.len();
+        let values = probs
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        values
+            .chunks(classes)
+            .map(|row| {
+                let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                ranked
+            })
+            .collect()
+    }
+
+    /// Saves weights (f32) with the model fingerprint, labels and templates in the metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ZeroShotError> {
+        let path = path.as_ref();
+        let [dim, classes] = self.weights.dims();
+        let values: Vec<f32> = self
+            .weights
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap_or_default();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let write_err = |message: String| ZeroShotError::Write {
+            path: path.display().to_string(),
+            message,
+        };
+        let view = TensorView::new(Dtype::F32, vec![dim, classes], &bytes)
+            .map_err(|e| write_err(e.to_string()))?;
+        let metadata = HashMap::from([
+            ("model".to_string(), self.model.clone()),
+            (
+                "labels".to_string(),
+                serde_json::to_string(&self.labels).unwrap_or_default(),
+            ),
+            (
+                "templates".to_string(),
+                serde_json::to_string(&self.templates).unwrap_or_default(),
+            ),
+        ]);
+        let data = safetensors::serialize([("classifier", view)], Some(metadata))
+            .map_err(|e| write_err(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, data)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| write_err(e.to_string()))
+    }
+
+    /// Loads a classifier saved by [`save`](Self::save).
+    pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, ZeroShotError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let bad = |message: String| ZeroShotError::BadFile {
+            path: name.clone(),
+            message,
+        };
+        let bytes = std::fs::read(path).map_err(|source| ZeroShotError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let field = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| bad(format!("no {k} in the metadata")))
+        };
+        let labels: Vec<String> =
+            serde_json::from_str(&field("labels")?).map_err(|e| bad(e.to_string()))?;
+        let templates: Vec<String> =
+            serde_json::from_str(&field("templates")?).map_err(|e| bad(e.to_string()))?;
+        let model = field("model")?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let t = file.tensor("classifier").map_err(|e| bad(e.to_string()))?;
+        let shape = t.shape().to_vec();
+        if t.dtype() != Dtype::F32 || shape.len() != 2 || shape[1] != labels.len() {
+            return Err(bad(format!(
+                "classifier tensor {:?} {shape:?} does not fit {} labels",
+                t.dtype(),
+                labels.len()
+            )));
+        }
+        let values: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Ok(Self {
+            weights: Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device),
+            labels,
+            templates,
+            model,
+        })
+    }
+
+    /// Whether this classifier was built from the same model, labels and templates.
+    pub fn check_built_for(
+        &self,
+        model: &str,
+        labels: &[String],
+        templates: &Templates,
+    ) -> Result<(), ZeroShotError> {
+        if self.model != model {
+            return Err(ZeroShotError::Stale(format!(
+                "it was built with model {}, not {model}",
+                self.model
+            )));
+        }
+        if self.labels != labels {
+            return Err(ZeroShotError::Stale("it was built for other labels".into()));
+        }
+        if self.templates != templates.templates {
+            return Err(ZeroShotError::Stale(
+                "it was built with other templates".into(),
+            ));
+        }
+        Ok(())
+    }
+}
