@@ -71,28 +71,28 @@ impl DeviceChoice {
     }
 }
 
-/// Calls `$run::<Backend>(device, args…)` for the chosen backend, or returns an error naming the cargo
+/// Calls `$($run)::+::<Backend>(device, args…)` for the chosen backend, or returns an error naming the cargo
 /// feature to rebuild with.
 #[macro_export]
 macro_rules! dispatch {
-    ($choice:expr, $run:ident ( $($arg:expr),* )) => {{
+    ($choice:expr, $($run:ident)::+ ( $($arg:expr),* )) => {{
         #[allow(unused_imports)]
         use $crate::device::DeviceChoice;
         match $choice {
             #[cfg(feature = "flex")]
-            DeviceChoice::Flex => $run::<burn::backend::Flex>(&Default::default(), $($arg),*),
+            DeviceChoice::Flex => $($run)::+::<burn::backend::Flex>(&Default::default(), $($arg),*),
             #[cfg(feature = "ndarray")]
-            DeviceChoice::Ndarray => $run::<burn::backend::NdArray>(&Default::default(), $($arg),*),
+            DeviceChoice::Ndarray => $($run)::+::<burn::backend::NdArray>(&Default::default(), $($arg),*),
             #[cfg(feature = "wgpu")]
-            DeviceChoice::Wgpu(i) => $run::<burn::backend::Wgpu>(&$crate::device::wgpu_device(i), $($arg),*),
+            DeviceChoice::Wgpu(i) => $($run)::+::<burn::backend::Wgpu>(&$crate::device::wgpu_device(i), $($arg),*),
             #[cfg(feature = "vulkan")]
-            DeviceChoice::Vulkan(i) => $run::<burn::backend::Vulkan>(&$crate::device::wgpu_device(i), $($arg),*),
+            DeviceChoice::Vulkan(i) => $($run)::+::<burn::backend::Vulkan>(&$crate::device::wgpu_device(i), $($arg),*),
             #[cfg(feature = "metal")]
-            DeviceChoice::Metal(i) => $run::<burn::backend::Metal>(&$crate::device::wgpu_device(i), $($arg),*),
+            DeviceChoice::Metal(i) => $($run)::+::<burn::backend::Metal>(&$crate::device::wgpu_device(i), $($arg),*),
             #[cfg(feature = "cuda")]
             DeviceChoice::Cuda(i) => {
                 let device = $crate::device::cuda_device(i)?;
-                $run::<burn::backend::Cuda>(&device, $($arg),*)
+                $($run)::+::<burn::backend::Cuda>(&device, $($arg),*)
             }
             #[allow(unreachable_patterns)]
             other => Err($crate::CliError::Usage(format!(

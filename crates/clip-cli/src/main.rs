@@ -1,6 +1,10 @@
 //! `clip`: embed images and texts, tokenize, and inspect CLIP models from the command line.
 
+mod classify;
 mod device;
+mod eval;
+mod heatmap;
+mod similarity;
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -10,6 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use clap::{Parser, Subcommand};
 use clip::tokenizer::ClipTokenizer;
+use clip::zeroshot::Templates;
 use clip::{ClipError, Pretrained, VisionConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -72,6 +77,58 @@ enum Command {
         jsonl: bool,
         texts: Vec<String>,
     },
+    /// Zero-shot classification of images into labels through prompt templates.
+    Classify {
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated labels.
+        #[arg(
+            long,
+            conflicts_with = "labels_file",
+            required_unless_present = "labels_file"
+        )]
+        labels: Option<String>,
+        /// A file with one label per line.
+        #[arg(long)]
+        labels_file: Option<PathBuf>,
+        /// imagenet (OpenAI's 80), simple (7), cifar (18), none (the bare label), or a file of templates.
+        #[arg(long, default_value = "simple")]
+        templates: String,
+        /// Labels shown per image in the table (the JSON lists every label).
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Logit multiplier: a number (100, the reference notebooks' choice) or "model" (its learned scale).
+        #[arg(long, default_value = "100")]
+        scale: String,
+        /// Reuse the classifier saved here when it was built for this model, labels and templates;
+        /// otherwise build it and save it here.
+        #[arg(long)]
+        classifier: Option<PathBuf>,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Cosine similarities between images and texts, as a table and optionally a PNG heatmap.
+    Similarity {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long = "text", required = true)]
+        texts: Vec<String>,
+        /// Draw the heatmap with image thumbnails and text labels into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+    /// Evaluate a model: zero-shot classification or image–text retrieval.
+    Eval {
+        #[command(subcommand)]
+        task: EvalTask,
+    },
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
         #[arg(long)]
@@ -79,6 +136,36 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalTask {
+    /// Zero-shot accuracy on a folder with one sub-folder of images per class (the folder name, `_` read
+    /// as a space, is the label).
+    Zeroshot {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "simple")]
+        templates: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Retrieval recall@1/5/10 both ways on a JSONL of {"image": path, "caption": text} lines (paths
+    /// relative to the file).
+    Retrieval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
     },
 }
 
@@ -129,10 +216,82 @@ fn run(cli: Cli) -> Result<(), CliError> {
             texts,
         } => tokenize(context_length, jsonl, texts),
         Command::Info { model, json } => dispatch!(choice, info(&model, json)),
+        Command::Classify {
+            model,
+            labels,
+            labels_file,
+            templates,
+            top_k,
+            json,
+            scale,
+            classifier,
+            batch_size,
+            images,
+        } => {
+            let labels = match (labels, labels_file) {
+                (Some(list), _) => list.split(',').map(|l| l.trim().to_string()).collect(),
+                (None, Some(file)) => std::fs::read_to_string(&file)
+                    .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| l.trim().to_string())
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            let templates = Templates::from_name_or_file(&templates).map_err(ClipError::from)?;
+            let options = classify::Options {
+                labels,
+                templates,
+                top_k,
+                json,
+                scale,
+                classifier,
+                batch_size: batch_size.max(1),
+            };
+            dispatch!(choice, classify::run(&model, &images, &options))
+        }
+        Command::Similarity {
+            model,
+            images,
+            texts,
+            plot,
+        } => {
+            dispatch!(
+                choice,
+                similarity::run(&model, &images, &texts, plot.as_deref())
+            )
+        }
+        Command::Eval { task } => match task {
+            EvalTask::Zeroshot {
+                model,
+                data,
+                templates,
+                json,
+                batch_size,
+            } => {
+                let templates =
+                    Templates::from_name_or_file(&templates).map_err(ClipError::from)?;
+                dispatch!(
+                    choice,
+                    eval::zeroshot(&model, &data, &templates, json, batch_size.max(1))
+                )
+            }
+            EvalTask::Retrieval {
+                model,
+                data,
+                json,
+                batch_size,
+            } => {
+                dispatch!(
+                    choice,
+                    eval::retrieval(&model, &data, json, batch_size.max(1))
+                )
+            }
+        },
     }
 }
 
-fn write_output(path: Option<&Path>, value: &Value) -> Result<(), CliError> {
+pub(crate) fn write_output(path: Option<&Path>, value: &Value) -> Result<(), CliError> {
     let text = value.to_string();
     match path {
         Some(path) => {
@@ -149,7 +308,7 @@ fn write_output(path: Option<&Path>, value: &Value) -> Result<(), CliError> {
     }
 }
 
-fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+pub(crate) fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     let [_, d] = t.dims();
     let values = t
         .into_data()
@@ -159,7 +318,7 @@ fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
 }
 
-fn progress(total: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")

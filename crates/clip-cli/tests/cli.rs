@@ -240,3 +240,241 @@ fn bad_inputs_fail_with_a_named_error() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+fn s(p: std::path::PathBuf) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn classify_json_lists_every_label_in_input_order() {
+    let model = s(fixture("vit_tiny"));
+    let (a, b, bad) = (
+        s(fixture("images/chelsea.jpg")),
+        s(fixture("images/rocket.jpg")),
+        s(fixture("images/not_an_image.jpg")),
+    );
+    let (ok, stdout, stderr) = run(&[
+        "classify",
+        "--model",
+        &model,
+        "--labels",
+        "cat, rocket,coffee",
+        "--templates",
+        "cifar",
+        "--json",
+        &a,
+        &bad,
+        &b,
+    ]);
+    assert!(!ok, "a non-image makes the exit status non-zero");
+    assert!(stderr.contains("1 of 3 images"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["image"], a.as_str());
+    assert!(items[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not_an_image.jpg"));
+    assert_eq!(items[2]["image"], b.as_str());
+    // every label, sorted by probability, equal to the library's zero-shot probabilities
+    let device = Default::default();
+    let lib = Pretrained::<B>::load(fixture("vit_tiny"), &device).unwrap();
+    let labels: Vec<String> = ["cat", "rocket", "coffee"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let classifier = lib
+        .zero_shot_classifier(
+            &labels,
+            &clip::zeroshot::Templates::cifar(),
+            &device,
+            |_| (),
+        )
+        .unwrap();
+    let embeds = lib
+        .embed_image_files(&[fixture("images/chelsea.jpg")], &device)
+        .unwrap();
+    let expected = values(classifier.probabilities(embeds, 100.0));
+    let predictions = items[0]["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3);
+    let probs: Vec<f32> = predictions
+        .iter()
+        .map(|p| p["prob"].as_f64().unwrap() as f32)
+        .collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]));
+    for p in predictions {
+        let i = labels
+            .iter()
+            .position(|l| l == p["label"].as_str().unwrap())
+            .unwrap();
+        assert!((p["prob"].as_f64().unwrap() as f32 - expected[i]).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn classify_table_and_classifier_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, "cat\nrocket\n\n").unwrap();
+    let cache = dir.path().join("classifier.safetensors");
+    let model = s(fixture("vit_tiny"));
+    let image = s(fixture("images/chelsea.jpg"));
+    let args = |templates: &str| {
+        vec![
+            "classify".to_string(),
+            "--model".into(),
+            model.clone(),
+            "--labels-file".into(),
+            s(labels.clone()),
+            "--templates".into(),
+            templates.into(),
+            "--classifier".into(),
+            s(cache.clone()),
+            "--top-k".into(),
+            "1".into(),
+            image.clone(),
+        ]
+    };
+    let run_args = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&a)
+    };
+    let (ok, first, stderr) = run_args(args("none"));
+    assert!(ok, "{stderr}");
+    assert_eq!(first.lines().count(), 2, "{first}");
+    assert!(cache.is_file());
+    let (ok, second, stderr) = run_args(args("none"));
+    assert!(ok && !stderr.contains("rebuilding"), "{stderr}");
+    assert_eq!(first, second);
+    let (ok, _, stderr) = run_args(args("simple"));
+    assert!(
+        ok && stderr.contains("rebuilding") && stderr.contains("templates"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn classify_rejects_bad_labels_and_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("t.txt");
+    std::fs::write(&templates, "a photo of a {}\nno marker\n").unwrap();
+    let model = s(fixture("vit_tiny"));
+    let image = s(fixture("images/chelsea.jpg"));
+    let (ok, _, stderr) = run(&["classify", "--model", &model, "--labels", "cat,cat", &image]);
+    assert!(!ok && stderr.contains("appears twice"), "{stderr}");
+    let (ok, _, stderr) = run(&["classify", "--model", &model, "--labels", "cat,", &image]);
+    assert!(!ok && stderr.contains("empty"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "classify",
+        "--model",
+        &model,
+        "--labels",
+        "cat",
+        "--templates",
+        &s(templates),
+        &image,
+    ]);
+    assert!(!ok && stderr.contains("line 2"), "{stderr}");
+}
+
+#[test]
+fn similarity_prints_the_matrix_and_draws_the_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("sim.png");
+    let (ok, stdout, stderr) = run(&[
+        "similarity",
+        "--model",
+        &s(fixture("rn_tiny")),
+        "--image",
+        &s(fixture("images/chelsea.jpg")),
+        "--image",
+        &s(fixture("images/coffee.png")),
+        "--text",
+        "a cat",
+        "--text",
+        "coffee",
+        "--text",
+        "a dog",
+        "--plot",
+        &s(plot.clone()),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.lines().count(), 4);
+    let png = image::open(&plot).unwrap();
+    assert!(png.width() > 2 * 96 && png.height() > 3 * 96);
+}
+
+#[test]
+fn eval_zeroshot_and_retrieval_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, files) in [
+        ("house_cat", vec!["chelsea.jpg", "chelsea_palette.gif"]),
+        ("rocket", vec!["rocket.jpg"]),
+    ] {
+        let d = dir.path().join(class);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in files {
+            std::fs::copy(fixture("images").join(f), d.join(f)).unwrap();
+        }
+    }
+    let (ok, stdout, stderr) = run(&[
+        "eval",
+        "zeroshot",
+        "--model",
+        &s(fixture("vit_tiny")),
+        "--data",
+        &s(dir.path().to_path_buf()),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["images"], 3);
+    assert_eq!(
+        report["classes"],
+        serde_json::json!(["house cat", "rocket"])
+    );
+    assert_eq!(report["top5"], 1.0);
+    let confusion: Vec<Vec<usize>> =
+        serde_json::from_value(report["confusion_matrix"].clone()).unwrap();
+    assert_eq!(
+        confusion
+            .iter()
+            .map(|r| r.iter().sum::<usize>())
+            .collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+
+    let pairs = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &pairs,
+        "{\"image\": \"house_cat/chelsea.jpg\", \"caption\": \"a cat\"}\n{\"image\": \"rocket/rocket.jpg\", \"caption\": \"a rocket\"}\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "eval",
+        "retrieval",
+        "--model",
+        &s(fixture("vit_tiny")),
+        "--data",
+        &s(pairs.clone()),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["recall"]["k"], serde_json::json!([1, 5, 10]));
+    assert_eq!(report["recall"]["image_to_text"][1], 1.0);
+    std::fs::write(&pairs, "{\"image\": \"x.jpg\"}\n").unwrap();
+    let (ok, _, stderr) = run(&[
+        "eval",
+        "retrieval",
+        "--model",
+        &s(fixture("vit_tiny")),
+        "--data",
+        &s(pairs),
+    ]);
+    assert!(
+        !ok && stderr.contains("line 1") && stderr.contains("caption"),
+        "{stderr}"
+    );
+}
