@@ -13,7 +13,12 @@ type B = burn::backend::Flex;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let device = Default::default();
     let clip = match value("--model") {
         Some(path) => Pretrained::<B>::load(path, &device)?,
@@ -31,13 +36,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let all = imagenet_classes();
-    let n: usize = value("--classes").map(|v| v.parse()).transpose()?.unwrap_or(all.len()).min(all.len());
+    let n: usize = value("--classes")
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(all.len())
+        .min(all.len());
     let templates = Templates::imagenet();
     let start = Instant::now();
     let mut done = 0;
     let classifier = clip.zero_shot_classifier(&all[..n], &templates, &device, |k| {
         done += k;
-        eprint!("\r{done}/{n} classes, {:.1} s", start.elapsed().as_secs_f64());
+        eprint!(
+            "\r{done}/{n} classes, {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
     })?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!();

@@ -129,6 +129,14 @@ enum Command {
         #[command(subcommand)]
         task: EvalTask,
     },
+    /// Contrastive training from a TOML or JSON config (see configs/fashion-scenes.toml).
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        /// `latest` (the newest checkpoint under the config's output) or a checkpoint directory.
+        #[arg(long)]
+        resume: Option<String>,
+    },
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
         #[arg(long)]
@@ -216,6 +224,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
             texts,
         } => tokenize(context_length, jsonl, texts),
         Command::Info { model, json } => dispatch!(choice, info(&model, json)),
+        Command::Train { config, resume } => {
+            let config = clip_train::TrainConfig::from_file(&config)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let resume = match resume.as_deref() {
+                None => None,
+                Some("latest") => {
+                    Some(clip_train::latest_checkpoint(&config).ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "no checkpoint under {} to resume",
+                            config.output.join("checkpoints").display()
+                        ))
+                    })?)
+                }
+                Some(dir) => Some(PathBuf::from(dir)),
+            };
+            dispatch!(choice, train(&config, resume.as_deref()))
+        }
         Command::Classify {
             model,
             labels,
@@ -411,6 +436,29 @@ fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Resul
             source,
         })?;
     }
+    Ok(())
+}
+
+fn train<B: Backend>(
+    device: &B::Device,
+    config: &clip_train::TrainConfig,
+    resume: Option<&Path>,
+) -> Result<(), CliError> {
+    let report = clip_train::train::<burn::backend::Autodiff<B>>(config, resume, device)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let summary = json!({
+        "steps": report.steps, "seconds": report.seconds, "images_per_second": report.images_per_second,
+        "final_loss": report.log.last().map(|l| l.loss), "evaluations": report.evaluations, "model": report.final_dir,
+    });
+    std::fs::create_dir_all(&config.output).ok();
+    let path = config.output.join("report.json");
+    clip::weights::write_atomic(
+        &path,
+        serde_json::to_string_pretty(&json!({"summary": summary, "log": report.log}))
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    println!("{summary}");
     Ok(())
 }
 

@@ -1,0 +1,175 @@
+//! The Fashion-MNIST scenes benchmark, zero-shot with prompt ensembling:
+//! (a) 10-way class accuracy on the untouched grayscale test split; (b) 70-way colour×class accuracy
+//! on test items in the held-out pairs; (c) the same on seen pairs; (d) image→text recall@1 on test
+//! scenes with their captions.
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use clip::{encode_texts, Clip};
+use clip_data::fashion::{is_held_out, render_scene, FashionMnist, CLASSES, COLOURS};
+use clip_tokenizer::ClipTokenizer;
+use clip_zeroshot::{
+    retrieval_recall, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
+};
+use image::{imageops, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::TrainError;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BenchmarkReport {
+    pub samples: usize,
+    /// (a) 10-way, grayscale test split.
+    pub grayscale_class_top1: f64,
+    /// (b) 70-way colour×class on held-out pairs.
+    pub held_out_pair_top1: f64,
+    /// (c) 70-way colour×class on seen pairs.
+    pub seen_pair_top1: f64,
+    /// (d) image→text recall@1 on test scenes.
+    pub retrieval_r1: f64,
+}
+
+/// Prompt templates of the benchmark (ensembled).
+pub fn templates() -> Templates {
+    Templates {
+        name: "fashion".into(),
+        templates: vec![
+            "a {}".into(),
+            "a photo of a {}".into(),
+            "a {} on a black background".into(),
+        ],
+    }
+}
+
+pub(crate) fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
+    let (w, h) = images.first().map(|i| i.dimensions()).unwrap_or((0, 0));
+    let config = clip_data::PreprocessConfig::clip(w as usize);
+    let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
+    for image in images {
+        values.extend(clip_data::normalize(image, &config));
+    }
+    Tensor::from_data(
+        TensorData::new(values, [images.len(), 3, h as usize, w as usize]),
+        device,
+    )
+}
+
+fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let v = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    v.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn encode_images<B: Backend>(
+    clip: &Clip<B>,
+    images: &[RgbImage],
+    device: &B::Device,
+) -> Tensor<B, 2> {
+    let parts: Vec<_> = images
+        .chunks(256)
+        .map(|c| clip.encode_image(pixels::<B>(c, device)))
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+fn accuracy<B: Backend>(
+    clip: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    labels: &[String],
+    images: &[RgbImage],
+    targets: &[usize],
+    device: &B::Device,
+) -> Result<f64, TrainError> {
+    let classifier = ZeroShotClassifier::build(
+        labels,
+        &templates(),
+        "benchmark",
+        64,
+        |t| encode_texts(clip, tokenizer, t, device),
+        |_| (),
+    )?;
+    let probs = rows(classifier.probabilities(encode_images(clip, images, device), DEFAULT_SCALE));
+    Ok(top_k_accuracy(&probs, targets, 1))
+}
+
+/// Runs the four measurements on the first `samples` test items.
+pub fn evaluate<B: Backend>(
+    clip: &Clip<B>,
+    tokenizer: &ClipTokenizer,
+    test: &FashionMnist,
+    samples: usize,
+    device: &B::Device,
+) -> Result<BenchmarkReport, TrainError> {
+    let canvas = clip.image_size() as u32;
+    let n = samples.min(test.len());
+    let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
+
+    // (a) the grayscale split as it is, scaled to the model's input size
+    let gray: Vec<RgbImage> = (0..n)
+        .map(|i| {
+            let item = imageops::resize(
+                &test.item(i),
+                canvas,
+                canvas,
+                imageops::FilterType::Triangle,
+            );
+            RgbImage::from_fn(canvas, canvas, |x, y| {
+                let v = item.get_pixel(x, y)[0];
+                image::Rgb([v, v, v])
+            })
+        })
+        .collect();
+    let targets: Vec<usize> = (0..n).map(|i| test.label(i)).collect();
+    let grayscale_class_top1 = accuracy(clip, tokenizer, &classes, &gray, &targets, device)?;
+
+    // (b), (c): colour×class over all 70 pairs
+    let pairs: Vec<String> = COLOURS
+        .iter()
+        .flat_map(|(c, _)| CLASSES.iter().map(move |k| format!("{c} {k}")))
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(20_240_101);
+    let mut held = (Vec::new(), Vec::new());
+    let mut seen = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let class = test.label(i);
+        let held_colour = class % 6;
+        let scene = render_scene(&test.item(i), class, held_colour, canvas, &mut rng);
+        held.0.push(scene.image);
+        held.1.push(held_colour * CLASSES.len() + class);
+        let colour = loop {
+            let c = rng.random_range(0..COLOURS.len());
+            if !is_held_out(class, c) {
+                break c;
+            }
+        };
+        let scene = render_scene(&test.item(i), class, colour, canvas, &mut rng);
+        seen.0.push(scene.image);
+        seen.1.push(colour * CLASSES.len() + class);
+        seen.2.push(scene.caption);
+    }
+    let held_out_pair_top1 = accuracy(clip, tokenizer, &pairs, &held.0, &held.1, device)?;
+    let seen_pair_top1 = accuracy(clip, tokenizer, &pairs, &seen.0, &seen.1, device)?;
+
+    // (d) image→text recall@1 over the seen scenes' own captions
+    let image_embeds = clip_heads::l2_normalize(encode_images(clip, &seen.0, device));
+    let text_parts: Vec<_> = seen
+        .2
+        .chunks(256)
+        .map(|c| encode_texts(clip, tokenizer, c, device))
+        .collect::<Result<_, _>>()?;
+    let text_embeds = clip_heads::l2_normalize(Tensor::cat(text_parts, 0));
+    let similarity = rows(image_embeds.matmul(text_embeds.transpose()));
+    let recall = retrieval_recall(&similarity, &(0..n).collect::<Vec<_>>(), &[1]);
+    Ok(BenchmarkReport {
+        samples: n,
+        grayscale_class_top1,
+        held_out_pair_top1,
+        seen_pair_top1,
+        retrieval_r1: recall.image_to_text[0],
+    })
+}

@@ -1,0 +1,408 @@
+//! The training loop. A custom loop rather than burn-train's `Learner`: CLIP needs a decay mask,
+//! global-norm clipping, the temperature clamp after each step and bit-exact resume from a data
+//! pipeline that is a pure function of (seed, sample index), none of which `Learner` expresses.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module, Param};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Int, Tensor};
+use clip::Clip;
+use clip_data::fashion::{FashionMnist, SceneSampler};
+use clip_loss::{
+    clamp_logit_scale, contrastive_loss, siglip_loss, ContrastiveWeights, SIGLIP_LOGIT_BIAS_INIT,
+};
+use clip_tokenizer::ClipTokenizer;
+use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::benchmark::{self, BenchmarkReport};
+use crate::config::{DataConfig, LossConfig, TrainConfig};
+use crate::optim::{clip_and_lock, learning_rate, DecayMapper, ParamGroups};
+use crate::TrainError;
+
+/// What is optimized: the CLIP model and, for SigLIP, its logit bias.
+#[derive(Module, Debug)]
+pub struct TrainModel<B: Backend> {
+    pub clip: Clip<B>,
+    pub logit_bias: Option<Param<Tensor<B, 1>>>,
+}
+
+/// One optimizer step's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepLog {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub temperature: f64,
+    pub grad_norm: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub steps: usize,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub log: Vec<StepLog>,
+    pub evaluations: Vec<(usize, BenchmarkReport)>,
+    pub final_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    model: clip::ClipConfig,
+    loss: LossConfig,
+    log: Vec<StepLog>,
+}
+
+fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
+    BinFileRecorder::new()
+}
+
+fn checkpoint_root(config: &TrainConfig) -> PathBuf {
+    config.output.join("checkpoints")
+}
+
+/// The newest complete checkpoint under `output/checkpoints` (incomplete ones are `.tmp` directories).
+pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(checkpoint_root(config))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path()
+                .join("state.json")
+                .is_file()
+                .then(|| (step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, p)| p)
+}
+
+/// The images and token ids of micro-batch `batch_index`: a pure function of the seed and index.
+fn make_batch<B: Backend>(
+    sampler: &SceneSampler,
+    config: &TrainConfig,
+    tokenizer: &ClipTokenizer,
+    batch_index: u64,
+    device: &B::Device,
+) -> Result<(Tensor<B, 4>, Tensor<B, 2, Int>), TrainError> {
+    let n = config.batch_size;
+    let first = batch_index * n as u64;
+    let render = |i: u64| -> (RgbImage, String) {
+        let scene = sampler.sample(first + i);
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            config
+                .seed
+                .wrapping_mul(31)
+                .wrapping_add(first + i)
+                .wrapping_mul(0xD6E8_FEB8_6659_FD93),
+        );
+        (config.augment.apply(&scene.image, &mut rng), scene.caption)
+    };
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let per = n.div_ceil(workers) as u64;
+    let samples: Vec<(RgbImage, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers as u64)
+            .map(|w| {
+                let render = &render;
+                s.spawn(move || {
+                    (w * per..((w + 1) * per).min(n as u64))
+                        .map(render)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let images: Vec<RgbImage> = samples.iter().map(|(i, _)| i.clone()).collect();
+    let captions: Vec<&str> = samples.iter().map(|(_, c)| c.as_str()).collect();
+    let ids = clip::tokenize_trimmed(tokenizer, &captions, device)?;
+    Ok((benchmark::pixels::<B>(&images, device), ids))
+}
+
+fn loss_of<B: AutodiffBackend>(
+    model: &TrainModel<B>,
+    images: Tensor<B, 4>,
+    ids: Tensor<B, 2, Int>,
+    loss: &LossConfig,
+) -> Result<Tensor<B, 1>, TrainError> {
+    let image = model.clip.encode_image(images);
+    let text = model.clip.encode_text(ids);
+    let scale = model.clip.logit_scale.value.val();
+    Ok(match (loss, &model.logit_bias) {
+        (
+            LossConfig::InfoNce {
+                lambda,
+                label_smoothing,
+            },
+            _,
+        ) => contrastive_loss(
+            image,
+            text,
+            scale,
+            ContrastiveWeights {
+                lambda: *lambda,
+                label_smoothing: *label_smoothing,
+            },
+        )?,
+        (LossConfig::Siglip, Some(bias)) => siglip_loss(image, text, scale, bias.val())?,
+        (LossConfig::Siglip, None) => {
+            return Err(TrainError::Config("SigLIP needs a logit bias".into()))
+        }
+    })
+}
+
+/// Trains as `config` says, resuming from `resume` (a checkpoint directory) when given.
+pub fn train<B: AutodiffBackend>(
+    config: &TrainConfig,
+    resume: Option<&Path>,
+    device: &B::Device,
+) -> Result<TrainReport, TrainError> {
+    config.validate()?;
+    let DataConfig::FashionScenes { dir } = &config.data;
+    let train_items = FashionMnist::load(dir, true)?;
+    let test_items = FashionMnist::load(dir, false)?;
+    let canvas = config.model.image_size() as u32;
+    let sampler = SceneSampler {
+        items: train_items,
+        seed: config.seed,
+        canvas,
+        exclude_held_out: true,
+    };
+    let tokenizer = ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?;
+
+    // the same seed gives the same initial weights (and so the same run)
+    B::seed(device, config.seed);
+    let mut model = TrainModel {
+        clip: config.model.init::<B>(device)?,
+        logit_bias: matches!(config.loss, LossConfig::Siglip).then(|| {
+            Param::from_tensor(Tensor::from_floats([SIGLIP_LOGIT_BIAS_INIT as f32], device))
+        }),
+    };
+    if matches!(config.loss, LossConfig::Siglip) {
+        model.clip.logit_scale =
+            clip_heads::LogitScale::new(clip_loss::SIGLIP_LOGIT_SCALE_INIT, device);
+    }
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(config.beta1 as f32)
+        .with_beta_2(config.beta2 as f32)
+        .with_epsilon(config.eps as f32)
+        .with_weight_decay(0.0)
+        .init::<B, TrainModel<B>>();
+    let mut start = 0;
+    let mut log = Vec::new();
+    if let Some(dir) = resume {
+        let state: CheckpointState = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("state.json"))
+                .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?,
+        )
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        if state.model != config.model || state.loss != config.loss {
+            return Err(TrainError::Architecture(format!(
+                "checkpoint {} was trained with another model or loss than this config describes",
+                dir.display()
+            )));
+        }
+        model = model
+            .load_file(dir.join("model"), &recorder(), device)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        let record = recorder()
+            .load(dir.join("optim"), device)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        optim = optim.load_record(record);
+        start = state.step;
+        log = state.log;
+    }
+    let groups = ParamGroups::new(&model, config.lock_image, config.lock_text);
+
+    let end = config
+        .stop_after
+        .map_or(config.steps, |s| (start + s).min(config.steps));
+    let bar = ProgressBar::new((end - start) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let t0 = Instant::now();
+    let mut evaluations = Vec::new();
+    let mut last_good = resume.map(Path::to_path_buf);
+    for step in start..end {
+        let lr = learning_rate(step, config.lr, config.warmup_steps, config.steps);
+        let mut accumulator = GradientsAccumulator::new();
+        let mut loss_sum = 0.0;
+        for micro in 0..config.accumulation {
+            let (images, ids) = make_batch::<B>(
+                &sampler,
+                config,
+                &tokenizer,
+                (step * config.accumulation + micro) as u64,
+                device,
+            )?;
+            let loss = loss_of(&model, images, ids, &config.loss)?;
+            let value: f64 = loss.clone().into_scalar().elem::<f32>() as f64;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step,
+                    checkpoint: last_good
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| "none yet".into()),
+                });
+            }
+            loss_sum += value;
+            let loss = if config.accumulation > 1 {
+                loss / config.accumulation as f64
+            } else {
+                loss
+            };
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = clip_and_lock::<B, _>(&model, &mut grads, &groups, config.grad_clip_norm);
+        model = optim.step(lr, model, grads);
+        model = model.map(&mut DecayMapper {
+            decay: &groups.decay,
+            factor: 1.0 - lr * config.weight_decay,
+        });
+        model.clip.logit_scale.value = model
+            .clip
+            .logit_scale
+            .value
+            .clone()
+            .map(|t| Tensor::from_inner(clamp_logit_scale(t.inner())).require_grad());
+        let temperature: f64 = model.clip.logit_scale.scale().into_scalar().elem::<f32>() as f64;
+        let entry = StepLog {
+            step: step + 1,
+            loss: loss_sum / config.accumulation as f64,
+            lr,
+            temperature,
+            grad_norm,
+        };
+        let done = step + 1 - start;
+        let per_sec =
+            (done * config.batch_size * config.accumulation) as f64 / t0.elapsed().as_secs_f64();
+        let line = format!(
+            "loss {:.4} lr {:.2e} scale {:.1} {:.0} img/s",
+            entry.loss, lr, temperature, per_sec
+        );
+        if bar.is_hidden() && (done % 100 == 0 || done == 1) {
+            // no terminal (a log file, CI): plain lines instead of the bar
+            eprintln!("step {}/{}: {line}", step + 1, config.steps);
+        }
+        bar.set_message(line);
+        bar.inc(1);
+        log.push(entry);
+
+        let finished = step + 1 == config.steps;
+        if (step + 1) % config.checkpoint_every == 0 || step + 1 == end {
+            last_good = Some(save_checkpoint(config, &model, &optim, step + 1, &log)?);
+        }
+        if (config.eval_every > 0 && (step + 1) % config.eval_every == 0) || finished {
+            let report = benchmark::evaluate(
+                &model.valid().clip,
+                &tokenizer,
+                &test_items,
+                config.eval_samples,
+                &device.clone(),
+            )?;
+            let line = format!("step {}: {report:?}", step + 1);
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+            evaluations.push((step + 1, report));
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    let trained = end - start;
+    let final_dir = if end == config.steps {
+        let dir = config.output.join("model");
+        save_model(&model.valid().clip, config, &dir)?;
+        Some(dir)
+    } else {
+        None
+    };
+    Ok(TrainReport {
+        steps: end,
+        seconds,
+        images_per_second: (trained * config.batch_size * config.accumulation) as f64
+            / seconds.max(1e-9),
+        log,
+        evaluations,
+        final_dir,
+    })
+}
+
+fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
+    config: &TrainConfig,
+    model: &TrainModel<B>,
+    optim: &O,
+    step: usize,
+    log: &[StepLog],
+) -> Result<PathBuf, TrainError> {
+    let root = checkpoint_root(config);
+    let final_dir = root.join(format!("step-{step:07}"));
+    let tmp = root.join(format!(".step-{step:07}.tmp"));
+    let err = |e: String| TrainError::Checkpoint(format!("writing {}: {e}", final_dir.display()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| err(e.to_string()))?;
+    model
+        .clone()
+        .save_file(tmp.join("model"), &recorder())
+        .map_err(|e| err(e.to_string()))?;
+    recorder()
+        .record(optim.to_record(), tmp.join("optim"))
+        .map_err(|e| err(e.to_string()))?;
+    let state = CheckpointState {
+        step,
+        model: config.model.clone(),
+        loss: config.loss.clone(),
+        log: log.to_vec(),
+    };
+    std::fs::write(
+        tmp.join("state.json"),
+        serde_json::to_string(&state).map_err(|e| err(e.to_string()))?,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    // the rename is the commit point: a crash before it leaves only a .tmp directory behind
+    let _ = std::fs::remove_dir_all(&final_dir);
+    std::fs::rename(&tmp, &final_dir).map_err(|e| err(e.to_string()))?;
+    Ok(final_dir)
+}
+
+/// Writes the trained model as a model directory `clip` loads (`clip_config.json` + `model.bpk`).
+pub fn save_model<B: Backend>(
+    clip: &Clip<B>,
+    config: &TrainConfig,
+    dir: &Path,
+) -> Result<(), TrainError> {
+    let pretrained = clip::Pretrained {
+        model: clip.clone(),
+        config: config.model.clone(),
+        preprocess: clip_data::PreprocessConfig::clip(config.model.image_size()),
+        tokenizer: ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?,
+        weights: dir.join(clip::pretrained::BURN_WEIGHTS),
+        layout: None,
+        config_source: clip::ConfigSource::Inferred,
+    };
+    pretrained.save_burn(dir)?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! CI-sized training runs on Fashion-MNIST scenes (Debian's dataset-fashion-mnist).
+
+use burn::backend::{Autodiff, Flex};
+use clip::encoders::Activation;
+use clip::{ClipConfig, TextConfig, VisionConfig};
+use clip_data::AugmentConfig;
+use clip_train::*;
+
+type AD = Autodiff<Flex>;
+
+fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
+    TrainConfig {
+        model: ClipConfig {
+            embed_dim: 32,
+            vision: VisionConfig::Vit {
+                image_size: 24,
+                patch_size: 8,
+                width: 32,
+                layers: 1,
+                heads: 1,
+                mlp_ratio: 2.0,
+                activation: Activation::Gelu,
+            },
+            text: TextConfig {
+                context_length: 24,
+                vocab_size: 49408,
+                width: 32,
+                heads: 1,
+                layers: 1,
+                mlp_ratio: 2.0,
+                activation: Activation::Gelu,
+            },
+            projection_bias: false,
+        },
+        data: DataConfig::FashionScenes {
+            dir: clip_data::fashion::DEBIAN_FASHION_MNIST.into(),
+        },
+        output: output.to_path_buf(),
+        seed: 5,
+        steps,
+        batch_size: 32,
+        accumulation: 1,
+        lr: 3e-3,
+        warmup_steps: 5,
+        weight_decay: 0.2,
+        beta1: 0.9,
+        beta2: 0.98,
+        eps: 1e-6,
+        grad_clip_norm: Some(1.0),
+        loss: LossConfig::InfoNce {
+            lambda: 0.5,
+            label_smoothing: 0.0,
+        },
+        augment: AugmentConfig {
+            brightness: 0.2,
+            contrast: 0.2,
+            ..AugmentConfig::default()
+        },
+        checkpoint_every: 1000,
+        eval_every: 0,
+        eval_samples: 400,
+        lock_image: false,
+        lock_text: false,
+        stop_after: None,
+    }
+}
+
+#[test]
+fn a_short_run_learns_and_transfers_to_held_out_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(dir.path(), 150);
+    let report = train::<AD>(&config, None, &Default::default()).unwrap();
+    let first = report.log[0].loss;
+    let last: f64 = report.log[140..].iter().map(|l| l.loss).sum::<f64>() / 10.0;
+    let eval = &report.evaluations.last().unwrap().1;
+    println!(
+        "loss {first:.3} → {last:.3}; {eval:?}; {:.0} images/s",
+        report.images_per_second
+    );
+    assert!(last < 0.6 * first, "loss {first} → {last}");
+    // chance is 1/70 on colour×class and 1/10 on class
+    assert!(eval.held_out_pair_top1 > 3.0 / 70.0, "{eval:?}");
+    assert!(eval.seen_pair_top1 > 3.0 / 70.0, "{eval:?}");
+    // the final model is a directory `clip` loads
+    let model = report.final_dir.unwrap();
+    clip::Pretrained::<Flex>::load(&model, &Default::default()).unwrap();
+}
+
+#[test]
+fn resume_continues_exactly() {
+    let device = Default::default();
+    let straight_dir = tempfile::tempdir().unwrap();
+    let straight = train::<AD>(&tiny(straight_dir.path(), 6), None, &device).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(dir.path(), 6);
+    config.checkpoint_every = 3;
+    config.stop_after = Some(3);
+    let first = train::<AD>(&config, None, &device).unwrap();
+    assert_eq!(first.steps, 3);
+    // an interrupted later checkpoint (never renamed into place) is not "latest"
+    std::fs::create_dir_all(dir.path().join("checkpoints/.step-0000006.tmp")).unwrap();
+    let latest = latest_checkpoint(&config).unwrap();
+    assert!(latest.ends_with("step-0000003"), "{latest:?}");
+    config.stop_after = None;
+    let resumed = train::<AD>(&config, Some(&latest), &device).unwrap();
+    assert_eq!(resumed.log.len(), 6);
+    for (a, b) in straight.log.iter().zip(&resumed.log) {
+        assert_eq!(a.step, b.step);
+        assert!(
+            (a.loss - b.loss).abs() < 1e-6,
+            "step {}: {} vs {}",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
+    println!(
+        "losses: {:?}",
+        resumed.log.iter().map(|l| l.loss).collect::<Vec<_>>()
+    );
+
+    // another architecture refuses the checkpoint, naming it
+    let mut other = config.clone();
+    other.model.embed_dim = 16;
+    let err = train::<AD>(&other, Some(&latest), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("step-0000003") && err.contains("another model"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(dir.path(), 5);
+    config.batch_size = 1;
+    assert!(train::<AD>(&config, None, &Default::default())
+        .unwrap_err()
+        .to_string()
+        .contains("batch_size"));
+    let mut config = tiny(dir.path(), 5);
+    config.data = DataConfig::FashionScenes {
+        dir: dir.path().join("missing"),
+    };
+    assert!(train::<AD>(&config, None, &Default::default())
+        .unwrap_err()
+        .to_string()
+        .contains("missing"));
+    let toml = dir.path().join("c.toml");
+    std::fs::write(&toml, "output = 'x'\nsteps = 'many'\n").unwrap();
+    assert!(TrainConfig::from_file(&toml)
+        .unwrap_err()
+        .to_string()
+        .contains("c.toml"));
+}
