@@ -35,6 +35,8 @@ pub enum ConfigSource {
     HuggingFace(PathBuf),
     Burn(PathBuf),
     Inferred,
+    /// The model compiled into the library.
+    Bundled,
 }
 
 /// A model ready to embed: weights, architecture, preprocessing and tokenizer.
@@ -278,35 +280,60 @@ impl<B: Backend> Pretrained<B> {
 
     fn load_burn(dir: &Path, device: &B::Device) -> Result<Self, ClipError> {
         let cfg_path = dir.join(BURN_CONFIG);
-        let json = read_json(&cfg_path)?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|source| ClipError::Io {
+            path: cfg_path.clone(),
+            source,
+        })?;
+        let weights = dir.join(BURN_WEIGHTS);
+        let mut loaded = Self::from_burn_parts(
+            &text,
+            &cfg_path,
+            BurnpackStore::from_file(&weights),
+            &weights,
+            device,
+        )?;
+        loaded.config_source = ConfigSource::Burn(cfg_path);
+        Ok(loaded)
+    }
+
+    /// A model from a `clip_config.json` text and a burnpack store (file or memory).
+    fn from_burn_parts(
+        config_json: &str,
+        cfg_path: &Path,
+        mut store: BurnpackStore,
+        weights: &Path,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let json: Value = serde_json::from_str(config_json).map_err(|source| ClipError::Json {
+            path: cfg_path.to_path_buf(),
+            source,
+        })?;
         let config: ClipConfig =
             serde_json::from_value(json["model"].clone()).map_err(|source| ClipError::Json {
-                path: cfg_path.clone(),
+                path: cfg_path.to_path_buf(),
                 source,
             })?;
         let preprocess: PreprocessConfig = serde_json::from_value(json["preprocess"].clone())
             .map_err(|source| ClipError::Json {
-                path: cfg_path.clone(),
+                path: cfg_path.to_path_buf(),
                 source,
             })?;
         let mut model = config.init::<B>(device)?;
-        let weights = dir.join(BURN_WEIGHTS);
-        let mut store = BurnpackStore::from_file(&weights);
         let result = model
             .load_from(&mut store)
             .map_err(|e| ClipError::Weights {
-                path: weights.clone(),
+                path: weights.to_path_buf(),
                 message: e.to_string(),
             })?;
         if let Some(missing) = result.missing.first() {
             return Err(ClipError::MissingKey {
-                path: weights,
+                path: weights.to_path_buf(),
                 key: missing.0.clone(),
             });
         }
         if let Some(error) = result.errors.first() {
             return Err(ClipError::Weights {
-                path: weights,
+                path: weights.to_path_buf(),
                 message: format!("{error:?}"),
             });
         }
@@ -316,10 +343,40 @@ impl<B: Backend> Pretrained<B> {
             config,
             preprocess,
             tokenizer,
-            weights,
+            weights: weights.to_path_buf(),
             layout: None,
-            config_source: ConfigSource::Burn(cfg_path),
+            config_source: ConfigSource::Bundled,
         })
+    }
+
+    /// The model shipped inside this library: a small ViT CLIP trained on Fashion-MNIST scenes
+    /// (`configs/fashion-scenes.toml`); it knows 10 clothing classes and 7 colours, nothing else.
+    #[cfg(feature = "bundled-model")]
+    pub fn bundled(device: &B::Device) -> Result<Self, ClipError> {
+        static CONFIG: &str = include_str!("../models/fashion-scenes/clip_config.json");
+        static WEIGHTS: &[u8] = include_bytes!("../models/fashion-scenes/model.bpk");
+        let name = Path::new("<bundled fashion-scenes model>");
+        Self::from_burn_parts(
+            CONFIG,
+            name,
+            BurnpackStore::from_static(WEIGHTS),
+            name,
+            device,
+        )
+    }
+
+    /// [`load`](Self::load) the given path, or the bundled model when there is none.
+    pub fn load_or_bundled(path: Option<&Path>, device: &B::Device) -> Result<Self, ClipError> {
+        match path {
+            Some(path) => Self::load(path, device),
+            #[cfg(feature = "bundled-model")]
+            None => Self::bundled(device),
+            #[cfg(not(feature = "bundled-model"))]
+            None => Err(ClipError::Input(
+                "no --model given, and this build has no bundled model (feature bundled-model)"
+                    .into(),
+            )),
+        }
     }
 
     /// Saves in this library's format: `clip_config.json` and `model.bpk` (burnpack) in `dir`.

@@ -52,9 +52,10 @@ struct Cli {
 enum Command {
     /// Embed images and/or texts; writes JSON {"image_embeds", "text_embeds", "logits_per_image"}.
     Embed {
-        /// Model directory (weights + open_clip_config.json or config.json) or a weights file.
+        /// Model directory (weights + open_clip_config.json or config.json) or a weights file;
+        /// the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Image file (repeatable).
         #[arg(long = "image")]
         images: Vec<PathBuf>,
@@ -79,8 +80,9 @@ enum Command {
     },
     /// Zero-shot classification of images into labels through prompt templates.
     Classify {
+        /// The bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Comma-separated labels.
         #[arg(
             long,
@@ -215,7 +217,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     )));
                 }
             }
-            let result = dispatch!(choice, embed(&model, &images, &texts, batch_size))?;
+            let result = dispatch!(choice, embed(model.as_deref(), &images, &texts, batch_size))?;
             write_output(output.as_deref(), &result)
         }
         Command::Tokenize {
@@ -273,7 +275,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 classifier,
                 batch_size: batch_size.max(1),
             };
-            dispatch!(choice, classify::run(&model, &images, &options))
+            dispatch!(choice, classify::run(model.as_deref(), &images, &options))
         }
         Command::Similarity {
             model,
@@ -355,12 +357,12 @@ pub(crate) fn progress(total: usize, what: &str) -> ProgressBar {
 
 fn embed<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     images: &[PathBuf],
     texts: &[String],
     batch_size: usize,
 ) -> Result<Value, CliError> {
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let d = clip.model.embed_dim();
     let mut out = serde_json::Map::new();
     let mut image_embeds: Option<Tensor<B, 2>> = None;

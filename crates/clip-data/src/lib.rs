@@ -2,6 +2,7 @@
 //! (open_clip) and Hugging Face's `CLIPImageProcessor`.
 
 pub mod augment;
+pub mod captions;
 pub mod fashion;
 pub mod image_io;
 pub mod preprocess;

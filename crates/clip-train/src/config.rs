@@ -22,6 +22,19 @@ pub enum LossConfig {
 pub enum DataConfig {
     /// Fashion-MNIST scenes rendered on the fly from the IDX files in `dir`.
     FashionScenes { dir: PathBuf },
+    /// Images with a captions CSV (`image,caption` header) or JSONL file; unreadable images are skipped
+    /// and counted, or refused with `strict`.
+    Captions {
+        file: PathBuf,
+        #[serde(default)]
+        strict: bool,
+    },
+    /// webdataset tar shards (`key.jpg|png|webp` + `key.txt`).
+    Shards {
+        files: Vec<PathBuf>,
+        #[serde(default)]
+        strict: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -19,6 +19,8 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] clip_data::fashion::FashionError),
     #[error(transparent)]
+    Dataset(#[from] clip_data::captions::DatasetError),
+    #[error(transparent)]
     Tokenizer(#[from] clip_tokenizer::TokenizerError),
     #[error(transparent)]
     Loss(#[from] clip_loss::LossError),

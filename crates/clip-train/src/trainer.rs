@@ -88,9 +88,99 @@ pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
     found.pop().map(|(_, p)| p)
 }
 
+/// Where training pairs come from; `sample(i)` depends only on the seed and `i`.
+enum Source {
+    Scenes(SceneSampler),
+    /// Decoded pairs held in memory (images resized to the model's input size), drawn at random.
+    Pairs {
+        pairs: Vec<(RgbImage, String)>,
+        seed: u64,
+    },
+}
+
+impl Source {
+    fn sample(&self, index: u64) -> (RgbImage, String) {
+        match self {
+            Source::Scenes(s) => {
+                let scene = s.sample(index);
+                (scene.image, scene.caption)
+            }
+            Source::Pairs { pairs, seed } => {
+                let mut rng =
+                    ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                pairs[rand::Rng::random_range(&mut rng, 0..pairs.len())].clone()
+            }
+        }
+    }
+}
+
+fn load_source(
+    config: &TrainConfig,
+    canvas: u32,
+) -> Result<(Source, Option<FashionMnist>), TrainError> {
+    let fit = |image: RgbImage| {
+        let p = clip_data::PreprocessConfig::clip(canvas as usize);
+        clip_data::resize_and_crop(&image, &p)
+    };
+    let pairs = |loaded: Vec<(RgbImage, String)>,
+                 report: clip_data::captions::SkipReport|
+     -> Result<Source, TrainError> {
+        if report.skipped > 0 {
+            eprintln!(
+                "skipped {} unreadable samples (first: {})",
+                report.skipped,
+                report.first.join("; ")
+            );
+        }
+        if loaded.len() < config.batch_size {
+            return Err(TrainError::Config(format!(
+                "{} usable pairs, fewer than one batch of {}",
+                loaded.len(),
+                config.batch_size
+            )));
+        }
+        Ok(Source::Pairs {
+            pairs: loaded.into_iter().map(|(i, c)| (fit(i), c)).collect(),
+            seed: config.seed,
+        })
+    };
+    match &config.data {
+        DataConfig::FashionScenes { dir } => {
+            let train_items = FashionMnist::load(dir, true)?;
+            let test_items = FashionMnist::load(dir, false)?;
+            Ok((
+                Source::Scenes(SceneSampler {
+                    items: train_items,
+                    seed: config.seed,
+                    canvas,
+                    exclude_held_out: true,
+                }),
+                Some(test_items),
+            ))
+        }
+        DataConfig::Captions { file, strict } => {
+            let list = clip_data::captions::read_caption_file(file)?;
+            let (loaded, report) = clip_data::captions::load_pairs(&list, *strict)?;
+            Ok((pairs(loaded, report)?, None))
+        }
+        DataConfig::Shards { files, strict } => {
+            let mut loaded = Vec::new();
+            let mut report = clip_data::captions::SkipReport::default();
+            for file in files {
+                let r = clip_data::captions::read_shard(file, *strict, |image, caption| {
+                    loaded.push((fit(image), caption))
+                })?;
+                report.skipped += r.skipped;
+                report.first.extend(r.first);
+            }
+            Ok((pairs(loaded, report)?, None))
+        }
+    }
+}
+
 /// The images and token ids of micro-batch `batch_index`: a pure function of the seed and index.
 fn make_batch<B: Backend>(
-    sampler: &SceneSampler,
+    sampler: &Source,
     config: &TrainConfig,
     tokenizer: &ClipTokenizer,
     batch_index: u64,
@@ -99,7 +189,7 @@ fn make_batch<B: Backend>(
     let n = config.batch_size;
     let first = batch_index * n as u64;
     let render = |i: u64| -> (RgbImage, String) {
-        let scene = sampler.sample(first + i);
+        let (image, caption) = sampler.sample(first + i);
         let mut rng = ChaCha8Rng::seed_from_u64(
             config
                 .seed
@@ -107,7 +197,7 @@ fn make_batch<B: Backend>(
                 .wrapping_add(first + i)
                 .wrapping_mul(0xD6E8_FEB8_6659_FD93),
         );
-        (config.augment.apply(&scene.image, &mut rng), scene.caption)
+        (config.augment.apply(&image, &mut rng), caption)
     };
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -175,16 +265,8 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<TrainReport, TrainError> {
     config.validate()?;
-    let DataConfig::FashionScenes { dir } = &config.data;
-    let train_items = FashionMnist::load(dir, true)?;
-    let test_items = FashionMnist::load(dir, false)?;
     let canvas = config.model.image_size() as u32;
-    let sampler = SceneSampler {
-        items: train_items,
-        seed: config.seed,
-        canvas,
-        exclude_held_out: true,
-    };
+    let (sampler, test_items) = load_source(config, canvas)?;
     let tokenizer = ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?;
 
     // the same seed gives the same initial weights (and so the same run)
@@ -313,11 +395,12 @@ pub fn train<B: AutodiffBackend>(
         if (step + 1) % config.checkpoint_every == 0 || step + 1 == end {
             last_good = Some(save_checkpoint(config, &model, &optim, step + 1, &log)?);
         }
-        if (config.eval_every > 0 && (step + 1) % config.eval_every == 0) || finished {
+        let due = (config.eval_every > 0 && (step + 1) % config.eval_every == 0) || finished;
+        if let (true, Some(test_items)) = (due, &test_items) {
             let report = benchmark::evaluate(
                 &model.valid().clip,
                 &tokenizer,
-                &test_items,
+                test_items,
                 config.eval_samples,
                 &device.clone(),
             )?;

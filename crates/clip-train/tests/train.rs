@@ -156,3 +156,38 @@ fn bad_configs_are_refused() {
         .to_string()
         .contains("c.toml"));
 }
+
+#[test]
+fn trains_from_a_captions_file_and_skips_broken_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let items =
+        clip_data::fashion::FashionMnist::load(clip_data::fashion::DEBIAN_FASHION_MNIST, false)
+            .unwrap();
+    let mut lines = String::from("image,caption\n");
+    for i in 0..40 {
+        let name = format!("{i}.png");
+        items.item(i).save(dir.path().join(&name)).unwrap();
+        lines.push_str(&format!(
+            "{name},a {}\n",
+            clip_data::fashion::CLASSES[items.label(i)]
+        ));
+    }
+    lines.push_str("missing.png,a ghost\n");
+    std::fs::write(dir.path().join("captions.csv"), lines).unwrap();
+    let mut config = tiny(&dir.path().join("run"), 3);
+    config.data = DataConfig::Captions {
+        file: dir.path().join("captions.csv"),
+        strict: false,
+    };
+    let report = train::<AD>(&config, None, &Default::default()).unwrap();
+    assert_eq!(report.log.len(), 3);
+    assert!(report.evaluations.is_empty());
+    config.data = DataConfig::Captions {
+        file: dir.path().join("captions.csv"),
+        strict: true,
+    };
+    let err = train::<AD>(&config, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.png"), "{err}");
+}
