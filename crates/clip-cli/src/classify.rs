@@ -46,11 +46,11 @@ fn classifier<B: Backend>(
 
 pub fn run<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     images: &[PathBuf],
     o: &Options,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let scale = match o.scale.as_str() {
         "model" => f64::from(clip.model.logit_scale.scale().into_scalar().elem::<f32>()),
         s => s
