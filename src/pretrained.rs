@@ -356,13 +356,9 @@ impl<B: Backend> Pretrained<B> {
         static CONFIG: &str = include_str!("../models/fashion-scenes/clip_config.json");
         static WEIGHTS: &[u8] = include_bytes!("../models/fashion-scenes/model.bpk");
         let name = Path::new("<bundled fashion-scenes model>");
-        Self::from_burn_parts(
-            CONFIG,
-            name,
-            BurnpackStore::from_static(WEIGHTS),
-            name,
-            device,
-        )
+        // include_bytes! data is only byte-aligned: copy tensors out instead of viewing them in place
+        let store = BurnpackStore::from_static(WEIGHTS).zero_copy(false);
+        Self::from_burn_parts(CONFIG, name, store, name, device)
     }
 
     /// [`load`](Self::load) the given path, or the bundled model when there is none.

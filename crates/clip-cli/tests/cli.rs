@@ -478,3 +478,33 @@ fn eval_zeroshot_and_retrieval_reports() {
         "{stderr}"
     );
 }
+
+#[test]
+fn without_a_model_the_bundled_one_classifies() {
+    // the bundled Fashion-MNIST scenes model never saw a blue bag in training
+    let samples = fixture("../assets/samples");
+    let (ok, stdout, stderr) = run(&[
+        "classify",
+        "--labels",
+        "blue bag,red sneaker,green sandal,blue shirt",
+        "--templates",
+        "none",
+        "--json",
+        &s(samples.join("blue_bag.png")),
+        &s(samples.join("red_sneaker.png")),
+        &s(samples.join("green_sandal.png")),
+    ]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let top: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["predictions"][0]["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(top, vec!["blue bag", "red sneaker", "green sandal"]);
+    let (ok, stdout, _) = run(&["embed", "--text", "a blue bag"]);
+    assert!(ok);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["text_embeds"][0].as_array().unwrap().len(), 96);
+}

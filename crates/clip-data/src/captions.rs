@@ -163,6 +163,9 @@ pub fn load_pairs(
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
+/// A webdataset sample being gathered: its key, image (member name, bytes) and caption.
+type PendingSample = Option<(String, Option<(String, Vec<u8>)>, Option<String>)>;
+
 /// Streams the samples of one webdataset tar shard: consecutive members sharing a key form a sample;
 /// samples with an image and a caption are yielded, the others counted in the report.
 pub fn read_shard(
@@ -183,9 +186,8 @@ pub fn read_shard(
     };
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut report = SkipReport::default();
-    let mut current: Option<(String, Option<(String, Vec<u8>)>, Option<String>)> = None;
-    let mut flush = |sample: Option<(String, Option<(String, Vec<u8>)>, Option<String>)>,
-                     report: &mut SkipReport| {
+    let mut current: PendingSample = None;
+    let mut flush = |sample: PendingSample, report: &mut SkipReport| {
         let Some((key, image, caption)) = sample else {
             return;
         };

@@ -96,7 +96,8 @@ impl TrainConfig {
         if self.accumulation == 0 || self.steps == 0 || self.checkpoint_every == 0 {
             return bad("accumulation, steps and checkpoint_every must be positive");
         }
-        if !(self.lr > 0.0)
+        if self.lr.is_nan()
+            || self.lr <= 0.0
             || self.weight_decay < 0.0
             || !(0.0..1.0).contains(&self.beta1)
             || !(0.0..1.0).contains(&self.beta2)

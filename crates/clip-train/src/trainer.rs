@@ -269,7 +269,8 @@ pub fn train<B: AutodiffBackend>(
     let (sampler, test_items) = load_source(config, canvas)?;
     let tokenizer = ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?;
 
-    // the same seed gives the same initial weights (and so the same run)
+    // the same seed gives the same initial weights (and so the same run); the backend's RNG is
+    // process-wide, so two runs in one process must not initialise concurrently
     B::seed(device, config.seed);
     let mut model = TrainModel {
         clip: config.model.init::<B>(device)?,

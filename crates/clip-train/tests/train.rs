@@ -8,6 +8,14 @@ use clip_train::*;
 
 type AD = Autodiff<Flex>;
 
+/// burn's backend RNG (seeded for the initial weights) is process-wide: training runs in parallel test
+/// threads would draw from it in turn and lose their determinism, so they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
     TrainConfig {
         model: ClipConfig {
@@ -67,6 +75,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
 
 #[test]
 fn a_short_run_learns_and_transfers_to_held_out_pairs() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let config = tiny(dir.path(), 150);
     let report = train::<AD>(&config, None, &Default::default()).unwrap();
@@ -88,6 +97,7 @@ fn a_short_run_learns_and_transfers_to_held_out_pairs() {
 
 #[test]
 fn resume_continues_exactly() {
+    let _turn = serial();
     let device = Default::default();
     let straight_dir = tempfile::tempdir().unwrap();
     let straight = train::<AD>(&tiny(straight_dir.path(), 6), None, &device).unwrap();
@@ -134,6 +144,7 @@ fn resume_continues_exactly() {
 
 #[test]
 fn bad_configs_are_refused() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let mut config = tiny(dir.path(), 5);
     config.batch_size = 1;
@@ -159,6 +170,7 @@ fn bad_configs_are_refused() {
 
 #[test]
 fn trains_from_a_captions_file_and_skips_broken_images() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let items =
         clip_data::fashion::FashionMnist::load(clip_data::fashion::DEBIAN_FASHION_MNIST, false)
