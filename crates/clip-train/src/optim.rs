@@ -37,14 +37,16 @@ impl ParamGroups {
         for s in model.collect(None, None, true) {
             let Some(id) = s.tensor_id else { continue };
             let path = s.full_path();
-            // matrices and kernels decay; gains, biases, embeddings, the temperature and BN stats do not
-            if s.shape.len() >= 2 && !path.contains("embedding") {
-                decay.insert(id);
-            }
             let image_side = path.starts_with("clip.visual");
             let text_side = path.starts_with("clip.text");
             if (lock_image && image_side) || (lock_text && text_side) {
+                // a locked tower is neither updated nor decayed
                 locked.insert(id);
+                continue;
+            }
+            // matrices and kernels decay; gains, biases, embeddings, the temperature and BN stats do not
+            if s.shape.len() >= 2 && !path.contains("embedding") {
+                decay.insert(id);
             }
         }
         Self { decay, locked }
