@@ -12,23 +12,7 @@ use clip::zeroshot::{
 use clip::Pretrained;
 use serde_json::json;
 
-use crate::{progress, rows, CliError};
-
-fn embed_images<B: Backend>(
-    clip: &Pretrained<B>,
-    paths: &[PathBuf],
-    batch: usize,
-    device: &B::Device,
-) -> Result<Tensor<B, 2>, CliError> {
-    let bar = progress(paths.len(), "images");
-    let mut parts = Vec::new();
-    for chunk in paths.chunks(batch) {
-        parts.push(clip.embed_image_files(chunk, device)?);
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(Tensor::cat(parts, 0))
-}
+use crate::{embed_images, embed_texts, progress, rows, CliError};
 
 fn is_image(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -174,12 +158,8 @@ pub fn retrieval<B: Backend>(
     }
     let clip = Pretrained::<B>::load(model, device)?;
     let image_embeds = embed_images(&clip, &images, batch, device)?;
-    let mut parts = Vec::new();
-    for chunk in captions.chunks(batch) {
-        parts.push(clip.embed_texts(chunk, device)?);
-    }
-    let similarity =
-        rows(l2_normalize(image_embeds).matmul(l2_normalize(Tensor::cat(parts, 0)).transpose()));
+    let text_embeds = embed_texts(&clip, &captions, batch, device)?;
+    let similarity = rows(l2_normalize(image_embeds).matmul(l2_normalize(text_embeds).transpose()));
     let recall = retrieval_recall(&similarity, &text_image, &[1, 5, 10]);
     if as_json {
         println!(

@@ -345,6 +345,40 @@ pub(crate) fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
     values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
 }
 
+/// Image files → raw embeddings, `batch` at a time, with a progress bar.
+pub(crate) fn embed_images<B: Backend>(
+    clip: &Pretrained<B>,
+    paths: &[PathBuf],
+    batch: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 2>, CliError> {
+    let bar = progress(paths.len(), "images");
+    let mut parts = Vec::new();
+    for chunk in paths.chunks(batch) {
+        parts.push(clip.embed_image_files(chunk, device)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Tensor::cat(parts, 0))
+}
+
+/// Texts → raw embeddings, `batch` at a time, with a progress bar.
+pub(crate) fn embed_texts<B: Backend>(
+    clip: &Pretrained<B>,
+    texts: &[String],
+    batch: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 2>, CliError> {
+    let bar = progress(texts.len(), "texts");
+    let mut parts = Vec::new();
+    for chunk in texts.chunks(batch) {
+        parts.push(clip.embed_texts(chunk, device)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(Tensor::cat(parts, 0))
+}
+
 pub(crate) fn progress(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -363,30 +397,13 @@ fn embed<B: Backend>(
     batch_size: usize,
 ) -> Result<Value, CliError> {
     let clip = Pretrained::<B>::load_or_bundled(model, device)?;
-    let d = clip.model.embed_dim();
     let mut out = serde_json::Map::new();
-    let mut image_embeds: Option<Tensor<B, 2>> = None;
-    let mut text_embeds: Option<Tensor<B, 2>> = None;
-    if !images.is_empty() {
-        let bar = progress(images.len(), "images");
-        let mut parts = Vec::new();
-        for chunk in images.chunks(batch_size) {
-            parts.push(clip.embed_image_files(chunk, device)?);
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        image_embeds = Some(Tensor::cat(parts, 0));
-    }
-    if !texts.is_empty() {
-        let bar = progress(texts.len(), "texts");
-        let mut parts = Vec::new();
-        for chunk in texts.chunks(batch_size) {
-            parts.push(clip.embed_texts(chunk, device)?);
-            bar.inc(chunk.len() as u64);
-        }
-        bar.finish_and_clear();
-        text_embeds = Some(Tensor::cat(parts, 0));
-    }
+    let image_embeds = (!images.is_empty())
+        .then(|| embed_images(&clip, images, batch_size, device))
+        .transpose()?;
+    let text_embeds = (!texts.is_empty())
+        .then(|| embed_texts(&clip, texts, batch_size, device))
+        .transpose()?;
     if let Some(i) = &image_embeds {
         out.insert("image_embeds".into(), json!(rows(i.clone())));
     }
@@ -399,7 +416,6 @@ fn embed<B: Backend>(
             json!(rows(clip.model.logits_per_image(i, t))),
         );
     }
-    debug_assert!(d > 0);
     Ok(Value::Object(out))
 }
 
