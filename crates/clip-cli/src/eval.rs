@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 use clip::heads::l2_normalize;
 use clip::zeroshot::{
     argmax, confusion_matrix, mean_per_class_recall, retrieval_recall, top_k_accuracy, Templates,
