@@ -54,6 +54,7 @@ impl VisionTransformerConfig {
                 .init(device),
             ln_post: layer_norm(self.width, device),
             image_size: self.image_size,
+            patch_dropout: 0.0,
         }
     }
 }
@@ -67,6 +68,9 @@ pub struct VisionTransformer<B: Backend> {
     pub transformer: Transformer<B>,
     pub ln_post: LayerNorm<B>,
     pub image_size: usize,
+    /// Fraction of patch tokens dropped at random while training (open_clip's `patch_dropout`; FLIP).
+    /// Only active under autodiff, so evaluation always sees every patch.
+    pub patch_dropout: f64,
 }
 
 impl<B: Backend> VisionTransformer<B> {
@@ -81,6 +85,7 @@ impl<B: Backend> VisionTransformer<B> {
             .reshape([1, 1, width])
             .expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, patches], 1) + self.positional_embedding.val().unsqueeze();
+        let x = self.drop_patches(x);
         let x = self.transformer.forward(self.ln_pre.forward(x), false);
         let class_token = x.narrow(1, 0, 1).reshape([batch, width]);
         self.ln_post.forward(class_token)
@@ -88,5 +93,25 @@ impl<B: Backend> VisionTransformer<B> {
 
     pub fn width(&self) -> usize {
         self.class_embedding.dims()[0]
+    }
+
+    /// Keeps the class token and a random `1 − patch_dropout` of the patch tokens (at least one), chosen
+    /// per image, as open_clip's PatchDropout does (after positions are added).
+    fn drop_patches(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let device = x.device();
+        if self.patch_dropout <= 0.0 || !B::ad_enabled(&device) {
+            return x;
+        }
+        let [batch, tokens, width] = x.dims();
+        let patches = tokens - 1;
+        let keep = ((patches as f64 * (1.0 - self.patch_dropout)) as usize).max(1);
+        let scores =
+            Tensor::<B, 2>::random([batch, patches], Distribution::Normal(0.0, 1.0), &device);
+        let kept = scores.argsort(1).narrow(1, 0, keep) + 1;
+        let class = Tensor::<B, 2, burn::tensor::Int>::zeros([batch, 1], &device);
+        let index = Tensor::cat(vec![class, kept], 1)
+            .unsqueeze_dim::<3>(2)
+            .expand([batch, keep + 1, width]);
+        x.gather(1, index)
     }
 }

@@ -65,6 +65,9 @@ pub struct TrainConfig {
     /// Freeze a tower (open_clip's --lock-image / --lock-text).
     pub lock_image: bool,
     pub lock_text: bool,
+    /// Fraction of ViT patch tokens dropped during training (0: off; open_clip's `--patch-dropout`).
+    #[serde(default)]
+    pub patch_dropout: f64,
     /// Stop after this many optimizer steps in this invocation (for tests and time-boxed runs).
     #[serde(default)]
     pub stop_after: Option<usize>,
@@ -103,6 +106,9 @@ impl TrainConfig {
             || !(0.0..1.0).contains(&self.beta2)
         {
             return bad("lr must be positive, weight_decay non-negative, betas in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.patch_dropout) {
+            return bad("patch_dropout must be in [0, 1)");
         }
         if self.lock_image && self.lock_text {
             return bad("locking both towers leaves nothing to train");

@@ -278,6 +278,9 @@ pub fn train<B: AutodiffBackend>(
             Param::from_tensor(Tensor::from_floats([SIGLIP_LOGIT_BIAS_INIT as f32], device))
         }),
     };
+    if let clip::ImageEncoder::Vit(vit) = &mut model.clip.visual {
+        vit.patch_dropout = config.patch_dropout;
+    }
     if matches!(config.loss, LossConfig::Siglip) {
         model.clip.logit_scale =
             clip_heads::LogitScale::new(clip_loss::SIGLIP_LOGIT_SCALE_INIT, device);

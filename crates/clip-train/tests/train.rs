@@ -70,6 +70,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
         lock_image: false,
         lock_text: false,
         stop_after: None,
+        patch_dropout: 0.0,
     }
 }
 
@@ -213,6 +214,7 @@ fn siglip_with_accumulation_and_a_locked_image_tower() {
     let mut config = tiny(dir.path(), 3);
     config.loss = LossConfig::Siglip;
     config.accumulation = 2;
+    config.patch_dropout = 0.5;
     config.lock_image = true;
     config.checkpoint_every = 3;
     config.eval_every = 0;
@@ -238,4 +240,31 @@ fn siglip_with_accumulation_and_a_locked_image_tower() {
     let changed = |prefix: &str| tensors(&trained.model, prefix) != tensors(&initial, prefix);
     assert!(!changed("visual"), "the locked image tower moved");
     assert!(changed("text."), "the text tower did not train");
+}
+
+#[test]
+fn patch_dropout_acts_only_while_training() {
+    use burn::module::AutodiffModule;
+    use burn::tensor::{Distribution, Tensor};
+    let _turn = serial();
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = tiny(dir.path(), 1).model.init::<AD>(&device).unwrap();
+    let images = Tensor::<AD, 4>::random([2, 3, 24, 24], Distribution::Normal(0.0, 1.0), &device);
+    let values = |t: Tensor<Flex, 2>| t.into_data().to_vec::<f32>().unwrap();
+    let full = values(model.encode_image(images.clone()).inner());
+    if let clip::ImageEncoder::Vit(vit) = &mut model.visual {
+        vit.patch_dropout = 0.5;
+    }
+    let dropped = values(model.encode_image(images.clone()).inner());
+    assert_ne!(
+        full, dropped,
+        "half the patches dropped must change the training forward pass"
+    );
+    let evaluated = values(model.valid().encode_image(images.inner()));
+    let diff = full
+        .iter()
+        .zip(&evaluated)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-6, "evaluation must see every patch ({diff})");
 }
