@@ -11,7 +11,8 @@ use clip::zeroshot::{
 use clip::Pretrained;
 use serde_json::json;
 
-use crate::{embed_images, embed_texts, progress, rows, CliError};
+use crate::{embed_images, embed_texts, progress, CliError};
+use clip::zeroshot::to_rows;
 
 fn is_image(path: &Path) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
@@ -76,7 +77,7 @@ pub fn zeroshot<B: Backend>(
         clip.zero_shot_classifier(&labels, templates, device, |n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let embeds = embed_images(&clip, &paths, batch, device)?;
-    let probs = rows(classifier.probabilities(embeds, DEFAULT_SCALE));
+    let probs = to_rows(classifier.probabilities(embeds, DEFAULT_SCALE));
     let predictions = argmax(&probs);
     let top1 = top_k_accuracy(&probs, &targets, 1);
     let top5 = top_k_accuracy(&probs, &targets, 5);
@@ -158,7 +159,8 @@ pub fn retrieval<B: Backend>(
     let clip = Pretrained::<B>::load(model, device)?;
     let image_embeds = embed_images(&clip, &images, batch, device)?;
     let text_embeds = embed_texts(&clip, &captions, batch, device)?;
-    let similarity = rows(l2_normalize(image_embeds).matmul(l2_normalize(text_embeds).transpose()));
+    let similarity =
+        to_rows(l2_normalize(image_embeds).matmul(l2_normalize(text_embeds).transpose()));
     let recall = retrieval_recall(&similarity, &text_image, &[1, 5, 10]);
     if as_json {
         println!(

@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use clap::{Parser, Subcommand};
 use clip::tokenizer::ClipTokenizer;
-use clip::zeroshot::Templates;
+use clip::zeroshot::{to_rows, Templates};
 use clip::{ClipError, Pretrained, VisionConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -335,16 +335,6 @@ pub(crate) fn write_output(path: Option<&Path>, value: &Value) -> Result<(), Cli
     }
 }
 
-pub(crate) fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
-    let [_, d] = t.dims();
-    let values = t
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .unwrap_or_default();
-    values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
-}
-
 /// Image files → raw embeddings, `batch` at a time, with a progress bar.
 pub(crate) fn embed_images<B: Backend>(
     clip: &Pretrained<B>,
@@ -405,15 +395,15 @@ fn embed<B: Backend>(
         .then(|| embed_texts(&clip, texts, batch_size, device))
         .transpose()?;
     if let Some(i) = &image_embeds {
-        out.insert("image_embeds".into(), json!(rows(i.clone())));
+        out.insert("image_embeds".into(), json!(to_rows(i.clone())));
     }
     if let Some(t) = &text_embeds {
-        out.insert("text_embeds".into(), json!(rows(t.clone())));
+        out.insert("text_embeds".into(), json!(to_rows(t.clone())));
     }
     if let (Some(i), Some(t)) = (image_embeds, text_embeds) {
         out.insert(
             "logits_per_image".into(),
-            json!(rows(clip.model.logits_per_image(i, t))),
+            json!(to_rows(clip.model.logits_per_image(i, t))),
         );
     }
     Ok(Value::Object(out))

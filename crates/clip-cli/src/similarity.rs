@@ -6,7 +6,8 @@ use burn::tensor::backend::Backend;
 use clip::heads::l2_normalize;
 use clip::Pretrained;
 
-use crate::{rows, CliError};
+use crate::CliError;
+use clip::zeroshot::to_rows;
 
 pub fn run<B: Backend>(
     device: &B::Device,
@@ -28,7 +29,7 @@ pub fn run<B: Backend>(
     ));
     let text_embeds = clip.embed_texts(texts, device)?;
     // [texts, images], as the notebook's figure draws it
-    let cosine = rows(l2_normalize(text_embeds).matmul(l2_normalize(image_embeds).transpose()));
+    let cosine = to_rows(l2_normalize(text_embeds).matmul(l2_normalize(image_embeds).transpose()));
     let names: Vec<String> = images
         .iter()
         .map(|p| {

@@ -8,7 +8,7 @@ use clip::{encode_texts, Clip};
 use clip_data::fashion::{is_held_out, render_scene, FashionMnist, CLASSES, COLOURS};
 use clip_tokenizer::ClipTokenizer;
 use clip_zeroshot::{
-    retrieval_recall, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
+    retrieval_recall, to_rows, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
 };
 use image::{imageops, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -55,16 +55,6 @@ pub(crate) fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Ten
     )
 }
 
-fn rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
-    let [_, d] = t.dims();
-    let v = t
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .unwrap_or_default();
-    v.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
-}
-
 fn encode_images<B: Backend>(
     clip: &Clip<B>,
     images: &[RgbImage],
@@ -93,7 +83,8 @@ fn accuracy<B: Backend>(
         |t| encode_texts(clip, tokenizer, t, device),
         |_| (),
     )?;
-    let probs = rows(classifier.probabilities(encode_images(clip, images, device), DEFAULT_SCALE));
+    let probs =
+        to_rows(classifier.probabilities(encode_images(clip, images, device), DEFAULT_SCALE));
     Ok(top_k_accuracy(&probs, targets, 1))
 }
 
@@ -163,7 +154,7 @@ pub fn evaluate<B: Backend>(
         .map(|c| encode_texts(clip, tokenizer, c, device))
         .collect::<Result<_, _>>()?;
     let text_embeds = clip_heads::l2_normalize(Tensor::cat(text_parts, 0));
-    let similarity = rows(image_embeds.matmul(text_embeds.transpose()));
+    let similarity = to_rows(image_embeds.matmul(text_embeds.transpose()));
     let recall = retrieval_recall(&similarity, &(0..n).collect::<Vec<_>>(), &[1]);
     Ok(BenchmarkReport {
         samples: n,

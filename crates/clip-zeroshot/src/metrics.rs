@@ -1,5 +1,18 @@
 //! Classification and retrieval metrics on plain scores, so they serve any backend and any source.
 
+use burn::tensor::{backend::Backend, Tensor};
+
+/// A `[n, d]` tensor as `n` rows of f32, the form the metrics take.
+pub fn to_rows<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let values = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .unwrap_or_default();
+    values.chunks(d.max(1)).map(<[f32]>::to_vec).collect()
+}
+
 /// Fraction of rows whose target is among the `k` highest scores.
 pub fn top_k_accuracy(scores: &[Vec<f32>], targets: &[usize], k: usize) -> f64 {
     if targets.is_empty() {
