@@ -10,7 +10,7 @@ pub mod templates;
 pub use classifier::{ZeroShotClassifier, DEFAULT_SCALE};
 pub use linear_probe::LinearProbe;
 pub use metrics::{
-    argmax, confusion_matrix, mean_per_class_recall, retrieval_recall, top_k_accuracy,
+    argmax, confusion_matrix, mean_per_class_recall, retrieval_recall, to_rows, top_k_accuracy,
     RetrievalRecall,
 };
 pub use templates::{check_labels, cifar100_classes, cifar10_classes, imagenet_classes, Templates};
