@@ -8,7 +8,6 @@ use std::time::Duration;
 use burn::tensor::{Distribution, Tensor};
 use clip::data::{images_to_tensor, load_rgb, PreprocessConfig};
 use clip::loss::{contrastive_loss, ContrastiveWeights};
-use clip::tokenizer::ClipTokenizer;
 use clip::zeroshot::{imagenet_classes, Templates};
 use clip::{ClipConfig, Pretrained};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -18,15 +17,7 @@ type B = burn::backend::Flex;
 fn pretrained(preset: &str) -> Pretrained<B> {
     let device = Default::default();
     let config = ClipConfig::preset(preset).expect("preset");
-    Pretrained {
-        model: config.init::<B>(&device).expect("init"),
-        preprocess: PreprocessConfig::clip(config.image_size()),
-        tokenizer: ClipTokenizer::new().expect("tokenizer"),
-        weights: "random".into(),
-        layout: None,
-        config_source: clip::ConfigSource::Inferred,
-        config,
-    }
+    Pretrained::from_model(config.init::<B>(&device).expect("init"), config).expect("wrap")
 }
 
 fn image_encoding(c: &mut Criterion) {

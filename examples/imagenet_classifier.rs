@@ -24,15 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => Pretrained::<B>::load(path, &device)?,
         None => {
             let config = ClipConfig::preset("ViT-B/32")?;
-            Pretrained {
-                model: config.init::<B>(&device)?,
-                preprocess: clip::data::PreprocessConfig::clip(config.image_size()),
-                tokenizer: clip::tokenizer::ClipTokenizer::new()?,
-                weights: "random init".into(),
-                layout: None,
-                config_source: clip::ConfigSource::Inferred,
-                config,
-            }
+            Pretrained::from_model(config.init::<B>(&device)?, config)?
         }
     };
     let all = imagenet_classes();

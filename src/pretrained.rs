@@ -209,6 +209,19 @@ pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessC
 }
 
 impl<B: Backend> Pretrained<B> {
+    /// Wraps a model built or trained in memory (CLIP's default preprocessing at its image size).
+    pub fn from_model(model: Clip<B>, config: ClipConfig) -> Result<Self, ClipError> {
+        Ok(Self {
+            preprocess: PreprocessConfig::clip(config.image_size()),
+            tokenizer: ClipTokenizer::new()?.with_context_length(config.text.context_length)?,
+            weights: PathBuf::from("<in memory>"),
+            layout: None,
+            config_source: ConfigSource::Inferred,
+            model,
+            config,
+        })
+    }
+
     /// Loads a model directory or a single weights file (see the crate docs for what is accepted).
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, ClipError> {
         let path = path.as_ref();

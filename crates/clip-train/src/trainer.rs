@@ -481,15 +481,7 @@ pub fn save_model<B: Backend>(
     config: &TrainConfig,
     dir: &Path,
 ) -> Result<(), TrainError> {
-    let pretrained = clip::Pretrained {
-        model: clip.clone(),
-        config: config.model.clone(),
-        preprocess: clip_data::PreprocessConfig::clip(config.model.image_size()),
-        tokenizer: ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?,
-        weights: dir.join(clip::pretrained::BURN_WEIGHTS),
-        layout: None,
-        config_source: clip::ConfigSource::Inferred,
-    };
+    let pretrained = clip::Pretrained::from_model(clip.clone(), config.model.clone())?;
     pretrained.save_burn(dir)?;
     Ok(())
 }
