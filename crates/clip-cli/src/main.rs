@@ -138,6 +138,10 @@ enum Command {
         /// `latest` (the newest checkpoint under the config's output) or a checkpoint directory.
         #[arg(long)]
         resume: Option<String>,
+        /// Refuse unreadable images in a captions file or shard instead of skipping them (overrides
+        /// the config's `strict`).
+        #[arg(long)]
+        strict: bool,
     },
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
@@ -226,9 +230,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
             texts,
         } => tokenize(context_length, jsonl, texts),
         Command::Info { model, json } => dispatch!(choice, info(&model, json)),
-        Command::Train { config, resume } => {
-            let config = clip_train::TrainConfig::from_file(&config)
+        Command::Train {
+            config,
+            resume,
+            strict,
+        } => {
+            let mut config = clip_train::TrainConfig::from_file(&config)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
+            if strict {
+                config.data.set_strict();
+            }
             let resume = match resume.as_deref() {
                 None => None,
                 Some("latest") => {

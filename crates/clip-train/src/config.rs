@@ -37,6 +37,18 @@ pub enum DataConfig {
     },
 }
 
+impl DataConfig {
+    /// Makes unreadable samples an error (`clip train --strict`); scenes have none.
+    pub fn set_strict(&mut self) {
+        match self {
+            DataConfig::FashionScenes { .. } => {}
+            DataConfig::Captions { strict, .. } | DataConfig::Shards { strict, .. } => {
+                *strict = true
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {

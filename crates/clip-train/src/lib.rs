@@ -3,6 +3,7 @@
 
 pub mod benchmark;
 pub mod config;
+mod loader;
 pub mod optim;
 pub mod trainer;
 
@@ -26,6 +27,8 @@ pub enum TrainError {
     Loss(#[from] clip_loss::LossError),
     #[error(transparent)]
     ZeroShot(#[from] clip_zeroshot::ZeroShotError),
+    #[error("data loading: {0}")]
+    Loader(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     #[error("cannot resume: {0}")]

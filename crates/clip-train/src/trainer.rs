@@ -9,7 +9,7 @@ use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use clip::Clip;
 use clip_data::fashion::{FashionMnist, SceneSampler};
 use clip_loss::{
@@ -89,7 +89,7 @@ pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
 }
 
 /// Where training pairs come from; `sample(i)` depends only on the seed and `i`.
-enum Source {
+pub(crate) enum Source {
     Scenes(SceneSampler),
     /// Decoded pairs held in memory (images resized to the model's input size), drawn at random.
     Pairs {
@@ -99,7 +99,7 @@ enum Source {
 }
 
 impl Source {
-    fn sample(&self, index: u64) -> (RgbImage, String) {
+    pub(crate) fn sample(&self, index: u64) -> (RgbImage, String) {
         match self {
             Source::Scenes(s) => {
                 let scene = s.sample(index);
@@ -178,54 +178,6 @@ fn load_source(
     }
 }
 
-/// The images and token ids of micro-batch `batch_index`: a pure function of the seed and index.
-fn make_batch<B: Backend>(
-    sampler: &Source,
-    config: &TrainConfig,
-    tokenizer: &ClipTokenizer,
-    batch_index: u64,
-    device: &B::Device,
-) -> Result<(Tensor<B, 4>, Tensor<B, 2, Int>), TrainError> {
-    let n = config.batch_size;
-    let first = batch_index * n as u64;
-    let render = |i: u64| -> (RgbImage, String) {
-        let (image, caption) = sampler.sample(first + i);
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            config
-                .seed
-                .wrapping_mul(31)
-                .wrapping_add(first + i)
-                .wrapping_mul(0xD6E8_FEB8_6659_FD93),
-        );
-        (config.augment.apply(&image, &mut rng), caption)
-    };
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    let per = n.div_ceil(workers) as u64;
-    let samples: Vec<(RgbImage, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers as u64)
-            .map(|w| {
-                let render = &render;
-                s.spawn(move || {
-                    (w * per..((w + 1) * per).min(n as u64))
-                        .map(render)
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let images: Vec<RgbImage> = samples.iter().map(|(i, _)| i.clone()).collect();
-    let captions: Vec<&str> = samples.iter().map(|(_, c)| c.as_str()).collect();
-    let ids = clip::tokenize_trimmed(tokenizer, &captions, device)?;
-    Ok((benchmark::pixels::<B>(&images, device), ids))
-}
-
 fn loss_of<B: AutodiffBackend>(
     model: &TrainModel<B>,
     images: Tensor<B, 4>,
@@ -267,6 +219,7 @@ pub fn train<B: AutodiffBackend>(
     config.validate()?;
     let canvas = config.model.image_size() as u32;
     let (sampler, test_items) = load_source(config, canvas)?;
+    let sampler = std::sync::Arc::new(sampler);
     let tokenizer = ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?;
 
     // the same seed gives the same initial weights (and so the same run); the backend's RNG is
@@ -325,6 +278,19 @@ pub fn train<B: AutodiffBackend>(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let micro_batches = crate::loader::micro_batches::<B::InnerBackend>(
+        sampler.clone(),
+        config.augment.clone(),
+        config.seed,
+        config.batch_size,
+        (start * config.accumulation) as u64,
+        (end * config.accumulation) as u64,
+        workers,
+    );
     let t0 = Instant::now();
     let mut evaluations = Vec::new();
     let mut last_good = resume.map(Path::to_path_buf);
@@ -332,24 +298,29 @@ pub fn train<B: AutodiffBackend>(
         let lr = learning_rate(step, config.lr, config.warmup_steps, config.steps);
         let mut accumulator = GradientsAccumulator::new();
         let mut loss_sum = 0.0;
-        for micro in 0..config.accumulation {
-            let (images, ids) = make_batch::<B>(
-                &sampler,
-                config,
-                &tokenizer,
-                (step * config.accumulation + micro) as u64,
-                device,
-            )?;
-            let loss = loss_of(&model, images, ids, &config.loss)?;
+        for _ in 0..config.accumulation {
+            let batch = micro_batches
+                .recv()
+                .map_err(|_| TrainError::Loader("the batch loader stopped".into()))?;
+            let images = Tensor::from_data(TensorData::new(batch.pixels, batch.shape), device);
+            let ids = clip::tokenize_trimmed(&tokenizer, &batch.captions, device)?;
+            let non_finite = || TrainError::NonFinite {
+                step: step + 1,
+                checkpoint: last_good
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "none yet".into()),
+            };
+            // the loss refuses NaN embeddings: the same divergence, one step earlier
+            let loss = match loss_of(&model, images, ids, &config.loss) {
+                Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
+                    return Err(non_finite())
+                }
+                other => other?,
+            };
             let value: f64 = loss.clone().into_scalar().elem::<f32>() as f64;
             if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    step,
-                    checkpoint: last_good
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|| "none yet".into()),
-                });
+                return Err(non_finite());
             }
             loss_sum += value;
             let loss = if config.accumulation > 1 {

@@ -144,6 +144,29 @@ fn resume_continues_exactly() {
 }
 
 #[test]
+fn a_nan_loss_stops_the_run_and_names_the_last_good_checkpoint() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(dir.path(), 10);
+    // weight decay with this rate sends the matrices to ±inf after the first step
+    config.lr = 1e30;
+    config.warmup_steps = 0;
+    config.checkpoint_every = 1;
+    let err = train::<AD>(&config, None, &Default::default()).unwrap_err();
+    let TrainError::NonFinite { step, checkpoint } = &err else {
+        panic!("expected a non-finite loss, got {err}");
+    };
+    println!("{err}");
+    assert!(*step >= 2, "{err}");
+    // the named checkpoint is the newest complete one, and it is whole
+    let latest = latest_checkpoint(&config).unwrap();
+    assert_eq!(std::path::Path::new(checkpoint), latest.as_path());
+    assert!(latest.ends_with(format!("step-{:07}", step - 1)), "{err}");
+    assert!(latest.join("state.json").is_file() && latest.join("model.bin").is_file());
+    assert!(err.to_string().contains(checkpoint.as_str()));
+}
+
+#[test]
 fn bad_configs_are_refused() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
