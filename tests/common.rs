@@ -9,6 +9,10 @@ use safetensors::SafeTensors;
 pub type B = burn::backend::Flex;
 
 pub fn fixture(rel: &str) -> PathBuf {
+    // test binaries built on one machine and run on another (scripts/gpu-check.sh)
+    if let Some(dir) = std::env::var_os("CLIP_FIXTURES") {
+        return PathBuf::from(dir).join(rel);
+    }
     // this file is shared by the facade's tests and clip-cli's
     let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     while !dir.join("fixtures").is_dir() {

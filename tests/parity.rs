@@ -1,15 +1,20 @@
 //! Embeddings, logits, preprocessing and token ids against open_clip and transformers on the
 //! fixture models (scripts/gen_fixtures.py). Model parity is checked on the reference's own pixel
 //! values so that it is independent of preprocessing, which is checked on its own.
+//!
+//! Every check runs on `flex`; with the facade's `ndarray`, `wgpu` or `cuda` feature it runs on that
+//! backend too (`cargo test --test parity --features wgpu`), with a tolerance suited to its float math.
 
 mod common;
 
+use burn::tensor::backend::Backend;
 use clip::data::{images_to_tensor, load_rgb};
 use clip::Pretrained;
 use common::*;
 
-/// Loads a fixture model and checks every output against its reference.
-fn check_model(dir: &str) -> Pretrained<B> {
+/// Loads a fixture model on `B` and checks every output against its reference, embeddings and
+/// logits to `tolerance` (max abs difference over max abs reference value).
+fn check_model<B: Backend>(dir: &str, backend: &str, tolerance: f32) -> Pretrained<B> {
     let device = Default::default();
     let clip = Pretrained::<B>::load(fixture(dir), &device).unwrap();
     let reference = Reference::open(&format!("reference/{dir}.safetensors"));
@@ -34,21 +39,21 @@ fn check_model(dir: &str) -> Pretrained<B> {
     let (ref_image, shape) = reference.f32("image_embeds");
     assert_eq!(image.dims().to_vec(), shape);
     let e = relative_error(&values(image.clone()), &ref_image);
-    println!("{dir}: image embeds relative error {e:.2e}");
-    assert!(e < 1e-4, "{dir}: image embeds relative error {e}");
+    println!("{dir} on {backend}: image embeds relative error {e:.2e}");
+    assert!(e < tolerance, "{dir}: image embeds relative error {e}");
 
     // text tower
     let text = clip.model.encode_text(ids);
     let (ref_text, _) = reference.f32("text_embeds");
     let e = relative_error(&values(text.clone()), &ref_text);
-    println!("{dir}: text embeds relative error {e:.2e}");
-    assert!(e < 1e-4, "{dir}: text embeds relative error {e}");
+    println!("{dir} on {backend}: text embeds relative error {e:.2e}");
+    assert!(e < tolerance, "{dir}: text embeds relative error {e}");
 
     // logits
     let logits = clip.model.logits_per_image(image, text);
     let (ref_logits, _) = reference.f32("logits_per_image");
     let e = relative_error(&values(logits), &ref_logits);
-    assert!(e < 1e-4, "{dir}: logits relative error {e}");
+    assert!(e < tolerance, "{dir}: logits relative error {e}");
 
     // the whole pipeline from files: preprocessing within one uint8 step (/std)
     let paths = images("images", &reference.metadata("images"));
@@ -72,27 +77,45 @@ fn check_model(dir: &str) -> Pretrained<B> {
     clip
 }
 
-#[test]
-fn vit_quickgelu_fp16_open_clip_dir() {
-    let clip = check_model("vit_tiny");
-    assert_eq!(clip.layout, Some(clip::Layout::OpenClip));
+/// The model checks, instantiated once per backend.
+macro_rules! parity_tests {
+    ($backend:ident, $type:ty, $tolerance:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn vit_quickgelu_fp16_open_clip_dir() {
+                let clip = check_model::<$type>("vit_tiny", stringify!($backend), $tolerance);
+                assert_eq!(clip.layout, Some(clip::Layout::OpenClip));
+            }
+
+            #[test]
+            fn modified_resnet_legacy_nested_checkpoint() {
+                let clip = check_model::<$type>("rn_tiny", stringify!($backend), $tolerance);
+                assert!(clip.weights.ends_with("epoch_3.pt"));
+            }
+
+            #[test]
+            fn hugging_face_dir_with_hf_preprocessing() {
+                let clip = check_model::<$type>("hf_tiny", stringify!($backend), $tolerance);
+                assert_eq!(clip.layout, Some(clip::Layout::HuggingFace));
+                assert_eq!(
+                    clip.preprocess.crop_rounding,
+                    clip::data::CropRounding::Floor
+                );
+            }
+        }
+    };
 }
 
-#[test]
-fn modified_resnet_legacy_nested_checkpoint() {
-    let clip = check_model("rn_tiny");
-    assert!(clip.weights.ends_with("epoch_3.pt"));
-}
-
-#[test]
-fn hugging_face_dir_with_hf_preprocessing() {
-    let clip = check_model("hf_tiny");
-    assert_eq!(clip.layout, Some(clip::Layout::HuggingFace));
-    assert_eq!(
-        clip.preprocess.crop_rounding,
-        clip::data::CropRounding::Floor
-    );
-}
+parity_tests!(flex, burn::backend::Flex, 1e-4);
+#[cfg(feature = "ndarray")]
+parity_tests!(ndarray, burn::backend::NdArray, 1e-4);
+// GPU drivers reorder sums and may use fused multiply-adds or TF32 tensor cores
+#[cfg(feature = "wgpu")]
+parity_tests!(wgpu, burn::backend::Wgpu, 2e-3);
+#[cfg(feature = "cuda")]
+parity_tests!(cuda, burn::backend::Cuda, 2e-3);
 
 #[test]
 fn fixture_images_are_discriminative() {
