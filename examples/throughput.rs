@@ -121,7 +121,11 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "backend": args.backend,
         "dtype": args.dtype,
         "model": args.model.as_ref().map_or(args.preset.clone(), |p| p.display().to_string()),
-        "task": format!("{:?}", args.task).to_lowercase(),
+        "task": match args.task {
+            Task::Image => "image",
+            Task::Text => "text",
+            Task::TextTrimmed => "text-trimmed",
+        },
         "batch": args.batch,
         "seconds_per_batch": seconds,
         "items_per_s": args.batch as f64 / seconds,

@@ -249,7 +249,7 @@ def main():
                     rec = run_json(cmd + ["--preset", preset], env, gpu)
                 if rec is None:
                     continue
-                rec.update(case=key, round=r, preset=preset)
+                rec.update(case=key, round=r, preset=preset, task=t)
                 runs.append(rec)
                 print(f"round {r} {preset} {t}: burn {rec['items_per_s']:.2f}/s", file=sys.stderr)
             if have_torch:
