@@ -42,17 +42,19 @@ pub fn templates() -> Templates {
     }
 }
 
-pub(crate) fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
+/// Images of one size, normalized with CLIP's mean and std, as `[n, 3, h, w]` data.
+pub(crate) fn normalized(images: &[RgbImage]) -> TensorData {
     let (w, h) = images.first().map(|i| i.dimensions()).unwrap_or((0, 0));
     let config = clip_data::PreprocessConfig::clip(w as usize);
     let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
     for image in images {
         values.extend(clip_data::normalize(image, &config));
     }
-    Tensor::from_data(
-        TensorData::new(values, [images.len(), 3, h as usize, w as usize]),
-        device,
-    )
+    TensorData::new(values, [images.len(), 3, h as usize, w as usize])
+}
+
+fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
+    Tensor::from_data(normalized(images), device)
 }
 
 fn encode_images<B: Backend>(

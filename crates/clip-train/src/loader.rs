@@ -16,6 +16,7 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::Dataset;
 use burn::tensor::backend::Backend;
+use burn::tensor::TensorData;
 use clip_data::AugmentConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -26,8 +27,7 @@ use crate::trainer::Source;
 #[derive(Clone, Debug)]
 pub(crate) struct MicroBatch {
     pub index: u64,
-    pub pixels: Vec<f32>,
-    pub shape: [usize; 4],
+    pub pixels: TensorData,
     pub captions: Vec<String>,
 }
 
@@ -73,27 +73,21 @@ struct MicroBatcher {
 impl MicroBatcher {
     fn render(&self, index: u64) -> MicroBatch {
         let first = index * self.batch_size as u64;
-        let mut pixels = Vec::new();
-        let mut captions = Vec::with_capacity(self.batch_size);
-        let mut size = (0, 0);
-        for i in first..first + self.batch_size as u64 {
-            let (image, caption) = self.source.sample(i);
-            let mut rng = ChaCha8Rng::seed_from_u64(
-                self.seed
-                    .wrapping_mul(31)
-                    .wrapping_add(i)
-                    .wrapping_mul(0xD6E8_FEB8_6659_FD93),
-            );
-            let image = self.augment.apply(&image, &mut rng);
-            size = image.dimensions();
-            let config = clip_data::PreprocessConfig::clip(size.0 as usize);
-            pixels.extend(clip_data::normalize(&image, &config));
-            captions.push(caption);
-        }
+        let (images, captions): (Vec<_>, Vec<_>) = (first..first + self.batch_size as u64)
+            .map(|i| {
+                let (image, caption) = self.source.sample(i);
+                let mut rng = ChaCha8Rng::seed_from_u64(
+                    self.seed
+                        .wrapping_mul(31)
+                        .wrapping_add(i)
+                        .wrapping_mul(0xD6E8_FEB8_6659_FD93),
+                );
+                (self.augment.apply(&image, &mut rng), caption)
+            })
+            .unzip();
         MicroBatch {
             index,
-            pixels,
-            shape: [self.batch_size, 3, size.1 as usize, size.0 as usize],
+            pixels: crate::benchmark::normalized(&images),
             captions,
         }
     }

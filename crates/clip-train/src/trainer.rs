@@ -9,7 +9,7 @@ use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Int, Tensor};
 use clip::Clip;
 use clip_data::fashion::{FashionMnist, SceneSampler};
 use clip_loss::{
@@ -302,7 +302,7 @@ pub fn train<B: AutodiffBackend>(
             let batch = micro_batches
                 .recv()
                 .map_err(|_| TrainError::Loader("the batch loader stopped".into()))?;
-            let images = Tensor::from_data(TensorData::new(batch.pixels, batch.shape), device);
+            let images = Tensor::from_data(batch.pixels, device);
             let ids = clip::tokenize_trimmed(&tokenizer, &batch.captions, device)?;
             let non_finite = || TrainError::NonFinite {
                 step: step + 1,
