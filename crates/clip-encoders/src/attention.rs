@@ -8,6 +8,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Tensor};
 
+use crate::transformer::linear_tokens;
+
 #[derive(Config, Debug)]
 pub struct MultiheadAttentionConfig {
     pub width: usize,
@@ -42,7 +44,7 @@ impl<B: Backend> MultiheadAttention<B> {
             t.reshape([batch, seq, self.heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let qkv = self.in_proj.forward(x);
+        let qkv = linear_tokens(&self.in_proj, x);
         let q = heads(qkv.clone().narrow(2, 0, width));
         let k = heads(qkv.clone().narrow(2, width, width));
         let v = heads(qkv.narrow(2, 2 * width, width));
@@ -52,7 +54,7 @@ impl<B: Backend> MultiheadAttention<B> {
         };
         let out = attention(q, k, v, None, None, options)
             .swap_dims(1, 2)
-            .reshape([batch, seq, width]);
-        self.out_proj.forward(out)
+            .reshape([batch * seq, width]);
+        self.out_proj.forward(out).reshape([batch, seq, width])
     }
 }

@@ -10,6 +10,8 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{activation::relu, backend::Backend, Distribution, Tensor};
 
+use crate::transformer::linear_tokens;
+
 /// Output channels of a bottleneck are `planes · EXPANSION`.
 pub const EXPANSION: usize = 4;
 
@@ -213,9 +215,9 @@ impl<B: Backend> AttentionPool2d<B> {
             t.reshape([batch, len, self.heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let q = split(self.q_proj.forward(x.clone().narrow(1, 0, 1)), 1);
-        let k = split(self.k_proj.forward(x.clone()), seq);
-        let v = split(self.v_proj.forward(x), seq);
+        let q = split(linear_tokens(&self.q_proj, x.clone().narrow(1, 0, 1)), 1);
+        let k = split(linear_tokens(&self.k_proj, x.clone()), seq);
+        let v = split(linear_tokens(&self.v_proj, x), seq);
         let out = attention(q, k, v, None, None, AttentionModuleOptions::default())
             .swap_dims(1, 2)
             .reshape([batch, channels]);

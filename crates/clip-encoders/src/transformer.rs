@@ -58,9 +58,23 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.c_proj
-            .forward(self.activation.forward(self.c_fc.forward(x)))
+        let [batch, seq, width] = x.dims();
+        let x = x.reshape([batch * seq, width]);
+        let x = self
+            .c_proj
+            .forward(self.activation.forward(self.c_fc.forward(x)));
+        x.reshape([batch, seq, width])
     }
+}
+
+/// `linear` applied to every token of `x` as one `[batch·seq, in]` matrix product. burn runs a
+/// rank-3 input as `batch` small products, and computes the weight gradient as a `[batch, in, out]`
+/// tensor summed over the batch; flattening first makes both one large product.
+pub fn linear_tokens<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [batch, seq, width] = x.dims();
+    let y = linear.forward(x.reshape([batch * seq, width]));
+    let out = y.dims()[1];
+    y.reshape([batch, seq, out])
 }
 
 #[derive(Module, Debug)]
