@@ -5,7 +5,9 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::LayerNorm;
-use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn::tensor::{backend::Backend, Distribution, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::activation::Activation;
 use crate::transformer::{layer_norm, Transformer, TransformerConfig};
@@ -55,6 +57,7 @@ impl VisionTransformerConfig {
             ln_post: layer_norm(self.width, device),
             image_size: self.image_size,
             patch_dropout: 0.0,
+            patch_dropout_seed: None,
         }
     }
 }
@@ -71,6 +74,11 @@ pub struct VisionTransformer<B: Backend> {
     /// Fraction of patch tokens dropped at random while training (open_clip's `patch_dropout`; FLIP).
     /// Only active under autodiff, so evaluation always sees every patch.
     pub patch_dropout: f64,
+    /// Where the dropped patches come from: `None` draws from the backend's RNG; a seed makes the
+    /// choice a function of that seed alone (a trainer sets one per batch, so runs are repeatable
+    /// whatever the threads and resumes are exact).
+    #[module(skip)]
+    pub patch_dropout_seed: Option<u64>,
 }
 
 impl<B: Backend> VisionTransformer<B> {
@@ -126,8 +134,14 @@ impl<B: Backend> VisionTransformer<B> {
         let [batch, tokens, width] = x.dims();
         let patches = tokens - 1;
         let keep = ((patches as f64 * (1.0 - self.patch_dropout)) as usize).max(1);
-        let scores =
-            Tensor::<B, 2>::random([batch, patches], Distribution::Normal(0.0, 1.0), &device);
+        let scores = match self.patch_dropout_seed {
+            Some(seed) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let values: Vec<f32> = (0..batch * patches).map(|_| rng.random()).collect();
+                Tensor::<B, 2>::from_data(TensorData::new(values, [batch, patches]), &device)
+            }
+            None => Tensor::random([batch, patches], Distribution::Normal(0.0, 1.0), &device),
+        };
         let kept = scores.argsort(1).narrow(1, 0, keep) + 1;
         let class = Tensor::<B, 2, burn::tensor::Int>::zeros([batch, 1], &device);
         let index = Tensor::cat(vec![class, kept], 1)

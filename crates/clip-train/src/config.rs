@@ -80,6 +80,12 @@ pub struct TrainConfig {
     /// Fraction of ViT patch tokens dropped during training (0: off; open_clip's `--patch-dropout`).
     #[serde(default)]
     pub patch_dropout: f64,
+    /// Threads that share each micro-batch (0: one per CPU core). Each encodes its part of the batch
+    /// and back-propagates its part's share of the whole batch's loss, so the step is the same as on
+    /// one thread up to float rounding; resume with the same count for a bit-exact continuation.
+    /// ModifiedResNet towers (BatchNorm statistics) always train on one thread.
+    #[serde(default)]
+    pub threads: usize,
     /// Stop after this many optimizer steps in this invocation (for tests and time-boxed runs).
     #[serde(default)]
     pub stop_after: Option<usize>,

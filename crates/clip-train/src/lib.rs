@@ -5,6 +5,7 @@ pub mod benchmark;
 pub mod config;
 mod loader;
 pub mod optim;
+mod replicas;
 pub mod trainer;
 
 pub use benchmark::{evaluate, BenchmarkReport};

@@ -6,15 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, Param};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsAccumulator, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{ElementConversion, Tensor};
 use clip::Clip;
 use clip_data::fashion::{FashionMnist, SceneSampler};
-use clip_loss::{
-    clamp_logit_scale, contrastive_loss, siglip_loss, ContrastiveWeights, SIGLIP_LOGIT_BIAS_INIT,
-};
+use clip_loss::{clamp_logit_scale, SIGLIP_LOGIT_BIAS_INIT};
 use clip_tokenizer::ClipTokenizer;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,38 +176,6 @@ fn load_source(
     }
 }
 
-fn loss_of<B: AutodiffBackend>(
-    model: &TrainModel<B>,
-    images: Tensor<B, 4>,
-    ids: Tensor<B, 2, Int>,
-    loss: &LossConfig,
-) -> Result<Tensor<B, 1>, TrainError> {
-    let image = model.clip.encode_image(images);
-    let text = model.clip.encode_text(ids);
-    let scale = model.clip.logit_scale.value.val();
-    Ok(match (loss, &model.logit_bias) {
-        (
-            LossConfig::InfoNce {
-                lambda,
-                label_smoothing,
-            },
-            _,
-        ) => contrastive_loss(
-            image,
-            text,
-            scale,
-            ContrastiveWeights {
-                lambda: *lambda,
-                label_smoothing: *label_smoothing,
-            },
-        )?,
-        (LossConfig::Siglip, Some(bias)) => siglip_loss(image, text, scale, bias.val())?,
-        (LossConfig::Siglip, None) => {
-            return Err(TrainError::Config("SigLIP needs a logit bias".into()))
-        }
-    })
-}
-
 /// Trains as `config` says, resuming from `resume` (a checkpoint directory) when given.
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
@@ -234,6 +200,8 @@ pub fn train<B: AutodiffBackend>(
     if let clip::ImageEncoder::Vit(vit) = &mut model.clip.visual {
         vit.patch_dropout = config.patch_dropout;
     }
+    let threads = crate::replicas::thread_count(&model, config.threads, config.batch_size);
+    eprintln!("training on {threads} thread(s) per micro-batch");
     if matches!(config.loss, LossConfig::Siglip) {
         model.clip.logit_scale =
             clip_heads::LogitScale::new(clip_loss::SIGLIP_LOGIT_SCALE_INIT, device);
@@ -302,8 +270,6 @@ pub fn train<B: AutodiffBackend>(
             let batch = micro_batches
                 .recv()
                 .map_err(|_| TrainError::Loader("the batch loader stopped".into()))?;
-            let images = Tensor::from_data(batch.pixels, device);
-            let ids = clip::tokenize_trimmed(&tokenizer, &batch.captions, device)?;
             let non_finite = || TrainError::NonFinite {
                 step: step + 1,
                 checkpoint: last_good
@@ -312,23 +278,21 @@ pub fn train<B: AutodiffBackend>(
                     .unwrap_or_else(|| "none yet".into()),
             };
             // the loss refuses NaN embeddings: the same divergence, one step earlier
-            let loss = match loss_of(&model, images, ids, &config.loss) {
-                Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
-                    return Err(non_finite())
-                }
-                other => other?,
-            };
-            let value: f64 = loss.clone().into_scalar().elem::<f32>() as f64;
+            let (value, parts) =
+                match crate::replicas::micro_batch_grads(&model, batch, &tokenizer, config, device)
+                {
+                    Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
+                        return Err(non_finite())
+                    }
+                    other => other?,
+                };
             if !value.is_finite() {
                 return Err(non_finite());
             }
             loss_sum += value;
-            let loss = if config.accumulation > 1 {
-                loss / config.accumulation as f64
-            } else {
-                loss
-            };
-            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            for grads in parts {
+                accumulator.accumulate(&model, grads);
+            }
         }
         let mut grads = accumulator.grads();
         let grad_norm = clip_and_lock::<B, _>(&model, &mut grads, &groups, config.grad_clip_norm);

@@ -71,6 +71,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
         lock_text: false,
         stop_after: None,
         patch_dropout: 0.0,
+        threads: 2,
     }
 }
 
@@ -100,11 +101,16 @@ fn a_short_run_learns_and_transfers_to_held_out_pairs() {
 fn resume_continues_exactly() {
     let _turn = serial();
     let device = Default::default();
+    // with patch dropout: which patches are dropped must not depend on where the run restarted
+    let with_dropout = |dir: &std::path::Path| TrainConfig {
+        patch_dropout: 0.3,
+        ..tiny(dir, 6)
+    };
     let straight_dir = tempfile::tempdir().unwrap();
-    let straight = train::<AD>(&tiny(straight_dir.path(), 6), None, &device).unwrap();
+    let straight = train::<AD>(&with_dropout(straight_dir.path()), None, &device).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let mut config = tiny(dir.path(), 6);
+    let mut config = with_dropout(dir.path());
     config.checkpoint_every = 3;
     config.stop_after = Some(3);
     let first = train::<AD>(&config, None, &device).unwrap();
@@ -141,6 +147,35 @@ fn resume_continues_exactly() {
         err.contains("step-0000003") && err.contains("another model"),
         "{err}"
     );
+}
+
+#[test]
+fn two_threads_take_the_same_steps_as_one() {
+    let _turn = serial();
+    let device = Default::default();
+    let run = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let config = TrainConfig {
+            threads,
+            ..tiny(dir.path(), 4)
+        };
+        let log = train::<AD>(&config, None, &device).unwrap().log;
+        log.iter()
+            .map(|l| (l.loss, l.grad_norm))
+            .collect::<Vec<_>>()
+    };
+    let (one, two) = (run(1), run(2));
+    println!("one thread: {one:?}\ntwo threads: {two:?}");
+    // each thread back-propagates its share of the whole batch's loss: the same gradient up to
+    // rounding, so the same losses and gradient norms step after step
+    for ((l1, g1), (l2, g2)) in one.iter().zip(&two) {
+        assert!((l1 - l2).abs() < 1e-5, "loss {l1} vs {l2}");
+        assert!(
+            (g1 - g2).abs() < 1e-4 * g1.max(1.0),
+            "gradient norm {g1} vs {g2}"
+        );
+    }
+    assert!(one[3].0 < one[0].0 - 0.01, "the run must move: {one:?}");
 }
 
 #[test]

@@ -1,0 +1,214 @@
+//! One micro-batch split over threads. burn's CPU backends run most tensor operations on one core, so a
+//! training step on one thread leaves the others idle. Here each thread encodes its part of the batch
+//! on its own replica of the model, then computes the loss of the *whole* batch with the other parts'
+//! embeddings as constants and back-propagates it: that gives exactly its part's share of the full
+//! gradient (open_clip's trick for a global batch across GPUs), and the shares sum to the gradient of
+//! the single-thread step, up to float rounding.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use clip::ImageEncoder;
+use clip_loss::{contrastive_loss, siglip_loss, ContrastiveWeights};
+use clip_tokenizer::ClipTokenizer;
+
+use crate::config::{LossConfig, TrainConfig};
+use crate::loader::MicroBatch;
+use crate::trainer::TrainModel;
+use crate::TrainError;
+
+/// The model with new autodiff leaves over the same weights: its graph shares no node with another
+/// replica's, so burn back-propagates the replicas in parallel (graphs that share a node are merged
+/// under one lock).
+struct FreshLeaves;
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let tracked = t.is_require_grad();
+            let t = Tensor::from_inner(t.inner());
+            if tracked {
+                t.require_grad()
+            } else {
+                t
+            }
+        })
+    }
+}
+
+/// Seed of the patch-dropout choice for part `part` of micro-batch `index`.
+fn dropout_seed(seed: u64, index: u64, part: usize) -> u64 {
+    seed ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ (part as u64).wrapping_mul(0x9E37_79B9)
+}
+
+/// How many threads share a micro-batch of `n` pairs.
+pub(crate) fn thread_count<B: AutodiffBackend>(
+    model: &TrainModel<B>,
+    wanted: usize,
+    n: usize,
+) -> usize {
+    if matches!(model.clip.visual, ImageEncoder::ResNet(_)) {
+        // BatchNorm's running statistics are shared state: updating them from two threads would
+        // make the run depend on timing
+        return 1;
+    }
+    let wanted = if wanted == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        wanted
+    };
+    wanted.clamp(1, (n / 2).max(1))
+}
+
+fn rows(data: &TensorData, range: std::ops::Range<usize>) -> Result<TensorData, TrainError> {
+    let shape = &data.shape;
+    let per_item: usize = shape.iter().skip(1).product();
+    let values = data
+        .as_slice::<f32>()
+        .map_err(|e| TrainError::Loader(format!("batch pixels: {e:?}")))?;
+    let mut part_shape = shape.to_vec();
+    part_shape[0] = range.len();
+    Ok(TensorData::new(
+        values[range.start * per_item..range.end * per_item].to_vec(),
+        part_shape,
+    ))
+}
+
+/// Loss of the whole micro-batch and the gradients of each part (of the loss divided by the number of
+/// accumulated micro-batches), in part order. A non-finite loss is returned as it is, for the caller to report.
+pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
+    model: &TrainModel<B>,
+    batch: MicroBatch,
+    tokenizer: &ClipTokenizer,
+    config: &TrainConfig,
+    device: &B::Device,
+) -> Result<(f64, Vec<GradientsParams>), TrainError> {
+    let (loss, divisor) = (&config.loss, config.accumulation as f64);
+    let n = batch.captions.len();
+    let parts = thread_count(model, config.threads, n);
+    let bounds: Vec<_> = (0..parts)
+        .map(|p| p * n / parts..(p + 1) * n / parts)
+        .collect();
+    let mut inputs = Vec::with_capacity(parts);
+    for (p, range) in bounds.iter().enumerate() {
+        let mut replica = model.clone().map(&mut FreshLeaves);
+        if let ImageEncoder::Vit(vit) = &mut replica.clip.visual {
+            vit.patch_dropout_seed = Some(dropout_seed(config.seed, batch.index, p));
+        }
+        let pixels = Tensor::<B, 4>::from_data(rows(&batch.pixels, range.clone())?, device);
+        let ids = clip::tokenize_trimmed(tokenizer, &batch.captions[range.clone()], device)?;
+        inputs.push((replica, pixels, ids));
+    }
+
+    // each part's embeddings, tracked
+    let encoded: Vec<(Tensor<B, 2>, Tensor<B, 2>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|(replica, pixels, ids)| {
+                s.spawn(move || {
+                    (
+                        replica.clip.encode_image(pixels.clone()),
+                        replica.clip.encode_text(ids.clone()),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(join).collect()
+    });
+    let images: Vec<_> = encoded.iter().map(|(i, _)| i.clone().inner()).collect();
+    let texts: Vec<_> = encoded.iter().map(|(_, t)| t.clone().inner()).collect();
+
+    // each part back-propagates the whole batch's loss through its own embeddings
+    let results: Vec<Result<(f64, GradientsParams), TrainError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = encoded
+            .into_iter()
+            .enumerate()
+            .map(|(p, (image, text))| {
+                let (replica, images, texts) = (&inputs[p].0, &images, &texts);
+                s.spawn(move || {
+                    let whole = |own: Tensor<B, 2>, parts: &Vec<_>| {
+                        let mut pieces: Vec<Tensor<B, 2>> =
+                            parts.iter().cloned().map(Tensor::from_inner).collect();
+                        pieces[p] = own;
+                        Tensor::cat(pieces, 0)
+                    };
+                    let images = whole(image, images);
+                    let texts = whole(text, texts);
+                    // the temperature (and SigLIP bias) is shared: only part 0 carries its gradient
+                    let tracked = |t: Tensor<B, 1>| {
+                        if p == 0 {
+                            t
+                        } else {
+                            Tensor::from_inner(t.inner())
+                        }
+                    };
+                    let scale = tracked(replica.clip.logit_scale.value.val());
+                    let bias = replica.logit_bias.as_ref().map(|b| tracked(b.val()));
+                    let value = whole_batch_loss(images, texts, scale, bias, loss)?;
+                    let number: f64 = value.clone().into_scalar().elem::<f32>() as f64;
+                    let value = if divisor != 1.0 {
+                        value / divisor
+                    } else {
+                        value
+                    };
+                    if !number.is_finite() {
+                        return Ok((number, GradientsParams::new()));
+                    }
+                    Ok((
+                        number,
+                        GradientsParams::from_grads(value.backward(), replica),
+                    ))
+                })
+            })
+            .collect();
+        handles.into_iter().map(join).collect()
+    });
+    let mut value = 0.0;
+    let mut grads = Vec::with_capacity(parts);
+    for (p, result) in results.into_iter().enumerate() {
+        let (v, g) = result?;
+        if p == 0 {
+            value = v;
+        }
+        grads.push(g);
+    }
+    Ok((value, grads))
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    // a panic in a part is a bug, not bad input: re-raise it on the training thread
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn whole_batch_loss<B: AutodiffBackend>(
+    image: Tensor<B, 2>,
+    text: Tensor<B, 2>,
+    scale: Tensor<B, 1>,
+    bias: Option<Tensor<B, 1>>,
+    loss: &LossConfig,
+) -> Result<Tensor<B, 1>, TrainError> {
+    Ok(match (loss, bias) {
+        (
+            LossConfig::InfoNce {
+                lambda,
+                label_smoothing,
+            },
+            _,
+        ) => contrastive_loss(
+            image,
+            text,
+            scale,
+            ContrastiveWeights {
+                lambda: *lambda,
+                label_smoothing: *label_smoothing,
+            },
+        )?,
+        (LossConfig::Siglip, Some(bias)) => siglip_loss(image, text, scale, bias)?,
+        (LossConfig::Siglip, None) => {
+            return Err(TrainError::Config("SigLIP needs a logit bias".into()))
+        }
+    })
+}
