@@ -31,8 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if let Some((_, eval)) = report.evaluations.last() {
         println!(
-            "(a) grayscale class {:.1}%  (b) held-out pairs {:.1}%  (c) seen pairs {:.1}%  (d) retrieval R@1 {:.1}%",
+            "(a) grayscale class {:.1}% (plain prompts {:.1}%)  (b) held-out pairs {:.1}%  (c) seen pairs {:.1}%  (d) retrieval R@1 {:.1}%",
             eval.grayscale_class_top1 * 100.0,
+            eval.grayscale_class_top1_plain * 100.0,
             eval.held_out_pair_top1 * 100.0,
             eval.seen_pair_top1 * 100.0,
             eval.retrieval_r1 * 100.0

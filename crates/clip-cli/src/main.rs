@@ -169,6 +169,20 @@ enum EvalTask {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// The Fashion-MNIST scenes benchmark on the test split: (a) 10-way class accuracy on the
+    /// grayscale items, (b) / (c) 70-way colour×class accuracy on held-out / seen pairs, (d) image→text
+    /// recall@1. Prints one JSON object.
+    FashionScenes {
+        /// The bundled model when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Fashion-MNIST's IDX files.
+        #[arg(long, default_value = clip_train::benchmark::DEBIAN_FASHION_MNIST)]
+        data: PathBuf,
+        /// Test items to use (at most 10000).
+        #[arg(long, default_value_t = 1000)]
+        samples: usize,
+    },
     /// Retrieval recall@1/5/10 both ways on a JSONL of {"image": path, "caption": text} lines (paths
     /// relative to the file).
     Retrieval {
@@ -313,6 +327,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     choice,
                     eval::zeroshot(&model, &data, &templates, json, batch_size.max(1))
                 )
+            }
+            EvalTask::FashionScenes {
+                model,
+                data,
+                samples,
+            } => {
+                dispatch!(choice, fashion_scenes(model.as_deref(), &data, samples))
             }
             EvalTask::Retrieval {
                 model,
@@ -478,6 +499,24 @@ fn train<B: Backend>(
             .as_bytes(),
     )?;
     println!("{summary}");
+    Ok(())
+}
+
+fn fashion_scenes<B: Backend>(
+    device: &B::Device,
+    model: Option<&Path>,
+    data: &Path,
+    samples: usize,
+) -> Result<(), CliError> {
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let test = clip_train::benchmark::FashionMnist::load(data, false)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let tokenizer = clip::tokenizer::ClipTokenizer::new()
+        .and_then(|t| t.with_context_length(clip.config.text.context_length))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let report = clip_train::evaluate(&clip.model, &tokenizer, &test, samples, device)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("{}", json!(report));
     Ok(())
 }
 

@@ -508,3 +508,23 @@ fn without_a_model_the_bundled_one_classifies() {
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["text_embeds"][0].as_array().unwrap().len(), 96);
 }
+
+#[test]
+fn eval_fashion_scenes_measures_the_bundled_model() {
+    let (ok, stdout, stderr) = run(&["eval", "fashion-scenes", "--samples", "300"]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let at = |k: &str| report[k].as_f64().unwrap();
+    assert_eq!(report["samples"], 300);
+    // far above chance (10 %, 1.4 %, 1.4 %, 0.3 %) for the shipped weights; the README has the full
+    // numbers on all 10000 test items
+    assert!(at("grayscale_class_top1") > 0.6, "{report}");
+    assert!(at("grayscale_class_top1_plain") > 0.6, "{report}");
+    assert!(at("held_out_pair_top1") > 0.4, "{report}");
+    assert!(at("seen_pair_top1") > 0.5, "{report}");
+    assert!(at("retrieval_r1") > 0.1, "{report}");
+
+    let (ok, _, stderr) = run(&["eval", "fashion-scenes", "--data", "/nonexistent"]);
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent"), "{stderr}");
+}

@@ -5,7 +5,8 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clip::{encode_texts, Clip};
-use clip_data::fashion::{is_held_out, render_scene, FashionMnist, CLASSES, COLOURS};
+use clip_data::fashion::{is_held_out, render_scene, CLASSES, COLOURS};
+pub use clip_data::fashion::{FashionMnist, DEBIAN_FASHION_MNIST};
 use clip_tokenizer::ClipTokenizer;
 use clip_zeroshot::{
     retrieval_recall, to_rows, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
@@ -20,8 +21,11 @@ use crate::TrainError;
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct BenchmarkReport {
     pub samples: usize,
-    /// (a) 10-way, grayscale test split.
+    /// (a) 10-way, grayscale test split, with prompts that call the items white (the colour word the
+    /// training captions use for an uncoloured item).
     pub grayscale_class_top1: f64,
+    /// (a) with the generic prompts, which name no colour.
+    pub grayscale_class_top1_plain: f64,
     /// (b) 70-way colour×class on held-out pairs.
     pub held_out_pair_top1: f64,
     /// (c) 70-way colour×class on seen pairs.
@@ -39,6 +43,19 @@ pub fn templates() -> Templates {
             "a photo of a {}".into(),
             "a {} on a black background".into(),
         ],
+    }
+}
+
+/// The same templates for grayscale items, described as the captions describe them: white. (OpenAI's
+/// ImageNet prompts say "a black and white photo of the {}" for the same reason.)
+pub fn grayscale_templates() -> Templates {
+    Templates {
+        name: "fashion-grayscale".into(),
+        templates: templates()
+            .templates
+            .iter()
+            .map(|t| t.replace("{}", "white {}"))
+            .collect(),
     }
 }
 
@@ -72,6 +89,7 @@ fn encode_images<B: Backend>(
 fn accuracy<B: Backend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,
+    templates: &Templates,
     labels: &[String],
     images: &[RgbImage],
     targets: &[usize],
@@ -79,7 +97,7 @@ fn accuracy<B: Backend>(
 ) -> Result<f64, TrainError> {
     let classifier = ZeroShotClassifier::build(
         labels,
-        &templates(),
+        templates,
         "benchmark",
         64,
         |t| encode_texts(clip, tokenizer, t, device),
@@ -118,7 +136,25 @@ pub fn evaluate<B: Backend>(
         })
         .collect();
     let targets: Vec<usize> = (0..n).map(|i| test.label(i)).collect();
-    let grayscale_class_top1 = accuracy(clip, tokenizer, &classes, &gray, &targets, device)?;
+    let gray_templates = grayscale_templates();
+    let grayscale_class_top1 = accuracy(
+        clip,
+        tokenizer,
+        &gray_templates,
+        &classes,
+        &gray,
+        &targets,
+        device,
+    )?;
+    let grayscale_class_top1_plain = accuracy(
+        clip,
+        tokenizer,
+        &templates(),
+        &classes,
+        &gray,
+        &targets,
+        device,
+    )?;
 
     // (b), (c): colour×class over all 70 pairs
     let pairs: Vec<String> = COLOURS
@@ -145,8 +181,13 @@ pub fn evaluate<B: Backend>(
         seen.1.push(colour * CLASSES.len() + class);
         seen.2.push(scene.caption);
     }
-    let held_out_pair_top1 = accuracy(clip, tokenizer, &pairs, &held.0, &held.1, device)?;
-    let seen_pair_top1 = accuracy(clip, tokenizer, &pairs, &seen.0, &seen.1, device)?;
+    let templates = templates();
+    let held_out_pair_top1 = accuracy(
+        clip, tokenizer, &templates, &pairs, &held.0, &held.1, device,
+    )?;
+    let seen_pair_top1 = accuracy(
+        clip, tokenizer, &templates, &pairs, &seen.0, &seen.1, device,
+    )?;
 
     // (d) image→text recall@1 over the seen scenes' own captions
     let image_embeds = clip_heads::l2_normalize(encode_images(clip, &seen.0, device));
@@ -161,6 +202,7 @@ pub fn evaluate<B: Backend>(
     Ok(BenchmarkReport {
         samples: n,
         grayscale_class_top1,
+        grayscale_class_top1_plain,
         held_out_pair_top1,
         seen_pair_top1,
         retrieval_r1: recall.image_to_text[0],
