@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{backend::Backend, Int, Tensor, TensorData};
-use burn_store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
+use burn_store::{
+    BurnpackStore, HalfPrecisionAdapter, ModuleAdapter, ModuleSnapshot, TensorSnapshot,
+};
 use clip_data::{CropRounding, Interpolation, PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD};
 use clip_tokenizer::ClipTokenizer;
 use serde_json::Value;
@@ -332,6 +334,7 @@ impl<B: Backend> Pretrained<B> {
                 source,
             })?;
         let mut model = config.init::<B>(device)?;
+        store = store.with_from_adapter(UpcastToF32);
         let result = model
             .load_from(&mut store)
             .map_err(|e| ClipError::Weights {
@@ -390,7 +393,16 @@ impl<B: Backend> Pretrained<B> {
 
     /// Saves in this library's format: `clip_config.json` and `model.bpk` (burnpack) in `dir`.
     pub fn save_burn(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
-        let dir = dir.as_ref();
+        self.write_burn(dir.as_ref(), false)
+    }
+
+    /// [`save_burn`](Self::save_burn) with the weights of linear, embedding, convolution and layer-norm
+    /// layers stored as f16: half the size, and [`load`](Self::load) reads them back as f32.
+    pub fn save_burn_half(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
+        self.write_burn(dir.as_ref(), true)
+    }
+
+    fn write_burn(&self, dir: &Path, half: bool) -> Result<(), ClipError> {
         std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
             path: dir.to_path_buf(),
             source,
@@ -398,6 +410,9 @@ impl<B: Backend> Pretrained<B> {
         let weights = dir.join(BURN_WEIGHTS);
         let tmp = dir.join(format!(".{BURN_WEIGHTS}.tmp-{}", std::process::id()));
         let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
+        if half {
+            store = store.with_to_adapter(HalfPrecisionAdapter::new());
+        }
         self.model
             .save_into(&mut store)
             .map_err(|e| ClipError::Write {
@@ -575,5 +590,32 @@ fn in_file(path: &Path, e: ClipError) -> ClipError {
     match e {
         ClipError::Config(msg) => ClipError::Config(format!("{}: {msg}", path.display())),
         e => e,
+    }
+}
+
+/// Reads the f16 / bf16 tensors of a burnpack (written by [`Pretrained::save_burn_half`]) as f32;
+/// f32 tensors pass unchanged. (burn's `HalfPrecisionAdapter` converts both ways, which would turn an
+/// f32 file into f16 on load.)
+#[derive(Clone, Debug)]
+struct UpcastToF32;
+
+impl ModuleAdapter for UpcastToF32 {
+    fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
+        if !matches!(snapshot.dtype, DType::F16 | DType::BF16) {
+            return snapshot.clone();
+        }
+        let data = snapshot.clone_data_fn();
+        TensorSnapshot::from_closure(
+            std::rc::Rc::new(move || Ok(data()?.convert_dtype(DType::F32))),
+            DType::F32,
+            snapshot.shape.clone(),
+            snapshot.path_stack.clone().unwrap_or_default(),
+            snapshot.container_stack.clone().unwrap_or_default(),
+            snapshot.tensor_id.unwrap_or_default(),
+        )
+    }
+
+    fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+        Box::new(self.clone())
     }
 }

@@ -249,6 +249,32 @@ fn burn_format_round_trips() {
     );
     assert_eq!(reloaded.preprocess, original.preprocess);
     assert_eq!(embeddings(&reloaded), embeddings(&original));
+
+    // f16 storage: about half the bytes, read back as f32 with f16's rounding only
+    let half = tempfile::tempdir().unwrap();
+    original.save_burn_half(half.path()).unwrap();
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("model.bpk")).unwrap().len();
+    let (full_bytes, half_bytes) = (size(dir.path()), size(half.path()));
+    assert!(
+        half_bytes * 10 < full_bytes * 6,
+        "{half_bytes} bytes in f16 vs {full_bytes} in f32"
+    );
+    let from_half = Pretrained::<B>::load(half.path(), &device).unwrap();
+    let flat = |(i, t): (Vec<f32>, Vec<f32>)| [i, t].concat();
+    let (a, b) = (flat(embeddings(&from_half)), flat(embeddings(&original)));
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        worst > 0.0,
+        "f16 rounding must show: were the weights stored in f16?"
+    );
+    assert!(
+        worst < 1e-2 * scale,
+        "f16 weights moved an embedding by {worst} (scale {scale})"
+    );
 }
 
 #[test]

@@ -86,6 +86,10 @@ pub struct TrainConfig {
     /// ModifiedResNet towers (BatchNorm statistics) always train on one thread.
     #[serde(default)]
     pub threads: usize,
+    /// Write the final model with f16 weights (`Pretrained::save_burn_half`, half the size);
+    /// checkpoints stay f32.
+    #[serde(default)]
+    pub half_precision_model: bool,
     /// Stop after this many optimizer steps in this invocation (for tests and time-boxed runs).
     #[serde(default)]
     pub stop_after: Option<usize>,

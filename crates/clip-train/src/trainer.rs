@@ -417,6 +417,10 @@ pub fn save_model<B: Backend>(
     dir: &Path,
 ) -> Result<(), TrainError> {
     let pretrained = clip::Pretrained::from_model(clip.clone(), config.model.clone())?;
-    pretrained.save_burn(dir)?;
+    if config.half_precision_model {
+        pretrained.save_burn_half(dir)?;
+    } else {
+        pretrained.save_burn(dir)?;
+    }
     Ok(())
 }

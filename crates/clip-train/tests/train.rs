@@ -72,6 +72,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
         stop_after: None,
         patch_dropout: 0.0,
         threads: 2,
+        half_precision_model: false,
     }
 }
 
