@@ -105,4 +105,51 @@ impl<B: Backend> Clip<B> {
     pub fn embed_dim(&self) -> usize {
         self.text_projection.output_dim()
     }
+
+    /// [`encode_image`](Self::encode_image) with the batch cut into `threads` parts encoded side by
+    /// side. burn's CPU backends run matrix products on every core but most element-wise operations
+    /// (layer norms, GELU, softmax, layout copies) on one; splitting the batch puts every core to work
+    /// on those too. Each row is computed as in one call. On a GPU keep 1.
+    pub fn encode_image_threaded(&self, images: Tensor<B, 4>, threads: usize) -> Tensor<B, 2> {
+        split_batch(images, threads, |part| self.encode_image(part))
+    }
+
+    /// [`encode_text`](Self::encode_text) split over `threads`, as
+    /// [`encode_image_threaded`](Self::encode_image_threaded).
+    pub fn encode_text_threaded(&self, ids: Tensor<B, 2, Int>, threads: usize) -> Tensor<B, 2> {
+        split_batch(ids, threads, |part| self.encode_text(part))
+    }
+}
+
+/// `encode` on up to `threads` consecutive parts of the batch, on as many threads, concatenated in order.
+fn split_batch<B: Backend, const D: usize, K, F>(
+    batch: Tensor<B, D, K>,
+    threads: usize,
+    encode: F,
+) -> Tensor<B, 2>
+where
+    K: burn::tensor::TensorKind<B> + burn::tensor::BasicOps<B>,
+    F: Fn(Tensor<B, D, K>) -> Tensor<B, 2> + Sync,
+{
+    let n = batch.dims()[0];
+    let parts = threads.clamp(1, n.max(1));
+    if parts == 1 {
+        return encode(batch);
+    }
+    let encoded = std::thread::scope(|s| {
+        let handles: Vec<_> = batch
+            .chunk(parts, 0)
+            .into_iter()
+            .map(|part| s.spawn(|| encode(part)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                // a panic in a part is a bug, not bad input: re-raise it here
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect::<Vec<_>>()
+    });
+    Tensor::cat(encoded, 0)
 }

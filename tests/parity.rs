@@ -35,19 +35,28 @@ fn check_model<B: Backend>(dir: &str, backend: &str, tolerance: f32) -> Pretrain
 
     // image tower on the reference pixels
     let pixels = reference.tensor4::<B>("pixel_values", &device);
-    let image = clip.model.encode_image(pixels);
+    let image = clip.model.encode_image(pixels.clone());
     let (ref_image, shape) = reference.f32("image_embeds");
     assert_eq!(image.dims().to_vec(), shape);
     let e = relative_error(&values(image.clone()), &ref_image);
     println!("{dir} on {backend}: image embeds relative error {e:.2e}");
     assert!(e < tolerance, "{dir}: image embeds relative error {e}");
+    // the batch split over threads (more threads than images included)
+    for threads in [2, 16] {
+        let split = clip.model.encode_image_threaded(pixels.clone(), threads);
+        let e = relative_error(&values(split), &ref_image);
+        assert!(e < tolerance, "{dir}: image embeds on {threads} threads: {e}");
+    }
 
     // text tower
-    let text = clip.model.encode_text(ids);
+    let text = clip.model.encode_text(ids.clone());
     let (ref_text, _) = reference.f32("text_embeds");
     let e = relative_error(&values(text.clone()), &ref_text);
     println!("{dir} on {backend}: text embeds relative error {e:.2e}");
     assert!(e < tolerance, "{dir}: text embeds relative error {e}");
+    let split = clip.model.encode_text_threaded(ids, 2);
+    let e = relative_error(&values(split), &ref_text);
+    assert!(e < tolerance, "{dir}: text embeds on 2 threads: {e}");
 
     // logits
     let logits = clip.model.logits_per_image(image, text);
