@@ -51,6 +51,24 @@ pub struct Pretrained<B: Backend> {
     pub weights: PathBuf,
     pub layout: Option<Layout>,
     pub config_source: ConfigSource,
+    /// Threads each batch is split over by the `embed_*` methods
+    /// ([`Clip::encode_image_threaded`]); [`default_threads`] unless set with
+    /// [`with_threads`](Self::with_threads).
+    pub threads: usize,
+}
+
+/// One thread per core on burn's CPU backends (`flex`, `ndarray`), which run most element-wise
+/// operations on one core; 1 on GPU backends, which parallelize each operation themselves.
+pub fn default_threads<B: Backend>() -> usize {
+    let name = std::any::type_name::<B>();
+    if ["burn_flex::", "burn_ndarray::"]
+        .iter()
+        .any(|cpu| name.contains(cpu))
+    {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        1
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value, ClipError> {
@@ -219,6 +237,7 @@ impl<B: Backend> Pretrained<B> {
             weights: PathBuf::from("<in memory>"),
             layout: None,
             config_source: ConfigSource::Inferred,
+            threads: default_threads::<B>(),
             model,
             config,
         })
@@ -290,6 +309,7 @@ impl<B: Backend> Pretrained<B> {
             weights,
             layout: Some(layout),
             config_source,
+            threads: default_threads::<B>(),
         })
     }
 
@@ -362,6 +382,7 @@ impl<B: Backend> Pretrained<B> {
             weights: weights.to_path_buf(),
             layout: None,
             config_source: ConfigSource::Bundled,
+            threads: default_threads::<B>(),
         })
     }
 
@@ -469,7 +490,14 @@ impl<B: Backend> Pretrained<B> {
         texts: &[S],
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, ClipError> {
-        encode_texts(&self.model, &self.tokenizer, texts, device)
+        let ids = tokenize_trimmed(&self.tokenizer, texts, device)?;
+        Ok(self.model.encode_text_threaded(ids, self.threads))
+    }
+
+    /// Sets the threads each batch is split over (1: no split).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
     }
 
     /// Identifies the text side of this model (config and text-tower weights), so that a saved
@@ -534,7 +562,7 @@ impl<B: Backend> Pretrained<B> {
             .map(clip_data::load_rgb)
             .collect::<Result<Vec<_>, _>>()?;
         let pixels = clip_data::images_to_tensor::<B>(&images, &self.preprocess, device);
-        Ok(self.model.encode_image(pixels))
+        Ok(self.model.encode_image_threaded(pixels, self.threads))
     }
 
     pub fn parameter_count(&self) -> usize {

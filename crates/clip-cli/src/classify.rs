@@ -80,11 +80,10 @@ pub fn run<B: Backend>(
     let bar = progress(decoded.len(), "images");
     for chunk in decoded.chunks(o.batch_size) {
         let pixels: Vec<_> = chunk.iter().map(|(_, img)| img.clone()).collect();
-        let embeds: Tensor<B, 2> = clip.model.encode_image(clip::data::images_to_tensor::<B>(
-            &pixels,
-            &clip.preprocess,
-            device,
-        ));
+        let embeds: Tensor<B, 2> = clip.model.encode_image_threaded(
+            clip::data::images_to_tensor::<B>(&pixels, &clip.preprocess, device),
+            clip.threads,
+        );
         for ((index, _), ranked) in chunk.iter().zip(classifier.ranked(embeds, scale)) {
             results[*index] = Ok(ranked);
         }

@@ -143,6 +143,18 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Write a model (any layout `--model` reads) in this library's burn format: `clip_config.json`
+    /// and `model.bpk`.
+    Convert {
+        #[arg(long)]
+        model: PathBuf,
+        /// The directory to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// Store the weights in f16 (half the size; read back as f32).
+        #[arg(long)]
+        half: bool,
+    },
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
         #[arg(long)]
@@ -244,6 +256,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             texts,
         } => tokenize(context_length, jsonl, texts),
         Command::Info { model, json } => dispatch!(choice, info(&model, json)),
+        Command::Convert {
+            model,
+            output,
+            half,
+        } => dispatch!(choice, convert(&model, &output, half)),
         Command::Train {
             config,
             resume,
@@ -499,6 +516,21 @@ fn train<B: Backend>(
             .as_bytes(),
     )?;
     println!("{summary}");
+    Ok(())
+}
+
+fn convert<B: Backend>(
+    device: &B::Device,
+    model: &Path,
+    output: &Path,
+    half: bool,
+) -> Result<(), CliError> {
+    let clip = Pretrained::<B>::load(model, device)?;
+    if half {
+        clip.save_burn_half(output)?;
+    } else {
+        clip.save_burn(output)?;
+    }
     Ok(())
 }
 
