@@ -243,6 +243,9 @@ def main():
             tasks = [task, "text-trimmed"] if task == "text" else [task]
             for t in tasks:
                 cmd = [binary, "--backend", a.backend, "--task", t, "--batch", str(batch)] + common
+                if not gpu:
+                    # the batch split over the cores (Clip::encode_*_threaded); PyTorch gets as many
+                    cmd += ["--threads", str(a.threads)]
                 rec = run_json(cmd + model, env, gpu)
                 if rec is None and model[0] == "--model":
                     # e.g. a dtype the weight loader cannot convert to: the same architecture, random

@@ -45,7 +45,10 @@ fn check_model<B: Backend>(dir: &str, backend: &str, tolerance: f32) -> Pretrain
     for threads in [2, 16] {
         let split = clip.model.encode_image_threaded(pixels.clone(), threads);
         let e = relative_error(&values(split), &ref_image);
-        assert!(e < tolerance, "{dir}: image embeds on {threads} threads: {e}");
+        assert!(
+            e < tolerance,
+            "{dir}: image embeds on {threads} threads: {e}"
+        );
     }
 
     // text tower
