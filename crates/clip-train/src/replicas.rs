@@ -8,7 +8,7 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor};
 use clip::ImageEncoder;
 use clip_loss::{contrastive_loss, siglip_loss, ContrastiveWeights};
 use clip_tokenizer::ClipTokenizer;
@@ -61,32 +61,21 @@ pub(crate) fn thread_count<B: AutodiffBackend>(
     wanted.clamp(1, (n / 2).max(1))
 }
 
-fn rows(data: &TensorData, range: std::ops::Range<usize>) -> Result<TensorData, TrainError> {
-    let shape = &data.shape;
-    let per_item: usize = shape.iter().skip(1).product();
-    let values = data
-        .as_slice::<f32>()
-        .map_err(|e| TrainError::Loader(format!("batch pixels: {e:?}")))?;
-    let mut part_shape = shape.to_vec();
-    part_shape[0] = range.len();
-    Ok(TensorData::new(
-        values[range.start * per_item..range.end * per_item].to_vec(),
-        part_shape,
-    ))
-}
-
 /// Loss of the whole micro-batch and the gradients of each part (of the loss divided by the number of
-/// accumulated micro-batches), in part order. A non-finite loss is returned as it is, for the caller to report.
+/// accumulated micro-batches), in part order, on `parts` threads ([`thread_count`]). A non-finite loss
+/// is returned as it is, for the caller to report.
 pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     model: &TrainModel<B>,
     batch: MicroBatch,
+    parts: usize,
     tokenizer: &ClipTokenizer,
     config: &TrainConfig,
     device: &B::Device,
 ) -> Result<(f64, Vec<GradientsParams>), TrainError> {
     let (loss, divisor) = (&config.loss, config.accumulation as f64);
     let n = batch.captions.len();
-    let parts = thread_count(model, config.threads, n);
+    let parts = parts.clamp(1, n.max(1));
+    let pixels = Tensor::<B, 4>::from_data(batch.pixels, device);
     let bounds: Vec<_> = (0..parts)
         .map(|p| p * n / parts..(p + 1) * n / parts)
         .collect();
@@ -96,7 +85,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
         if let ImageEncoder::Vit(vit) = &mut replica.clip.visual {
             vit.patch_dropout_seed = Some(dropout_seed(config.seed, batch.index, p));
         }
-        let pixels = Tensor::<B, 4>::from_data(rows(&batch.pixels, range.clone())?, device);
+        let pixels = pixels.clone().narrow(0, range.start, range.len());
         let ids = clip::tokenize_trimmed(tokenizer, &batch.captions[range.clone()], device)?;
         inputs.push((replica, pixels, ids));
     }

@@ -278,14 +278,14 @@ pub fn train<B: AutodiffBackend>(
                     .unwrap_or_else(|| "none yet".into()),
             };
             // the loss refuses NaN embeddings: the same divergence, one step earlier
-            let (value, parts) =
-                match crate::replicas::micro_batch_grads(&model, batch, &tokenizer, config, device)
-                {
-                    Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
-                        return Err(non_finite())
-                    }
-                    other => other?,
-                };
+            let (value, parts) = match crate::replicas::micro_batch_grads(
+                &model, batch, threads, &tokenizer, config, device,
+            ) {
+                Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
+                    return Err(non_finite())
+                }
+                other => other?,
+            };
             if !value.is_finite() {
                 return Err(non_finite());
             }
