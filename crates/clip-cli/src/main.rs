@@ -506,6 +506,7 @@ fn train<B: Backend>(
     let summary = json!({
         "steps": report.steps, "seconds": report.seconds, "images_per_second": report.images_per_second,
         "final_loss": report.log.last().map(|l| l.loss), "evaluations": report.evaluations, "model": report.final_dir,
+        "unreadable_images": report.unreadable_images,
     });
     std::fs::create_dir_all(&config.output).ok();
     let path = config.output.join("report.json");

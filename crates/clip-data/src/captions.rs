@@ -1,13 +1,19 @@
 //! Image–caption datasets: a folder of images with a captions CSV or JSONL (`image`, `caption`), and
-//! tar shards in the webdataset convention (`key.jpg|png|webp` next to `key.txt`), read as a stream.
-//! Missing or corrupt images are skipped and counted, or refused with `strict`.
+//! tar shards in the webdataset convention (`key.jpg|png|webp` next to `key.txt`).
+//!
+//! Nothing is decoded up front. A captions file lists image paths; a shard is read once, as a stream,
+//! into an index of where each image's bytes lie in it. Training decodes a sample when it draws it,
+//! on the data loader's workers, so memory holds captions and offsets, not pixels. A first pass reads
+//! each image's header only: missing, unknown or unreadable images are skipped and counted there (or
+//! refused with `strict`); an image whose pixel data turns out broken is met at decoding time.
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use image::RgbImage;
 
-use crate::image_io::decode_rgb;
+use crate::image_io::{decode_rgb, probe_image};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -25,10 +31,81 @@ pub enum DatasetError {
     Unreadable { count: usize, first: String },
 }
 
-/// An image path and its caption.
+/// Where a sample's image bytes are: a file of its own, or a member of a tar shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageSource {
+    File(PathBuf),
+    /// `len` bytes at `offset` of `shard`, the member called `name`.
+    Member {
+        shard: Arc<PathBuf>,
+        name: String,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl ImageSource {
+    /// How errors name the image: its path, or `shard.tar/member`.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            ImageSource::File(path) => path.clone(),
+            ImageSource::Member { shard, name, .. } => shard.join(name),
+        }
+    }
+
+    /// The image's encoded bytes.
+    pub fn read(&self) -> Result<Vec<u8>, DatasetError> {
+        let failed = |e: std::io::Error| DatasetError::Read {
+            path: self.path(),
+            message: e.to_string(),
+        };
+        match self {
+            ImageSource::File(path) => std::fs::read(path).map_err(failed),
+            ImageSource::Member {
+                shard, offset, len, ..
+            } => {
+                let mut file = std::fs::File::open(shard.as_path()).map_err(failed)?;
+                file.seek(SeekFrom::Start(*offset)).map_err(failed)?;
+                let mut bytes = Vec::with_capacity(*len as usize);
+                file.take(*len).read_to_end(&mut bytes).map_err(failed)?;
+                if bytes.len() as u64 != *len {
+                    return Err(failed(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+
+    /// Reads and decodes the image into 8-bit RGB.
+    pub fn decode(&self) -> Result<RgbImage, DatasetError> {
+        let bytes = self.read()?;
+        decode_rgb(&bytes, &self.path()).map_err(|e| DatasetError::Read {
+            path: self.path(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads only the image's header (format and size): cheap, and catches missing files, unknown
+    /// formats and broken headers, not broken pixel data.
+    fn probe(&self) -> Result<(), String> {
+        let result = match self {
+            ImageSource::File(path) => std::fs::File::open(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                .and_then(|f| {
+                    probe_image(std::io::BufReader::new(f), path).map_err(|e| e.to_string())
+                }),
+            ImageSource::Member { .. } => self.read().map_err(|e| e.to_string()).and_then(|b| {
+                probe_image(std::io::Cursor::new(b), &self.path()).map_err(|e| e.to_string())
+            }),
+        };
+        result.map(|_| ())
+    }
+}
+
+/// An image and its caption.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptionPair {
-    pub image: PathBuf,
+    pub image: ImageSource,
     pub caption: String,
 }
 
@@ -86,7 +163,7 @@ pub fn read_caption_file(path: &Path) -> Result<Vec<CaptionPair>, DatasetError> 
             let caption = record.get(cc).unwrap_or_default().to_string();
             check_caption(path, line, &caption)?;
             pairs.push(CaptionPair {
-                image: base.join(record.get(ic).unwrap_or_default()),
+                image: ImageSource::File(base.join(record.get(ic).unwrap_or_default())),
                 caption,
             });
         }
@@ -110,7 +187,7 @@ pub fn read_caption_file(path: &Path) -> Result<Vec<CaptionPair>, DatasetError> 
                 .ok_or_else(|| bad("no \"caption\" string".into()))?;
             check_caption(path, i + 1, caption)?;
             pairs.push(CaptionPair {
-                image: base.join(image),
+                image: ImageSource::File(base.join(image)),
                 caption: caption.to_string(),
             });
         }
@@ -127,14 +204,22 @@ pub struct SkipReport {
 }
 
 impl SkipReport {
-    fn skip(&mut self, name: String) {
+    pub fn skip(&mut self, name: String) {
         self.skipped += 1;
         if self.first.len() < 5 {
             self.first.push(name);
         }
     }
 
-    fn finish(self, strict: bool) -> Result<Self, DatasetError> {
+    /// Adds another report's skips (of another shard, say).
+    pub fn merge(&mut self, other: SkipReport) {
+        self.skipped += other.skipped;
+        let room = 5 - self.first.len().min(5);
+        self.first.extend(other.first.into_iter().take(room));
+    }
+
+    /// The report, or with `strict` and anything skipped, the error that names the first.
+    pub fn finish(self, strict: bool) -> Result<Self, DatasetError> {
         match (strict, self.first.first()) {
             (true, Some(first)) => Err(DatasetError::Unreadable {
                 count: self.skipped,
@@ -145,34 +230,36 @@ impl SkipReport {
     }
 }
 
-/// Decodes every pair's image; unreadable ones are skipped (or, with `strict`, an error).
-pub fn load_pairs(
-    pairs: &[CaptionPair],
+/// Keeps the pairs whose image header reads (see [`ImageSource`]); the others are skipped and
+/// counted, or with `strict` an error.
+pub fn probe_pairs(
+    pairs: Vec<CaptionPair>,
     strict: bool,
-) -> Result<(Vec<(RgbImage, String)>, SkipReport), DatasetError> {
+) -> Result<(Vec<CaptionPair>, SkipReport), DatasetError> {
     let mut report = SkipReport::default();
-    let mut out = Vec::with_capacity(pairs.len());
+    let mut kept = Vec::with_capacity(pairs.len());
     for pair in pairs {
-        match crate::load_rgb(&pair.image) {
-            Ok(image) => out.push((image, pair.caption.clone())),
-            Err(e) => report.skip(e.to_string()),
+        match pair.image.probe() {
+            Ok(()) => kept.push(pair),
+            Err(why) => report.skip(why),
         }
     }
-    Ok((out, report.finish(strict)?))
+    Ok((kept, report.finish(strict)?))
 }
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
-/// A webdataset sample being gathered: its key, image (member name, bytes) and caption.
-type PendingSample = Option<(String, Option<(String, Vec<u8>)>, Option<String>)>;
+/// A webdataset sample being gathered: its key, image member and caption.
+/// (The image is already probed: `Err` says why it cannot be used.)
+type PendingSample = Option<(String, Option<Result<ImageSource, String>>, Option<String>)>;
 
-/// Streams the samples of one webdataset tar shard: consecutive members sharing a key form a sample;
-/// samples with an image and a caption are yielded, the others counted in the report.
-pub fn read_shard(
+/// Indexes one webdataset tar shard, read once as a stream: consecutive members sharing a key form a
+/// sample. Samples with an image (whose header reads) and a non-empty caption are returned with where
+/// their image lies in the shard; the others are counted in the report (or, with `strict`, an error).
+pub fn index_shard(
     path: &Path,
     strict: bool,
-    mut each: impl FnMut(RgbImage, String),
-) -> Result<SkipReport, DatasetError> {
+) -> Result<(Vec<CaptionPair>, SkipReport), DatasetError> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DatasetError::Missing(path.to_path_buf()),
         _ => DatasetError::Read {
@@ -184,8 +271,10 @@ pub fn read_shard(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
+    let shard = Arc::new(path.to_path_buf());
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut report = SkipReport::default();
+    let mut pairs = Vec::new();
     let mut current: PendingSample = None;
     let mut flush = |sample: PendingSample, report: &mut SkipReport| {
         let Some((key, image, caption)) = sample else {
@@ -193,10 +282,11 @@ pub fn read_shard(
         };
         match (image, caption) {
             (_, Some(c)) if c.trim().is_empty() => report.skip(format!("{key}: empty caption")),
-            (Some((name, bytes)), Some(caption)) => match decode_rgb(&bytes, &path.join(&name)) {
-                Ok(image) => each(image, caption.trim().to_string()),
-                Err(e) => report.skip(format!("{key}: {e}")),
-            },
+            (Some(Ok(image)), Some(caption)) => pairs.push(CaptionPair {
+                image,
+                caption: caption.trim().to_string(),
+            }),
+            (Some(Err(why)), Some(_)) => report.skip(why),
             (None, _) => report.skip(format!("{key}: no image")),
             (_, None) => report.skip(format!("{key}: no caption")),
         }
@@ -224,16 +314,28 @@ pub fn read_shard(
             flush(current.take(), &mut report);
         }
         let sample = current.get_or_insert_with(|| (stem.clone(), None, None));
+        let (offset, len) = (entry.raw_file_position(), entry.size());
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(read_err)?;
         if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
-            sample.1 = Some((name.clone(), bytes));
+            // the bytes pass by anyway: probe the header now, keep only where they lie
+            let image = ImageSource::Member {
+                shard: shard.clone(),
+                name: name.clone(),
+                offset,
+                len,
+            };
+            sample.1 = Some(
+                probe_image(std::io::Cursor::new(bytes), &image.path())
+                    .map(|_| image)
+                    .map_err(|e| format!("{key}: {e}", key = sample.0)),
+            );
         } else if ext == "txt" {
             sample.2 = Some(String::from_utf8_lossy(&bytes).to_string());
         }
     }
     flush(current.take(), &mut report);
-    report.finish(strict)
+    Ok((pairs, report.finish(strict)?))
 }
 
 #[cfg(test)]
@@ -280,11 +382,16 @@ mod tests {
                 ("a/0006.txt", b"another red square\n".to_vec()),
             ],
         );
-        let mut got = Vec::new();
-        let report = read_shard(&path, false, |image, caption| {
-            got.push((image.get_pixel(0, 0)[0], caption))
-        })
-        .unwrap();
+        let (pairs, report) = index_shard(&path, false).unwrap();
+        let got: Vec<_> = pairs
+            .iter()
+            .map(|p| {
+                (
+                    p.image.decode().unwrap().get_pixel(0, 0)[0],
+                    p.caption.clone(),
+                )
+            })
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -292,16 +399,32 @@ mod tests {
                 (30, "another red square".to_string())
             ]
         );
+        assert_eq!(pairs[1].image.path(), path.join("a/0006.png"));
         assert_eq!(report.skipped, 4);
         assert!(report.first[0].starts_with("a/0002"), "{:?}", report.first);
         assert!(matches!(
-            read_shard(&path, true, |_, _| ()),
+            index_shard(&path, true),
             Err(DatasetError::Unreadable { count: 4, .. })
         ));
         assert!(matches!(
-            read_shard(&dir.path().join("nope.tar"), false, |_, _| ()),
+            index_shard(&dir.path().join("nope.tar"), false),
             Err(DatasetError::Missing(_))
         ));
+    }
+
+    #[test]
+    fn broken_pixel_data_passes_the_header_probe_and_fails_at_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cut = png(40);
+        cut.truncate(cut.len() - 20);
+        let path = shard(
+            dir.path(),
+            &[("k.png", cut), ("k.txt", b"a cut-off square".to_vec())],
+        );
+        let (pairs, report) = index_shard(&path, true).unwrap();
+        assert_eq!((pairs.len(), report.skipped), (1, 0));
+        let err = pairs[0].image.decode().unwrap_err().to_string();
+        assert!(err.contains("shard-000.tar/k.png"), "{err}");
     }
 
     #[test]
@@ -316,10 +439,15 @@ mod tests {
         .unwrap();
         let pairs = read_caption_file(&csv).unwrap();
         assert_eq!(pairs[0].caption, "a red, small square");
-        let (loaded, report) = load_pairs(&pairs, false).unwrap();
-        assert_eq!((loaded.len(), report.skipped), (1, 1));
-        assert!(report.first[0].contains("missing.png"));
-        assert!(load_pairs(&pairs, true).is_err());
+        let (kept, report) = probe_pairs(pairs.clone(), false).unwrap();
+        assert_eq!((kept.len(), report.skipped), (1, 1));
+        assert!(
+            report.first[0].contains("missing.png"),
+            "{:?}",
+            report.first
+        );
+        assert_eq!(kept[0].image.decode().unwrap().dimensions(), (4, 3));
+        assert!(probe_pairs(pairs, true).is_err());
         let jsonl = dir.path().join("c.jsonl");
         std::fs::write(&jsonl, "{\"image\": \"x.png\", \"caption\": \"ok\"}\n{\"image\": \"x.png\", \"caption\": \"\"}\n").unwrap();
         let err = read_caption_file(&jsonl).unwrap_err().to_string();

@@ -42,6 +42,41 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage, ImageError> {
     decode_rgb(&bytes, path)
 }
 
+/// Reads only an image's header: its format and dimensions, without decoding the pixels. A cheap
+/// first check of a dataset; a file with a valid header and broken pixel data passes it.
+pub fn probe_image(
+    bytes: impl std::io::BufRead + std::io::Seek,
+    path: &Path,
+) -> Result<(u32, u32), ImageError> {
+    let reader = ImageReader::new(bytes)
+        .with_guessed_format()
+        .map_err(|source| ImageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let format = reader.format().ok_or_else(|| ImageError::UnknownFormat {
+        path: path.to_path_buf(),
+    })?;
+    let (width, height) = reader.into_dimensions().map_err(|e| match e {
+        image::ImageError::Unsupported(_) => ImageError::Unsupported {
+            path: path.to_path_buf(),
+            format,
+        },
+        e => ImageError::Decode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+    })?;
+    if width == 0 || height == 0 {
+        return Err(ImageError::Empty {
+            path: path.to_path_buf(),
+            width,
+            height,
+        });
+    }
+    Ok((width, height))
+}
+
 /// Decodes in-memory image bytes into 8-bit RGB; `path` only names the image in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     let read = |source| ImageError::Read {

@@ -9,7 +9,7 @@ pub mod preprocess;
 mod resample;
 
 pub use augment::AugmentConfig;
-pub use image_io::{decode_rgb, load_rgb, ImageError};
+pub use image_io::{decode_rgb, load_rgb, probe_image, ImageError};
 pub use preprocess::{
     images_to_tensor, normalize, resize_and_crop, CropRounding, Interpolation, PreprocessConfig,
     ResizeMode, CLIP_MEAN, CLIP_STD,

@@ -38,6 +38,14 @@ pub enum DataConfig {
 }
 
 impl DataConfig {
+    /// Whether unreadable samples are an error.
+    pub fn strict(&self) -> bool {
+        match self {
+            DataConfig::FashionScenes { .. } => false,
+            DataConfig::Captions { strict, .. } | DataConfig::Shards { strict, .. } => *strict,
+        }
+    }
+
     /// Makes unreadable samples an error (`clip train --strict`); scenes have none.
     pub fn set_strict(&mut self) {
         match self {

@@ -29,7 +29,12 @@ pub(crate) struct MicroBatch {
     pub index: u64,
     pub pixels: TensorData,
     pub captions: Vec<String>,
+    /// Images that failed to decode and were replaced by another draw ("path: why").
+    pub unreadable: Vec<String>,
 }
+
+/// A micro-batch as the loader hands it over: its index, and the batch or why it could not be made.
+pub(crate) type Rendered = (u64, Result<MicroBatch, String>);
 
 /// Micro-batch indices `start..start + count`, listed so that burn's split into `workers`
 /// contiguous shares gives worker `s` the indices `s, s + workers, s + 2·workers, …`.
@@ -61,7 +66,7 @@ impl Dataset<u64> for BatchIndices {
     }
 }
 
-/// Renders (scenes) or picks (pairs) the samples of a micro-batch and augments them.
+/// Renders (scenes) or decodes (pairs) the samples of a micro-batch and augments them.
 #[derive(Clone)]
 struct MicroBatcher {
     source: Arc<Source>,
@@ -71,32 +76,37 @@ struct MicroBatcher {
 }
 
 impl MicroBatcher {
-    fn render(&self, index: u64) -> MicroBatch {
+    fn render(&self, index: u64) -> Result<MicroBatch, String> {
         let first = index * self.batch_size as u64;
-        let (images, captions): (Vec<_>, Vec<_>) = (first..first + self.batch_size as u64)
-            .map(|i| {
-                let (image, caption) = self.source.sample(i);
-                let mut rng = ChaCha8Rng::seed_from_u64(
-                    self.seed
-                        .wrapping_mul(31)
-                        .wrapping_add(i)
-                        .wrapping_mul(0xD6E8_FEB8_6659_FD93),
-                );
-                (self.augment.apply(&image, &mut rng), caption)
-            })
-            .unzip();
-        MicroBatch {
+        let mut images = Vec::with_capacity(self.batch_size);
+        let mut captions = Vec::with_capacity(self.batch_size);
+        let mut unreadable = Vec::new();
+        for i in first..first + self.batch_size as u64 {
+            let drawn = self.source.sample(i)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                self.seed
+                    .wrapping_mul(31)
+                    .wrapping_add(i)
+                    .wrapping_mul(0xD6E8_FEB8_6659_FD93),
+            );
+            images.push(self.augment.apply(&drawn.image, &mut rng));
+            captions.push(drawn.caption);
+            unreadable.extend(drawn.unreadable);
+        }
+        Ok(MicroBatch {
             index,
             pixels: crate::benchmark::normalized(&images),
             captions,
-        }
+            unreadable,
+        })
     }
 }
 
-impl<B: Backend> Batcher<B, u64, MicroBatch> for MicroBatcher {
-    fn batch(&self, items: Vec<u64>, _device: &B::Device) -> MicroBatch {
+impl<B: Backend> Batcher<B, u64, Rendered> for MicroBatcher {
+    fn batch(&self, items: Vec<u64>, _device: &B::Device) -> Rendered {
         // the loader's batch size is 1: one item is one whole micro-batch
-        self.render(items.first().copied().unwrap_or_default())
+        let index = items.first().copied().unwrap_or_default();
+        (index, self.render(index))
     }
 }
 
@@ -109,7 +119,7 @@ pub(crate) fn micro_batches<B: Backend>(
     first: u64,
     end: u64,
     workers: usize,
-) -> Receiver<MicroBatch> {
+) -> Receiver<Rendered> {
     let workers = workers.max(1);
     // two batches queued for the training loop: enough to hide rendering, little memory
     let (sender, receiver) = sync_channel(2);
@@ -125,7 +135,7 @@ pub(crate) fn micro_batches<B: Backend>(
         let mut finished = BTreeMap::new();
         while next < end {
             let count = window.min(end - next) as usize;
-            let loader = DataLoaderBuilder::<B, u64, MicroBatch>::new(batcher.clone())
+            let loader = DataLoaderBuilder::<B, u64, Rendered>::new(batcher.clone())
                 .batch_size(1)
                 .num_workers(workers)
                 .build(BatchIndices {
@@ -134,7 +144,7 @@ pub(crate) fn micro_batches<B: Backend>(
                     workers,
                 });
             for batch in loader.iter() {
-                finished.insert(batch.index, batch);
+                finished.insert(batch.0, batch);
                 while let Some(batch) = finished.remove(&next) {
                     if sender.send(batch).is_err() {
                         return; // the training loop has stopped

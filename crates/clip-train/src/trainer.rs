@@ -11,6 +11,7 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use clip::Clip;
+use clip_data::captions::{CaptionPair, SkipReport};
 use clip_data::fashion::{FashionMnist, SceneSampler};
 use clip_loss::{clamp_logit_scale, SIGLIP_LOGIT_BIAS_INIT};
 use clip_tokenizer::ClipTokenizer;
@@ -50,6 +51,9 @@ pub struct TrainReport {
     pub log: Vec<StepLog>,
     pub evaluations: Vec<(usize, BenchmarkReport)>,
     pub final_dir: Option<PathBuf>,
+    /// Images that passed the first check (their header) but failed to decode when drawn; each draw
+    /// was replaced by another ("path: why").
+    pub unreadable_images: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,27 +90,66 @@ pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
     found.pop().map(|(_, p)| p)
 }
 
+/// How many draws a sample gets before a dataset counts as broken: an unreadable image is replaced
+/// by another draw from the same sample's generator, so the replacement is repeatable too.
+const DRAWS: usize = 16;
+
+/// A training sample, and the images that could not be decoded on the way to it ("path: why").
+pub(crate) struct Drawn {
+    pub image: RgbImage,
+    pub caption: String,
+    pub unreadable: Vec<String>,
+}
+
 /// Where training pairs come from; `sample(i)` depends only on the seed and `i`.
 pub(crate) enum Source {
     Scenes(SceneSampler),
-    /// Decoded pairs held in memory (images resized to the model's input size), drawn at random.
+    /// Image–caption pairs drawn at random, decoded when drawn (on the loader's workers) and fitted to
+    /// the model's input size.
     Pairs {
-        pairs: Vec<(RgbImage, String)>,
+        pairs: Vec<CaptionPair>,
         seed: u64,
+        canvas: u32,
     },
 }
 
 impl Source {
-    pub(crate) fn sample(&self, index: u64) -> (RgbImage, String) {
+    pub(crate) fn sample(&self, index: u64) -> Result<Drawn, String> {
         match self {
             Source::Scenes(s) => {
                 let scene = s.sample(index);
-                (scene.image, scene.caption)
+                Ok(Drawn {
+                    image: scene.image,
+                    caption: scene.caption,
+                    unreadable: Vec::new(),
+                })
             }
-            Source::Pairs { pairs, seed } => {
+            Source::Pairs {
+                pairs,
+                seed,
+                canvas,
+            } => {
                 let mut rng =
                     ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                pairs[rand::Rng::random_range(&mut rng, 0..pairs.len())].clone()
+                let mut unreadable = Vec::new();
+                for _ in 0..DRAWS {
+                    let pair = &pairs[rand::Rng::random_range(&mut rng, 0..pairs.len())];
+                    match pair.image.decode() {
+                        Ok(image) => {
+                            let fit = clip_data::PreprocessConfig::clip(*canvas as usize);
+                            return Ok(Drawn {
+                                image: clip_data::resize_and_crop(&image, &fit),
+                                caption: pair.caption.clone(),
+                                unreadable,
+                            });
+                        }
+                        Err(e) => unreadable.push(e.to_string()),
+                    }
+                }
+                Err(format!(
+                    "sample {index}: {DRAWS} draws in a row found no readable image (last: {})",
+                    unreadable.last().map(String::as_str).unwrap_or("")
+                ))
             }
         }
     }
@@ -116,13 +159,7 @@ fn load_source(
     config: &TrainConfig,
     canvas: u32,
 ) -> Result<(Source, Option<FashionMnist>), TrainError> {
-    let fit = |image: RgbImage| {
-        let p = clip_data::PreprocessConfig::clip(canvas as usize);
-        clip_data::resize_and_crop(&image, &p)
-    };
-    let pairs = |loaded: Vec<(RgbImage, String)>,
-                 report: clip_data::captions::SkipReport|
-     -> Result<Source, TrainError> {
+    let pairs = |pairs: Vec<CaptionPair>, report: SkipReport| -> Result<Source, TrainError> {
         if report.skipped > 0 {
             eprintln!(
                 "skipped {} unreadable samples (first: {})",
@@ -130,16 +167,17 @@ fn load_source(
                 report.first.join("; ")
             );
         }
-        if loaded.len() < config.batch_size {
+        if pairs.len() < config.batch_size {
             return Err(TrainError::Config(format!(
                 "{} usable pairs, fewer than one batch of {}",
-                loaded.len(),
+                pairs.len(),
                 config.batch_size
             )));
         }
         Ok(Source::Pairs {
-            pairs: loaded.into_iter().map(|(i, c)| (fit(i), c)).collect(),
+            pairs,
             seed: config.seed,
+            canvas,
         })
     };
     match &config.data {
@@ -158,20 +196,18 @@ fn load_source(
         }
         DataConfig::Captions { file, strict } => {
             let list = clip_data::captions::read_caption_file(file)?;
-            let (loaded, report) = clip_data::captions::load_pairs(&list, *strict)?;
-            Ok((pairs(loaded, report)?, None))
+            let (kept, report) = clip_data::captions::probe_pairs(list, *strict)?;
+            Ok((pairs(kept, report)?, None))
         }
         DataConfig::Shards { files, strict } => {
-            let mut loaded = Vec::new();
-            let mut report = clip_data::captions::SkipReport::default();
+            let mut all = Vec::new();
+            let mut report = SkipReport::default();
             for file in files {
-                let r = clip_data::captions::read_shard(file, *strict, |image, caption| {
-                    loaded.push((fit(image), caption))
-                })?;
-                report.skipped += r.skipped;
-                report.first.extend(r.first);
+                let (kept, r) = clip_data::captions::index_shard(file, *strict)?;
+                all.extend(kept);
+                report.merge(r);
             }
-            Ok((pairs(loaded, report)?, None))
+            Ok((pairs(all, report)?, None))
         }
     }
 }
@@ -261,15 +297,28 @@ pub fn train<B: AutodiffBackend>(
     );
     let t0 = Instant::now();
     let mut evaluations = Vec::new();
+    // images that failed to decode during training (each replaced by another draw)
+    let mut unreadable = std::collections::BTreeSet::new();
     let mut last_good = resume.map(Path::to_path_buf);
     for step in start..end {
         let lr = learning_rate(step, config.lr, config.warmup_steps, config.steps);
         let mut accumulator = GradientsAccumulator::new();
         let mut loss_sum = 0.0;
         for _ in 0..config.accumulation {
-            let batch = micro_batches
+            let (_, batch) = micro_batches
                 .recv()
                 .map_err(|_| TrainError::Loader("the batch loader stopped".into()))?;
+            let batch = batch.map_err(TrainError::Loader)?;
+            for why in &batch.unreadable {
+                if unreadable.insert(why.clone()) && unreadable.len() <= 5 {
+                    bar.println(format!("skipping an unreadable image: {why}"));
+                }
+            }
+            if config.data.strict() && !batch.unreadable.is_empty() {
+                let mut report = SkipReport::default();
+                batch.unreadable.iter().for_each(|w| report.skip(w.clone()));
+                report.finish(true)?;
+            }
             let non_finite = || TrainError::NonFinite {
                 step: step + 1,
                 checkpoint: last_good
@@ -370,6 +419,7 @@ pub fn train<B: AutodiffBackend>(
         log,
         evaluations,
         final_dir,
+        unreadable_images: unreadable.into_iter().collect(),
     })
 }
 

@@ -244,6 +244,16 @@ fn trains_from_a_captions_file_and_skips_broken_images() {
             clip_data::fashion::CLASSES[items.label(i)]
         ));
     }
+    // valid headers, cut-off pixel data: they pass the first check and fail when decoded (a fifth of
+    // the pairs, so 96 draws meet them)
+    for i in 0..10 {
+        let name = format!("cut-{i}.png");
+        let mut bytes = std::fs::read(dir.path().join(format!("{i}.png"))).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(dir.path().join(&name), bytes).unwrap();
+        lines.push_str(&format!("{name},a cut-off item\n"));
+    }
+    std::fs::write(dir.path().join("decodable.csv"), &lines).unwrap();
     lines.push_str("missing.png,a ghost\n");
     std::fs::write(dir.path().join("captions.csv"), lines).unwrap();
     let mut config = tiny(&dir.path().join("run"), 3);
@@ -253,15 +263,80 @@ fn trains_from_a_captions_file_and_skips_broken_images() {
     };
     let report = train::<AD>(&config, None, &Default::default()).unwrap();
     assert_eq!(report.log.len(), 3);
+    assert!(report.log.iter().all(|l| l.loss.is_finite()));
     assert!(report.evaluations.is_empty());
+    assert!(
+        !report.unreadable_images.is_empty()
+            && report.unreadable_images.iter().all(|w| w.contains("cut-")),
+        "{:?}",
+        report.unreadable_images
+    );
+    // the replacement draws are part of the run: the same run again takes the same steps
+    let again = train::<AD>(&config, None, &Default::default()).unwrap();
+    assert_eq!(again.log, report.log);
+    // strict: the missing file is refused before training, a cut-off one when it is drawn
+    config.data.set_strict();
+    let err = train::<AD>(&config, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.png"), "{err}");
     config.data = DataConfig::Captions {
-        file: dir.path().join("captions.csv"),
+        file: dir.path().join("decodable.csv"),
         strict: true,
     };
     let err = train::<AD>(&config, None, &Default::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("missing.png"), "{err}");
+    assert!(err.contains("cut-") && err.contains("--strict"), "{err}");
+}
+
+#[test]
+fn trains_from_webdataset_shards() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let items =
+        clip_data::fashion::FashionMnist::load(clip_data::fashion::DEBIAN_FASHION_MNIST, false)
+            .unwrap();
+    let mut files = Vec::new();
+    for shard in 0..2 {
+        let path = dir.path().join(format!("shard-{shard}.tar"));
+        let mut builder = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        let mut add = |name: String, bytes: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, bytes).unwrap();
+        };
+        for i in 0..20 {
+            let k = shard * 20 + i;
+            let mut png = Vec::new();
+            items
+                .item(k)
+                .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+                .unwrap();
+            let class = clip_data::fashion::CLASSES[items.label(k)];
+            add(format!("{k:05}.png"), &png);
+            add(format!("{k:05}.txt"), format!("a {class}").as_bytes());
+        }
+        add("99999.txt".into(), b"a caption without its image");
+        builder.finish().unwrap();
+        files.push(path);
+    }
+    let mut config = tiny(&dir.path().join("run"), 2);
+    config.data = DataConfig::Shards {
+        files: files.clone(),
+        strict: false,
+    };
+    let report = train::<AD>(&config, None, &Default::default()).unwrap();
+    assert_eq!(report.log.len(), 2);
+    assert!(report.log.iter().all(|l| l.loss.is_finite()));
+    assert!(report.unreadable_images.is_empty());
+    config.data.set_strict();
+    let err = train::<AD>(&config, None, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("99999") && err.contains("no image"), "{err}");
 }
 
 #[test]
