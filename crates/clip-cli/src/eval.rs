@@ -118,28 +118,14 @@ pub fn retrieval<B: Backend>(
     as_json: bool,
     batch: usize,
 ) -> Result<(), CliError> {
-    let text = std::fs::read_to_string(data)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", data.display())))?;
-    let base = data.parent().unwrap_or(Path::new("."));
+    // the same captions files training reads: JSONL or CSV, image paths relative to the file
+    let pairs = clip::data::captions::read_caption_file(data)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut images: Vec<PathBuf> = Vec::new();
     let mut captions = Vec::new();
     let mut text_image = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |why: &str| CliError::Usage(format!("{} line {}: {why}", data.display(), i + 1));
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let image = v["image"]
-            .as_str()
-            .ok_or_else(|| bad("no \"image\" string"))?;
-        let caption = v["caption"]
-            .as_str()
-            .ok_or_else(|| bad("no \"caption\" string"))?;
-        if caption.trim().is_empty() {
-            return Err(bad("empty caption"));
-        }
-        let path = base.join(image);
+    for pair in pairs {
+        let path = pair.image.path();
         let index = match images.iter().position(|p| *p == path) {
             Some(i) => i,
             None => {
@@ -147,7 +133,7 @@ pub fn retrieval<B: Backend>(
                 images.len() - 1
             }
         };
-        captions.push(caption.to_string());
+        captions.push(pair.caption);
         text_image.push(index);
     }
     if captions.is_empty() {

@@ -195,8 +195,8 @@ enum EvalTask {
         #[arg(long, default_value_t = 1000)]
         samples: usize,
     },
-    /// Retrieval recall@1/5/10 both ways on a JSONL of {"image": path, "caption": text} lines (paths
-    /// relative to the file).
+    /// Retrieval recall@1/5/10 both ways on a captions file: JSONL of {"image": path, "caption": text}
+    /// lines, or CSV with an `image,caption` header (paths relative to the file).
     Retrieval {
         #[arg(long)]
         model: PathBuf,
