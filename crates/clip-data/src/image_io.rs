@@ -42,12 +42,11 @@ pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage, ImageError> {
     decode_rgb(&bytes, path)
 }
 
-/// Reads only an image's header: its format and dimensions, without decoding the pixels. A cheap
-/// first check of a dataset; a file with a valid header and broken pixel data passes it.
-pub fn probe_image(
-    bytes: impl std::io::BufRead + std::io::Seek,
+/// A reader for `bytes` with its format guessed from the content.
+fn guess<R: std::io::BufRead + std::io::Seek>(
+    bytes: R,
     path: &Path,
-) -> Result<(u32, u32), ImageError> {
+) -> Result<(ImageReader<R>, ImageFormat), ImageError> {
     let reader = ImageReader::new(bytes)
         .with_guessed_format()
         .map_err(|source| ImageError::Read {
@@ -57,7 +56,11 @@ pub fn probe_image(
     let format = reader.format().ok_or_else(|| ImageError::UnknownFormat {
         path: path.to_path_buf(),
     })?;
-    let (width, height) = reader.into_dimensions().map_err(|e| match e {
+    Ok((reader, format))
+}
+
+fn decode_error(e: image::ImageError, path: &Path, format: ImageFormat) -> ImageError {
+    match e {
         image::ImageError::Unsupported(_) => ImageError::Unsupported {
             path: path.to_path_buf(),
             format,
@@ -66,7 +69,10 @@ pub fn probe_image(
             path: path.to_path_buf(),
             message: e.to_string(),
         },
-    })?;
+    }
+}
+
+fn non_empty(width: u32, height: u32, path: &Path) -> Result<(), ImageError> {
     if width == 0 || height == 0 {
         return Err(ImageError::Empty {
             path: path.to_path_buf(),
@@ -74,21 +80,26 @@ pub fn probe_image(
             height,
         });
     }
+    Ok(())
+}
+
+/// Reads only an image's header: its format and dimensions, without decoding the pixels. A cheap
+/// first check of a dataset; a file with a valid header and broken pixel data passes it.
+pub fn probe_image(
+    bytes: impl std::io::BufRead + std::io::Seek,
+    path: &Path,
+) -> Result<(u32, u32), ImageError> {
+    let (reader, format) = guess(bytes, path)?;
+    let (width, height) = reader
+        .into_dimensions()
+        .map_err(|e| decode_error(e, path, format))?;
+    non_empty(width, height, path)?;
     Ok((width, height))
 }
 
 /// Decodes in-memory image bytes into 8-bit RGB; `path` only names the image in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
-    let read = |source| ImageError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let reader = ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(read)?;
-    let format = reader.format().ok_or_else(|| ImageError::UnknownFormat {
-        path: path.to_path_buf(),
-    })?;
+    let (reader, format) = guess(std::io::Cursor::new(bytes), path)?;
     if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
         // libjpeg fills a cut-off scan with gray and only warns; PIL refuses such files.
         return Err(ImageError::Decode {
@@ -113,22 +124,7 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
             }
         }
     }
-    let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Unsupported(_) => ImageError::Unsupported {
-            path: path.to_path_buf(),
-            format,
-        },
-        e => ImageError::Decode {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        },
-    })?;
-    if image.width() == 0 || image.height() == 0 {
-        return Err(ImageError::Empty {
-            path: path.to_path_buf(),
-            width: image.width(),
-            height: image.height(),
-        });
-    }
+    let image = reader.decode().map_err(|e| decode_error(e, path, format))?;
+    non_empty(image.width(), image.height(), path)?;
     Ok(image.to_rgb8())
 }
