@@ -29,6 +29,9 @@ pub enum DatasetError {
     },
     #[error("{count} unreadable images (first: {first}); run without --strict to skip them")]
     Unreadable { count: usize, first: String },
+    /// An image that fails to decode (the error names it).
+    #[error(transparent)]
+    Image(#[from] crate::ImageError),
 }
 
 /// Where a sample's image bytes are: a file of its own, or a member of a tar shard.
@@ -78,11 +81,7 @@ impl ImageSource {
 
     /// Reads and decodes the image into 8-bit RGB.
     pub fn decode(&self) -> Result<RgbImage, DatasetError> {
-        let bytes = self.read()?;
-        decode_rgb(&bytes, &self.path()).map_err(|e| DatasetError::Read {
-            path: self.path(),
-            message: e.to_string(),
-        })
+        Ok(decode_rgb(&self.read()?, &self.path())?)
     }
 
     /// Reads only the image's header (format and size): cheap, and catches missing files, unknown
