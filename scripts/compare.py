@@ -141,17 +141,27 @@ def flops_per_item(preset, task):
 
 
 def nominal_peak_gflops(threads):
-    """fp32 FMA peak of `threads` cores at the nominal clock: 2 FMA units × 16 lanes (AVX-512) or × 8 (AVX2)."""
-    mhz, flags = None, ""
+    """fp32 FMA peak of `threads` cores at the nominal clock: 2 FMA units × 16 lanes (AVX-512) or × 8 (AVX2).
+
+    AMD's Zen 4 (family 25 with AVX-512) runs 512-bit FMAs on its two 256-bit units, at half the rate of
+    Intel's and Zen 5's full-width ones, so its peak is the AVX2 one."""
+    mhz, flags, vendor, family = None, "", "", None
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("cpu MHz") and mhz is None:
-                mhz = float(line.split(":")[1])
-            if line.startswith("flags") and not flags:
-                flags = line
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "cpu MHz" and mhz is None:
+                mhz = float(value)
+            elif key == "flags" and not flags:
+                flags = f" {value} "
+            elif key == "vendor_id" and not vendor:
+                vendor = value
+            elif key == "cpu family" and family is None:
+                family = int(value)
     if mhz is None:
         return None
-    lanes = 16 if " avx512f" in flags else 8
+    zen4 = vendor == "AuthenticAMD" and family == 25
+    lanes = 16 if " avx512f " in flags and not zen4 else 8
     return threads * mhz / 1000 * 2 * lanes * 2
 
 
