@@ -5,42 +5,27 @@
 //!     cargo run --release --example linear_probe_fashion
 
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::{Tensor, TensorData};
-use clip::data::fashion::{FashionMnist, DEBIAN_FASHION_MNIST};
+use burn::tensor::Tensor;
+use clip::heads::l2_normalize;
 use clip::zeroshot::LinearProbe;
 use clip::Pretrained;
-use image::{imageops, Rgb, RgbImage};
+use clip_train::benchmark::{encode_images, grayscale_item, FashionMnist, DEBIAN_FASHION_MNIST};
 
 type B = Flex;
 
-/// Unit-length image embeddings of items `range` of `set`, shown as the benchmark shows them: the
-/// grayscale item scaled to the whole input.
+/// Unit-length embeddings of items `range` of `set`, shown as the benchmark's (a) shows them, and their labels.
 fn embed(
     clip: &Pretrained<B>,
     set: &FashionMnist,
     range: std::ops::Range<usize>,
-) -> (TensorData, Vec<usize>) {
+) -> (Tensor<B, 2>, Vec<usize>) {
     let side = clip.config.image_size() as u32;
-    let indices: Vec<usize> = range.collect();
-    let parts: Vec<Tensor<B, 2>> = indices
-        .chunks(256)
-        .map(|chunk| {
-            let mut pixels = Vec::with_capacity(chunk.len() * 3 * (side * side) as usize);
-            for &i in chunk {
-                let item =
-                    imageops::resize(&set.item(i), side, side, imageops::FilterType::Triangle);
-                let rgb = RgbImage::from_fn(side, side, |x, y| Rgb([item.get_pixel(x, y)[0]; 3]));
-                pixels.extend(clip::data::preprocess::normalize(&rgb, &clip.preprocess));
-            }
-            let shape = [chunk.len(), 3, side as usize, side as usize];
-            let x = Tensor::from_data(TensorData::new(pixels, shape), &Default::default());
-            let e = clip.model.encode_image_threaded(x, clip.threads);
-            let norm = e.clone().powf_scalar(2.0).sum_dim(1).sqrt();
-            e / norm
-        })
+    let images: Vec<_> = range
+        .clone()
+        .map(|i| grayscale_item(set, i, side))
         .collect();
-    let labels = indices.iter().map(|&i| set.label(i)).collect();
-    (Tensor::cat(parts, 0).into_data(), labels)
+    let embeds = encode_images(&clip.model, &images, &Default::default());
+    (l2_normalize(embeds), range.map(|i| set.label(i)).collect())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -53,15 +38,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (val_x, val_y) = embed(&clip, &train, 50000..55000);
     let (test_x, test_y) = embed(&clip, &test, 0..test.len());
     let probe = LinearProbe::<B>::fit::<Autodiff<B>>(
-        Tensor::from_data(fit_x, &device),
+        Tensor::from_inner(fit_x),
         &fit_y,
-        Tensor::from_data(val_x, &device),
+        val_x,
         &val_y,
         10,
         &[0.0, 1e-4, 1e-3, 1e-2],
         500,
     )?;
-    let accuracy = probe.accuracy(Tensor::from_data(test_x, &device), &test_y);
+    let accuracy = probe.accuracy(test_x, &test_y);
     println!(
         "linear probe (L2 {}): validation {:.1} %, test {:.1} % of {} items",
         probe.l2,

@@ -74,7 +74,8 @@ fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(normalized(images), device)
 }
 
-fn encode_images<B: Backend>(
+/// Image embeddings (not normalized) of same-sized images, in batches of 256.
+pub fn encode_images<B: Backend>(
     clip: &Clip<B>,
     images: &[RgbImage],
     device: &B::Device,
@@ -108,6 +109,12 @@ fn accuracy<B: Backend>(
     Ok(top_k_accuracy(&probs, targets, 1))
 }
 
+/// Item `i` of `set` as (a) shows it: the grayscale item scaled to the whole `side`×`side` input.
+pub fn grayscale_item(set: &FashionMnist, i: usize, side: u32) -> RgbImage {
+    let item = imageops::resize(&set.item(i), side, side, imageops::FilterType::Triangle);
+    RgbImage::from_fn(side, side, |x, y| image::Rgb([item.get_pixel(x, y)[0]; 3]))
+}
+
 /// Runs the four measurements on the first `samples` test items.
 pub fn evaluate<B: Backend>(
     clip: &Clip<B>,
@@ -121,20 +128,7 @@ pub fn evaluate<B: Backend>(
     let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
 
     // (a) the grayscale split as it is, scaled to the model's input size
-    let gray: Vec<RgbImage> = (0..n)
-        .map(|i| {
-            let item = imageops::resize(
-                &test.item(i),
-                canvas,
-                canvas,
-                imageops::FilterType::Triangle,
-            );
-            RgbImage::from_fn(canvas, canvas, |x, y| {
-                let v = item.get_pixel(x, y)[0];
-                image::Rgb([v, v, v])
-            })
-        })
-        .collect();
+    let gray: Vec<RgbImage> = (0..n).map(|i| grayscale_item(test, i, canvas)).collect();
     let targets: Vec<usize> = (0..n).map(|i| test.label(i)).collect();
     let gray_templates = grayscale_templates();
     let grayscale_class_top1 = accuracy(
