@@ -46,8 +46,11 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
     }
     let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
     let bias = bn.beta.val() - bn.running_mean.value() * scale.clone();
-    let [c_out, _, kh, kw] = conv.weight.dims();
-    let weight = conv.weight.val() * scale.reshape([c_out, 1, 1, 1]);
+    let [c_out, c_in, kh, kw] = conv.weight.dims();
+    // scaled as `[c_out, c_in·kh·kw] × [c_out, 1]`: `flex` runs that broadcast as SIMD rows, while
+    // `[c_out, c_in, 1, 1] × [c_out, 1, 1, 1]` (a 1×1 kernel) falls to its scalar strided loop
+    let weight = (conv.weight.val().reshape([c_out, c_in * kh * kw]) * scale.reshape([c_out, 1]))
+        .reshape([c_out, c_in, kh, kw]);
     // CLIP's ResNet convolutions pad by half the kernel (see `conv`)
     let options = ConvOptions::new(conv.stride, [kh / 2, kw / 2], conv.dilation, conv.groups);
     burn::tensor::module::conv2d(x, weight, Some(bias), options)
