@@ -40,14 +40,18 @@ impl<B: Backend> MultiheadAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
-        let heads = |t: Tensor<B, 3>| {
-            t.reshape([batch, seq, self.heads, head_dim])
-                .swap_dims(1, 2)
+        // `[batch, seq, (3, heads, head_dim)]` viewed as `[3, batch, heads, seq, head_dim]`: each of q, k
+        // and v is then copied once, straight into the contiguous layout attention reads (on `flex` a
+        // reshape of a strided view copies, and so does attention on strided inputs)
+        let qkv = linear_tokens(&self.in_proj, x)
+            .reshape([batch, seq, 3, self.heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(0, i, 1)
+                .reshape([batch, self.heads, seq, head_dim])
         };
-        let qkv = linear_tokens(&self.in_proj, x);
-        let q = heads(qkv.clone().narrow(2, 0, width));
-        let k = heads(qkv.clone().narrow(2, width, width));
-        let v = heads(qkv.narrow(2, 2 * width, width));
+        let (q, k, v) = (part(0), part(1), part(2));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
