@@ -40,18 +40,31 @@ impl<B: Backend> MultiheadAttention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let head_dim = width / self.heads;
-        // `[batch, seq, (3, heads, head_dim)]` viewed as `[3, batch, heads, seq, head_dim]`: each of q, k
-        // and v is then copied once, straight into the contiguous layout attention reads (on `flex` a
-        // reshape of a strided view copies, and so does attention on strided inputs)
-        let qkv = linear_tokens(&self.in_proj, x)
-            .reshape([batch, seq, 3, self.heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| {
-            qkv.clone()
-                .narrow(0, i, 1)
-                .reshape([batch, self.heads, seq, head_dim])
+        let qkv = linear_tokens(&self.in_proj, x);
+        let (q, k, v) = if B::ad_enabled(&qkv.device()) {
+            // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
+            // is assembled in `[batch, seq, 3·width]` directly)
+            let heads = |t: Tensor<B, 3>| {
+                t.reshape([batch, seq, self.heads, head_dim])
+                    .swap_dims(1, 2)
+            };
+            let part = |i: usize| heads(qkv.clone().narrow(2, i * width, width));
+            (part(0), part(1), part(2))
+        } else {
+            // inference: `[batch, seq, (3, heads, head_dim)]` viewed as `[3, batch, heads, seq,
+            // head_dim]`, so each part is copied once, straight into the contiguous layout attention
+            // reads (on `flex` a reshape of a strided view copies, and so does attention on strided
+            // inputs: two copies per part the other way)
+            let qkv = qkv
+                .reshape([batch, seq, 3, self.heads, head_dim])
+                .permute([2, 0, 3, 1, 4]);
+            let part = |i: usize| {
+                qkv.clone()
+                    .narrow(0, i, 1)
+                    .reshape([batch, self.heads, seq, head_dim])
+            };
+            (part(0), part(1), part(2))
         };
-        let (q, k, v) = (part(0), part(1), part(2));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
