@@ -44,11 +44,12 @@ impl<B: Backend> MultiheadAttention<B> {
         let (q, k, v) = if B::ad_enabled(&qkv.device()) {
             // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
             // is assembled in `[batch, seq, 3·width]` directly)
-            let heads = |t: Tensor<B, 3>| {
-                t.reshape([batch, seq, self.heads, head_dim])
+            let part = |i: usize| {
+                qkv.clone()
+                    .narrow(2, i * width, width)
+                    .reshape([batch, seq, self.heads, head_dim])
                     .swap_dims(1, 2)
             };
-            let part = |i: usize| heads(qkv.clone().narrow(2, i * width, width));
             (part(0), part(1), part(2))
         } else {
             // inference: `[batch, seq, (3, heads, head_dim)]` viewed as `[3, batch, heads, seq,
