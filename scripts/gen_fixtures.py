@@ -5,7 +5,7 @@ varied texts. Run from the repository root:
 
     python3 -m venv /tmp/venv && /tmp/venv/bin/pip install torch open_clip_torch transformers \
         safetensors pillow scikit-image ftfy
-    /tmp/venv/bin/python scripts/gen_fixtures.py
+    /tmp/venv/bin/python scripts/gen_fixtures.py            # or: … gen_fixtures.py hf_tiny
 
 Outputs (all small):
   fixtures/images/*            real photos at odd sizes in several formats
@@ -13,7 +13,7 @@ Outputs (all small):
   fixtures/vit_tiny/           open_clip dir: QuickGELU ViT, weights stored fp16 (safetensors)
   fixtures/rn_tiny/            open_clip dir: ModifiedResNet, BN stats calibrated on real photos,
                                a legacy-format torch checkpoint {"state_dict": {"module.…": …}}
-  fixtures/hf_tiny/            transformers CLIPModel dir with HF preprocessing
+  fixtures/hf_tiny/            transformers CLIPModel dir with HF preprocessing, ReLU text tower
   fixtures/reference/<model>.safetensors  pixel_values, image_embeds, text_ids, text_embeds,
                                logits_per_image; metadata: the images and texts encoded
   fixtures/tokenizer_corpus.jsonl   1000+ texts with open_clip's ids
@@ -293,9 +293,12 @@ def hf_tiny(names):
     from transformers import CLIPConfig, CLIPModel
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 
+    # its own seed, so this fixture can be regenerated alone; the towers use different activations
+    # (ReLU text, GELU image) so both, and the per-tower choice, are checked
+    torch.manual_seed(3)
     config = CLIPConfig(
         text_config={"hidden_size": 16, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-                     "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "gelu",
+                     "max_position_embeddings": 77, "vocab_size": 49408, "hidden_act": "relu",
                      "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1},
         vision_config={"hidden_size": 48, "intermediate_size": 192, "num_attention_heads": 3, "num_hidden_layers": 2,
                        "image_size": 48, "patch_size": 12, "hidden_act": "gelu"},
@@ -470,11 +473,17 @@ def tokenizer_corpus():
 if __name__ == "__main__":
     (FIX / "reference").mkdir(parents=True, exist_ok=True)
     names = write_images()
-    preprocess_fixture(names)
-    vit_tiny(names)
-    rn_tiny(names)
-    hf_tiny(names)
-    loss_reference()
-    architectures()
-    configs()
-    tokenizer_corpus()
+    steps = {
+        "preprocess": lambda: preprocess_fixture(names),
+        "vit_tiny": lambda: vit_tiny(names),
+        "rn_tiny": lambda: rn_tiny(names),
+        "hf_tiny": lambda: hf_tiny(names),
+        "loss": loss_reference,
+        "architectures": architectures,
+        "configs": configs,
+        "tokenizer_corpus": tokenizer_corpus,
+    }
+    # `gen_fixtures.py hf_tiny` regenerates one fixture (only those with their own seed give the
+    # same bytes alone as in a full run: hf_tiny, loss and the deterministic ones)
+    for name in sys.argv[1:] or list(steps):
+        steps[name]()

@@ -594,8 +594,9 @@ impl ClipConfig {
                 {
                     "quick_gelu" => Ok(Activation::QuickGelu),
                     "gelu" => Ok(Activation::Gelu),
+                    "relu" => Ok(Activation::Relu),
                     other => Err(ClipError::Config(format!(
-                        "{name}.hidden_act {other:?} is not supported (quick_gelu, gelu)"
+                        "{name}.hidden_act {other:?} is not supported (quick_gelu, gelu, relu)"
                     ))),
                 }
             };
@@ -752,9 +753,11 @@ impl ClipConfig {
         Ok(config)
     }
 
-    /// The config as open_clip's `model_cfg` JSON.
-    pub fn to_open_clip_json(&self) -> Value {
-        let (vision_cfg, quick_gelu) = match &self.vision {
+    /// The config as open_clip's `model_cfg` JSON. open_clip has one activation flag for both towers
+    /// (`quick_gelu`) and knows only GELU and QuickGELU, so other choices are refused rather than
+    /// exported as a different model.
+    pub fn to_open_clip_json(&self) -> Result<Value, ClipError> {
+        let (vision_cfg, vision_activation) = match &self.vision {
             VisionConfig::Vit {
                 image_size,
                 patch_size,
@@ -768,7 +771,7 @@ impl ClipConfig {
                     "image_size": image_size, "layers": layers, "width": width,
                     "head_width": width / heads, "mlp_ratio": mlp_ratio, "patch_size": patch_size,
                 }),
-                *activation == Activation::QuickGelu,
+                *activation,
             ),
             VisionConfig::ModifiedResnet {
                 image_size,
@@ -780,10 +783,19 @@ impl ClipConfig {
                     "image_size": image_size, "layers": layers, "width": width,
                     "head_width": width * 32 / heads, "patch_size": null,
                 }),
-                self.text.activation == Activation::QuickGelu,
+                // the ResNet has no MLP; the flag is the text tower's
+                self.text.activation,
             ),
         };
-        serde_json::json!({
+        let quick_gelu = match (vision_activation, self.text.activation) {
+            (Activation::Gelu, Activation::Gelu) => false,
+            (Activation::QuickGelu, Activation::QuickGelu) => true,
+            (image, text) => return Err(ClipError::Config(format!(
+                "open_clip cannot express this model's activations (image tower {image:?}, text \
+                     tower {text:?}): its configs have one flag for both towers, GELU or QuickGELU"
+            ))),
+        };
+        Ok(serde_json::json!({
             "embed_dim": self.embed_dim,
             "quick_gelu": quick_gelu,
             "vision_cfg": vision_cfg,
@@ -792,6 +804,6 @@ impl ClipConfig {
                 "width": self.text.width, "heads": self.text.heads, "layers": self.text.layers,
                 "mlp_ratio": self.text.mlp_ratio,
             },
-        })
+        }))
     }
 }

@@ -451,6 +451,8 @@ impl<B: Backend> Pretrained<B> {
     /// Exports an open_clip model directory: `open_clip_model.safetensors` + `open_clip_config.json`.
     pub fn save_open_clip(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
         let dir = dir.as_ref();
+        // checked before anything is written
+        let model_cfg = self.config.to_open_clip_json()?;
         std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
             path: dir.to_path_buf(),
             source,
@@ -458,7 +460,7 @@ impl<B: Backend> Pretrained<B> {
         save_open_clip_safetensors(&self.model, dir.join(WEIGHT_FILES[0]))?;
         let p = &self.preprocess;
         let json = serde_json::json!({
-            "model_cfg": self.config.to_open_clip_json(),
+            "model_cfg": model_cfg,
             "preprocess_cfg": {
                 "size": p.size, "mean": p.mean, "std": p.std,
                 "interpolation": match p.interpolation { Interpolation::Bicubic => "bicubic", Interpolation::Bilinear => "bilinear" },

@@ -102,6 +102,16 @@ fn hf_default_config_is_vit_b_32() {
         .contains("siglip"));
     let mut act = read("hf-clip-vit-base-patch32");
     act["vision_config"]["hidden_act"] = "relu".into();
+    let relu = ClipConfig::from_hf_json(&act).unwrap();
+    assert!(matches!(
+        relu.vision,
+        VisionConfig::Vit {
+            activation: Activation::Relu,
+            ..
+        }
+    ));
+    assert_eq!(relu.text.activation, Activation::QuickGelu);
+    act["vision_config"]["hidden_act"] = "gelu_new".into();
     assert!(ClipConfig::from_hf_json(&act)
         .unwrap_err()
         .to_string()

@@ -111,6 +111,11 @@ macro_rules! parity_tests {
             fn hugging_face_dir_with_hf_preprocessing() {
                 let clip = check_model::<$type>("hf_tiny", stringify!($backend), $tolerance);
                 assert_eq!(clip.layout, Some(clip::Layout::HuggingFace));
+                // hidden_act: ReLU text tower, GELU image tower
+                assert_eq!(
+                    clip.config.text.activation,
+                    clip::encoders::Activation::Relu
+                );
                 assert_eq!(
                     clip.preprocess.crop_rounding,
                     clip::data::CropRounding::Floor

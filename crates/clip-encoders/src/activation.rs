@@ -1,5 +1,7 @@
 //! The MLP non-linearity. OpenAI trained its CLIP models with QuickGELU; open_clip's plain configs use
 //! exact (erf) GELU. Using the wrong one on pretrained weights costs points of zero-shot accuracy.
+//! ReLU is there for Hugging Face configs that name it (`hidden_act: "relu"`); open_clip cannot
+//! express it, so such a model is saved in this library's format only (`save_burn`).
 
 use burn::tensor::{activation, backend::Backend, Tensor};
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,8 @@ pub enum Activation {
     Gelu,
     /// `x · sigmoid(1.702 x)` (OpenAI weights, HF `quick_gelu`).
     QuickGelu,
+    /// `max(x, 0)` (HF `relu`).
+    Relu,
 }
 
 impl Activation {
@@ -20,6 +24,7 @@ impl Activation {
         match self {
             Activation::Gelu => activation::gelu(x),
             Activation::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
+            Activation::Relu => activation::relu(x),
         }
     }
 }
