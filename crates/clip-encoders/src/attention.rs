@@ -2,11 +2,11 @@
 //! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v, then burn's fused attention op.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::module::attention;
+use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{backend::Backend, Tensor};
+use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::transformer::linear_tokens;
 
@@ -38,41 +38,88 @@ impl<B: Backend> MultiheadAttention<B> {
     /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
     /// never materialized.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let [batch, seq, width] = x.dims();
-        let head_dim = width / self.heads;
-        let qkv = linear_tokens(&self.in_proj, x);
-        let (q, k, v) = if B::ad_enabled(&qkv.device()) {
-            // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
-            // is assembled in `[batch, seq, 3·width]` directly)
-            let part = |i: usize| {
-                qkv.clone()
-                    .narrow(2, i * width, width)
-                    .reshape([batch, seq, self.heads, head_dim])
-                    .swap_dims(1, 2)
-            };
-            (part(0), part(1), part(2))
-        } else {
-            // inference: `[batch, seq, (3, heads, head_dim)]` viewed as `[3, batch, heads, seq,
-            // head_dim]`, so each part is copied once, straight into the contiguous layout attention
-            // reads (on `flex` a reshape of a strided view copies, and so does attention on strided
-            // inputs: two copies per part the other way)
-            let qkv = qkv
-                .reshape([batch, seq, 3, self.heads, head_dim])
-                .permute([2, 0, 3, 1, 4]);
-            let part = |i: usize| {
-                qkv.clone()
-                    .narrow(0, i, 1)
-                    .reshape([batch, self.heads, seq, head_dim])
-            };
-            (part(0), part(1), part(2))
-        };
+        let [q, k, v] = self.split_heads(linear_tokens(&self.in_proj, x));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
-        let out = attention(q, k, v, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch * seq, width]);
-        self.out_proj.forward(out).reshape([batch, seq, width])
+        self.merge_heads(attention(q, k, v, None, None, options))
+    }
+
+    /// The output at one position per sequence, `at[b]` (`[batch]`), attending over all of `x`
+    /// (`[batch, seq, width]`), or with `causal` over positions ≤ `at[b]`: `[batch, 1, width]`, the
+    /// same rows as `forward` gives there. Only those rows' queries are projected.
+    pub fn forward_at(&self, x: Tensor<B, 3>, at: Tensor<B, 1, Int>, causal: bool) -> Tensor<B, 3> {
+        let [batch, seq, width] = x.dims();
+        let rows = x.clone().gather(
+            1,
+            at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]),
+        );
+        let weight = self.in_proj.weight.val();
+        let bias = self.in_proj.bias.as_ref().map(Param::val);
+        // columns [from·width, to·width) of the packed q; k; v projection
+        let project = |x: Tensor<B, 3>, from: usize, to: usize| {
+            let part = |t: Tensor<B, 2>| t.narrow(1, from * width, (to - from) * width);
+            let bias = bias
+                .clone()
+                .map(|b| part(b.unsqueeze()).reshape([(to - from) * width]));
+            let [b, s, _] = x.dims();
+            linear(x.reshape([b * s, width]), part(weight.clone()), bias).reshape([
+                b,
+                s,
+                (to - from) * width,
+            ])
+        };
+        let [q] = self.split_heads(project(rows, 0, 1));
+        let [k, v] = self.split_heads(project(x, 1, 3));
+        let mask = causal.then(|| {
+            let device = at.device();
+            let heads = self.heads;
+            let keys = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
+                .reshape([1, 1, 1, seq])
+                .expand([batch, heads, 1, seq]);
+            keys.greater(at.reshape([batch, 1, 1, 1]).expand([batch, heads, 1, seq]))
+        });
+        self.merge_heads(attention(q, k, v, mask, None, Default::default()))
+    }
+
+    /// `[batch, seq, (N, heads, head_dim)]` → N tensors `[batch, heads, seq, head_dim]`.
+    fn split_heads<const N: usize>(&self, packed: Tensor<B, 3>) -> [Tensor<B, 4>; N] {
+        let [batch, seq, packed_width] = packed.dims();
+        let width = packed_width / N;
+        let head_dim = width / self.heads;
+        if B::ad_enabled(&packed.device()) {
+            // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
+            // is assembled in `[batch, seq, N·width]` directly)
+            std::array::from_fn(|i| {
+                packed
+                    .clone()
+                    .narrow(2, i * width, width)
+                    .reshape([batch, seq, self.heads, head_dim])
+                    .swap_dims(1, 2)
+            })
+        } else {
+            // inference: viewed as `[N, batch, heads, seq, head_dim]`, so each part is copied once,
+            // straight into the contiguous layout attention reads (on `flex` a reshape of a strided
+            // view copies, and so does attention on strided inputs: two copies per part the other way)
+            let packed = packed
+                .reshape([batch, seq, N, self.heads, head_dim])
+                .permute([2, 0, 3, 1, 4]);
+            std::array::from_fn(|i| {
+                packed
+                    .clone()
+                    .narrow(0, i, 1)
+                    .reshape([batch, self.heads, seq, head_dim])
+            })
+        }
+    }
+
+    /// `[batch, heads, seq, head_dim]` → heads side by side → `out_proj`: `[batch, seq, width]`.
+    fn merge_heads(&self, out: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, heads, seq, head_dim] = out.dims();
+        let out = out.swap_dims(1, 2).reshape([batch * seq, heads * head_dim]);
+        self.out_proj
+            .forward(out)
+            .reshape([batch, seq, heads * head_dim])
     }
 }

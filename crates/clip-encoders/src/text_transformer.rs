@@ -69,13 +69,11 @@ impl<B: Backend> TextTransformer<B> {
         let [batch, seq] = ids.dims();
         let positions = self.positional_embedding.val().narrow(0, 0, seq);
         let x = self.token_embedding.forward(ids.clone()) + positions.unsqueeze();
-        let x = self.ln_final.forward(self.transformer.forward(x, true));
         let width = x.dims()[2];
-        let index = self
-            .end_positions(ids)
-            .reshape([batch, 1, 1])
-            .expand([batch, 1, width]);
-        x.gather(1, index).reshape([batch, width])
+        // only the end-of-text token's output is pooled, so the last block computes only that row
+        let end = self.end_positions(ids);
+        let x = self.transformer.forward_at(x, end, true);
+        self.ln_final.forward(x).reshape([batch, width])
     }
 
     /// Index of the first end-of-text token per row (the last position when a row has none).

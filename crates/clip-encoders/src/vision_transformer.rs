@@ -93,9 +93,11 @@ impl<B: Backend> VisionTransformer<B> {
             .expand([batch, 1, width]);
         let x = Tensor::cat(vec![class, patches], 1) + self.positional_embedding.val().unsqueeze();
         let x = self.drop_patches(x);
-        let x = self.transformer.forward(self.ln_pre.forward(x), false);
-        let class_token = x.narrow(1, 0, 1).reshape([batch, width]);
-        self.ln_post.forward(class_token)
+        let class = Tensor::zeros([batch], &x.device());
+        let class_token = self
+            .transformer
+            .forward_at(self.ln_pre.forward(x), class, false);
+        self.ln_post.forward(class_token.reshape([batch, width]))
     }
 
     pub fn width(&self) -> usize {
