@@ -790,10 +790,12 @@ impl ClipConfig {
         let quick_gelu = match (vision_activation, self.text.activation) {
             (Activation::Gelu, Activation::Gelu) => false,
             (Activation::QuickGelu, Activation::QuickGelu) => true,
-            (image, text) => return Err(ClipError::Config(format!(
+            (image, text) => {
+                return Err(ClipError::Config(format!(
                 "open_clip cannot express this model's activations (image tower {image:?}, text \
                      tower {text:?}): its configs have one flag for both towers, GELU or QuickGELU"
-            ))),
+            )))
+            }
         };
         Ok(serde_json::json!({
             "embed_dim": self.embed_dim,
