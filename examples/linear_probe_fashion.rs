@@ -24,7 +24,7 @@ fn embed(
         .clone()
         .map(|i| grayscale_item(set, i, side))
         .collect();
-    let embeds = encode_images(&clip.model, &images, &Default::default());
+    let embeds = encode_images(&clip.model, &images, clip.threads, &Default::default());
     (l2_normalize(embeds), range.map(|i| set.label(i)).collect())
 }
 

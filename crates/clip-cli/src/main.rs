@@ -547,8 +547,15 @@ fn fashion_scenes<B: Backend>(
     let tokenizer = clip::tokenizer::ClipTokenizer::new()
         .and_then(|t| t.with_context_length(clip.config.text.context_length))
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let report = clip_train::evaluate(&clip.model, &tokenizer, &test, samples, device)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let report = clip_train::evaluate(
+        &clip.model,
+        &tokenizer,
+        &test,
+        samples,
+        clip.threads,
+        device,
+    )
+    .map_err(|e| CliError::Usage(e.to_string()))?;
     println!("{}", json!(report));
     Ok(())
 }

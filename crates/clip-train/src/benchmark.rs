@@ -74,39 +74,47 @@ fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(normalized(images), device)
 }
 
-/// Image embeddings (not normalized) of same-sized images, in batches of 256.
+/// Image embeddings (not normalized) of same-sized images, in batches of 256, each batch split over
+/// `threads` threads ([`Clip::encode_image_threaded`]).
 pub fn encode_images<B: Backend>(
     clip: &Clip<B>,
     images: &[RgbImage],
+    threads: usize,
     device: &B::Device,
 ) -> Tensor<B, 2> {
     let parts: Vec<_> = images
         .chunks(256)
-        .map(|c| clip.encode_image(pixels::<B>(c, device)))
+        .map(|c| clip.encode_image_threaded(pixels::<B>(c, device), threads))
         .collect();
     Tensor::cat(parts, 0)
 }
 
-fn accuracy<B: Backend>(
+/// The zero-shot classifier of `labels` under `templates`.
+fn classifier<B: Backend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,
     templates: &Templates,
     labels: &[String],
-    images: &[RgbImage],
-    targets: &[usize],
     device: &B::Device,
-) -> Result<f64, TrainError> {
-    let classifier = ZeroShotClassifier::build(
+) -> Result<ZeroShotClassifier<B>, TrainError> {
+    Ok(ZeroShotClassifier::build(
         labels,
         templates,
         "benchmark",
         64,
         |t| encode_texts(clip, tokenizer, t, device),
         |_| (),
-    )?;
-    let probs =
-        to_rows(classifier.probabilities(encode_images(clip, images, device), DEFAULT_SCALE));
-    Ok(top_k_accuracy(&probs, targets, 1))
+    )?)
+}
+
+/// Top-1 accuracy of `classifier` on images embedded as `image_embeds`.
+fn accuracy<B: Backend>(
+    classifier: &ZeroShotClassifier<B>,
+    image_embeds: Tensor<B, 2>,
+    targets: &[usize],
+) -> f64 {
+    let probs = to_rows(classifier.probabilities(image_embeds, DEFAULT_SCALE));
+    top_k_accuracy(&probs, targets, 1)
 }
 
 /// Item `i` of `set` as (a) shows it: the grayscale item scaled to the whole `side`×`side` input.
@@ -115,12 +123,14 @@ pub fn grayscale_item(set: &FashionMnist, i: usize, side: u32) -> RgbImage {
     RgbImage::from_fn(side, side, |x, y| image::Rgb([item.get_pixel(x, y)[0]; 3]))
 }
 
-/// Runs the four measurements on the first `samples` test items.
+/// Runs the four measurements on the first `samples` test items, encoding images on `threads` threads.
+/// Each image set is encoded once and each classifier built once.
 pub fn evaluate<B: Backend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,
     test: &FashionMnist,
     samples: usize,
+    threads: usize,
     device: &B::Device,
 ) -> Result<BenchmarkReport, TrainError> {
     let canvas = clip.image_size() as u32;
@@ -129,26 +139,12 @@ pub fn evaluate<B: Backend>(
 
     // (a) the grayscale split as it is, scaled to the model's input size
     let gray: Vec<RgbImage> = (0..n).map(|i| grayscale_item(test, i, canvas)).collect();
+    let gray_embeds = encode_images(clip, &gray, threads, device);
     let targets: Vec<usize> = (0..n).map(|i| test.label(i)).collect();
-    let gray_templates = grayscale_templates();
-    let grayscale_class_top1 = accuracy(
-        clip,
-        tokenizer,
-        &gray_templates,
-        &classes,
-        &gray,
-        &targets,
-        device,
-    )?;
-    let grayscale_class_top1_plain = accuracy(
-        clip,
-        tokenizer,
-        &templates(),
-        &classes,
-        &gray,
-        &targets,
-        device,
-    )?;
+    let white = classifier(clip, tokenizer, &grayscale_templates(), &classes, device)?;
+    let grayscale_class_top1 = accuracy(&white, gray_embeds.clone(), &targets);
+    let plain = classifier(clip, tokenizer, &templates(), &classes, device)?;
+    let grayscale_class_top1_plain = accuracy(&plain, gray_embeds, &targets);
 
     // (b), (c): colour×class over all 70 pairs
     let pairs: Vec<String> = COLOURS
@@ -175,16 +171,14 @@ pub fn evaluate<B: Backend>(
         seen.1.push(colour * CLASSES.len() + class);
         seen.2.push(scene.caption);
     }
-    let templates = templates();
-    let held_out_pair_top1 = accuracy(
-        clip, tokenizer, &templates, &pairs, &held.0, &held.1, device,
-    )?;
-    let seen_pair_top1 = accuracy(
-        clip, tokenizer, &templates, &pairs, &seen.0, &seen.1, device,
-    )?;
+    let pair_classifier = classifier(clip, tokenizer, &templates(), &pairs, device)?;
+    let held_embeds = encode_images(clip, &held.0, threads, device);
+    let held_out_pair_top1 = accuracy(&pair_classifier, held_embeds, &held.1);
+    let seen_embeds = encode_images(clip, &seen.0, threads, device);
+    let seen_pair_top1 = accuracy(&pair_classifier, seen_embeds.clone(), &seen.1);
 
     // (d) image→text recall@1 over the seen scenes' own captions
-    let image_embeds = clip_heads::l2_normalize(encode_images(clip, &seen.0, device));
+    let image_embeds = clip_heads::l2_normalize(seen_embeds);
     let text_parts: Vec<_> = seen
         .2
         .chunks(256)

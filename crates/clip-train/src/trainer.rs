@@ -390,6 +390,7 @@ pub fn train<B: AutodiffBackend>(
                 &tokenizer,
                 test_items,
                 config.eval_samples,
+                threads,
                 &device.clone(),
             )?;
             let line = format!("step {}: {report:?}", step + 1);
