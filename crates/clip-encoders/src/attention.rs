@@ -1,8 +1,9 @@
 //! Multi-head self-attention with one packed input projection, as PyTorch's `nn.MultiheadAttention`
-//! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v, then burn's fused attention op.
+//! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v at inference (one per part,
+//! on the weight's column blocks, when training), then burn's fused attention op.
 
 use burn::config::Config;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
@@ -38,7 +39,17 @@ impl<B: Backend> MultiheadAttention<B> {
     /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
     /// never materialized.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let [q, k, v] = self.split_heads(linear_tokens(&self.in_proj, x));
+        let [q, k, v] = if B::ad_enabled(&x.device()) {
+            // training: one product per part, so each part's gradient reaches `x` and its weight
+            // columns directly; narrowing the packed output instead makes each part's backward fill
+            // a zero gradient of the whole `[batch, seq, 3·width]`
+            [0, 1, 2].map(|i| {
+                let [part] = self.split_heads(self.project(x.clone(), i, i + 1));
+                part
+            })
+        } else {
+            self.split_heads(linear_tokens(&self.in_proj, x))
+        };
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
@@ -55,23 +66,8 @@ impl<B: Backend> MultiheadAttention<B> {
             1,
             at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]),
         );
-        let weight = self.in_proj.weight.val();
-        let bias = self.in_proj.bias.as_ref().map(Param::val);
-        // columns [from·width, to·width) of the packed q; k; v projection
-        let project = |x: Tensor<B, 3>, from: usize, to: usize| {
-            let part = |t: Tensor<B, 2>| t.narrow(1, from * width, (to - from) * width);
-            let bias = bias
-                .clone()
-                .map(|b| part(b.unsqueeze()).reshape([(to - from) * width]));
-            let [b, s, _] = x.dims();
-            linear(x.reshape([b * s, width]), part(weight.clone()), bias).reshape([
-                b,
-                s,
-                (to - from) * width,
-            ])
-        };
-        let [q] = self.split_heads(project(rows, 0, 1));
-        let [k, v] = self.split_heads(project(x, 1, 3));
+        let [q] = self.split_heads(self.project(rows, 0, 1));
+        let [k, v] = self.split_heads(self.project(x, 1, 3));
         let mask = causal.then(|| {
             let device = at.device();
             let heads = self.heads;
@@ -83,6 +79,24 @@ impl<B: Backend> MultiheadAttention<B> {
         self.merge_heads(attention(q, k, v, mask, None, Default::default()))
     }
 
+    /// `x` (`[batch, seq, width]`) through parts `from..to` of the packed q; k; v projection:
+    /// `[batch, seq, (to - from)·width]`.
+    fn project(&self, x: Tensor<B, 3>, from: usize, to: usize) -> Tensor<B, 3> {
+        let [batch, seq, width] = x.dims();
+        let part = |t: Tensor<B, 2>| t.narrow(1, from * width, (to - from) * width);
+        let weight = part(self.in_proj.weight.val());
+        let bias = self
+            .in_proj
+            .bias
+            .as_ref()
+            .map(|b| part(b.val().unsqueeze()).reshape([(to - from) * width]));
+        linear(x.reshape([batch * seq, width]), weight, bias).reshape([
+            batch,
+            seq,
+            (to - from) * width,
+        ])
+    }
+
     /// `[batch, seq, (N, heads, head_dim)]` → N tensors `[batch, heads, seq, head_dim]`.
     fn split_heads<const N: usize>(&self, packed: Tensor<B, 3>) -> [Tensor<B, 4>; N] {
         let [batch, seq, packed_width] = packed.dims();
@@ -92,10 +106,12 @@ impl<B: Backend> MultiheadAttention<B> {
             // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
             // is assembled in `[batch, seq, N·width]` directly)
             std::array::from_fn(|i| {
-                packed
-                    .clone()
-                    .narrow(2, i * width, width)
-                    .reshape([batch, seq, self.heads, head_dim])
+                // a one-part projection is used whole: a narrow would add a slice to the backward
+                let part = match N {
+                    1 => packed.clone(),
+                    _ => packed.clone().narrow(2, i * width, width),
+                };
+                part.reshape([batch, seq, self.heads, head_dim])
                     .swap_dims(1, 2)
             })
         } else {
