@@ -39,17 +39,7 @@ impl<B: Backend> MultiheadAttention<B> {
     /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
     /// never materialized.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let [q, k, v] = if B::ad_enabled(&x.device()) {
-            // training: one product per part, so each part's gradient reaches `x` and its weight
-            // columns directly; narrowing the packed output instead makes each part's backward fill
-            // a zero gradient of the whole `[batch, seq, 3·width]`
-            [0, 1, 2].map(|i| {
-                let [part] = self.split_heads(self.project(x.clone(), i, i + 1));
-                part
-            })
-        } else {
-            self.split_heads(linear_tokens(&self.in_proj, x))
-        };
+        let [q, k, v] = self.heads(x, 0);
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
@@ -66,8 +56,8 @@ impl<B: Backend> MultiheadAttention<B> {
             1,
             at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]),
         );
-        let [q] = self.split_heads(self.project(rows, 0, 1));
-        let [k, v] = self.split_heads(self.project(x, 1, 3));
+        let [q] = self.heads(rows, 0);
+        let [k, v] = self.heads(x, 1);
         let mask = causal.then(|| {
             let device = at.device();
             let heads = self.heads;
@@ -79,10 +69,44 @@ impl<B: Backend> MultiheadAttention<B> {
         self.merge_heads(attention(q, k, v, mask, None, Default::default()))
     }
 
+    /// Parts `first..first + N` of the packed q; k; v projection of `x` (`[batch, seq, width]`), each
+    /// as `[batch, heads, seq, head_dim]`.
+    fn heads<const N: usize>(&self, x: Tensor<B, 3>, first: usize) -> [Tensor<B, 4>; N] {
+        let [batch, seq, width] = x.dims();
+        let head_dim = width / self.heads;
+        if B::ad_enabled(&x.device()) {
+            // training: one product per part, so each part's gradient reaches `x` and its weight
+            // columns directly (narrowing a packed output makes each part's backward fill a zero
+            // gradient of the whole packed tensor)
+            std::array::from_fn(|i| {
+                self.project(x.clone(), first + i, first + i + 1)
+                    .reshape([batch, seq, self.heads, head_dim])
+                    .swap_dims(1, 2)
+            })
+        } else {
+            // inference: one product for all parts, viewed as `[N, batch, heads, seq, head_dim]`, so
+            // each part is copied once, straight into the contiguous layout attention reads (on
+            // `flex` a reshape of a strided view copies, and so does attention on strided inputs)
+            let packed = self
+                .project(x, first, first + N)
+                .reshape([batch, seq, N, self.heads, head_dim])
+                .permute([2, 0, 3, 1, 4]);
+            std::array::from_fn(|i| {
+                packed
+                    .clone()
+                    .narrow(0, i, 1)
+                    .reshape([batch, self.heads, seq, head_dim])
+            })
+        }
+    }
+
     /// `x` (`[batch, seq, width]`) through parts `from..to` of the packed q; k; v projection:
     /// `[batch, seq, (to - from)·width]`.
     fn project(&self, x: Tensor<B, 3>, from: usize, to: usize) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
+        if (from, to) == (0, 3) {
+            return linear_tokens(&self.in_proj, x);
+        }
         let part = |t: Tensor<B, 2>| t.narrow(1, from * width, (to - from) * width);
         let weight = part(self.in_proj.weight.val());
         let bias = self
@@ -95,39 +119,6 @@ impl<B: Backend> MultiheadAttention<B> {
             seq,
             (to - from) * width,
         ])
-    }
-
-    /// `[batch, seq, (N, heads, head_dim)]` → N tensors `[batch, heads, seq, head_dim]`.
-    fn split_heads<const N: usize>(&self, packed: Tensor<B, 3>) -> [Tensor<B, 4>; N] {
-        let [batch, seq, packed_width] = packed.dims();
-        let width = packed_width / N;
-        let head_dim = width / self.heads;
-        if B::ad_enabled(&packed.device()) {
-            // training: narrowing the 3-D projection keeps the backward pass cheaper (its gradient
-            // is assembled in `[batch, seq, N·width]` directly)
-            std::array::from_fn(|i| {
-                // a one-part projection is used whole: a narrow would add a slice to the backward
-                let part = match N {
-                    1 => packed.clone(),
-                    _ => packed.clone().narrow(2, i * width, width),
-                };
-                part.reshape([batch, seq, self.heads, head_dim])
-                    .swap_dims(1, 2)
-            })
-        } else {
-            // inference: viewed as `[N, batch, heads, seq, head_dim]`, so each part is copied once,
-            // straight into the contiguous layout attention reads (on `flex` a reshape of a strided
-            // view copies, and so does attention on strided inputs: two copies per part the other way)
-            let packed = packed
-                .reshape([batch, seq, N, self.heads, head_dim])
-                .permute([2, 0, 3, 1, 4]);
-            std::array::from_fn(|i| {
-                packed
-                    .clone()
-                    .narrow(0, i, 1)
-                    .reshape([batch, self.heads, seq, head_dim])
-            })
-        }
     }
 
     /// `[batch, heads, seq, head_dim]` → heads side by side → `out_proj`: `[batch, seq, width]`.
