@@ -22,7 +22,9 @@ pub mod weights;
 pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};
 pub use error::ClipError;
 pub use model::{Clip, ImageEncoder};
-pub use pretrained::{default_threads, encode_texts, tokenize_trimmed, ConfigSource, Pretrained};
+pub use pretrained::{
+    default_threads, encode_texts, tokenize_trimmed, trimmed_ids, ConfigSource, Pretrained,
+};
 pub use weights::{Layout, StateDict};
 
 pub use clip_data as data;

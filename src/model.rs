@@ -71,6 +71,17 @@ impl<B: Backend> Clip<B> {
         self.text_projection.forward(self.text.forward(ids))
     }
 
+    /// [`Clip::encode_text`] on token embeddings looked up elsewhere
+    /// ([`TextTransformer::forward_embedded`]).
+    pub fn encode_text_embedded(
+        &self,
+        tokens: Tensor<B, 3>,
+        ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 2> {
+        self.text_projection
+            .forward(self.text.forward_embedded(tokens, ids))
+    }
+
     /// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[images, texts]`; its transpose is per text.
     pub fn logits_per_image(
         &self,

@@ -590,6 +590,14 @@ pub fn tokenize_trimmed<B: Backend, S: AsRef<str>>(
     texts: &[S],
     device: &B::Device,
 ) -> Result<Tensor<B, 2, Int>, ClipError> {
+    Ok(Tensor::from_data(trimmed_ids(tokenizer, texts)?, device))
+}
+
+/// The ids of [`tokenize_trimmed`] as `[n, used]` i64 data, on the host.
+pub fn trimmed_ids<S: AsRef<str>>(
+    tokenizer: &ClipTokenizer,
+    texts: &[S],
+) -> Result<TensorData, ClipError> {
     if texts.is_empty() {
         return Err(ClipError::Input("no texts to embed".into()));
     }
@@ -610,10 +618,7 @@ pub fn tokenize_trimmed<B: Backend, S: AsRef<str>>(
         .iter()
         .flat_map(|r| r[..used].iter().map(|&id| i64::from(id)))
         .collect();
-    Ok(Tensor::from_data(
-        TensorData::new(ids, [texts.len(), used]),
-        device,
-    ))
+    Ok(TensorData::new(ids, [texts.len(), used]))
 }
 
 fn in_file(path: &Path, e: ClipError) -> ClipError {

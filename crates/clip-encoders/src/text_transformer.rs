@@ -66,9 +66,15 @@ pub struct TextTransformer<B: Backend> {
 impl<B: Backend> TextTransformer<B> {
     /// `ids`: `[batch, seq]` with `seq ≤ context_length`. Returns pooled `[batch, width]` features.
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        self.forward_embedded(self.token_embedding.forward(ids.clone()), ids)
+    }
+
+    /// The tower on token embeddings looked up elsewhere (`[batch, seq, width]`; a trainer looks them
+    /// up in the rows of the table it updates), with `ids` marking where each text ends.
+    pub fn forward_embedded(&self, tokens: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq] = ids.dims();
         let positions = self.positional_embedding.val().narrow(0, 0, seq);
-        let x = self.token_embedding.forward(ids.clone()) + positions.unsqueeze();
+        let x = tokens + positions.unsqueeze();
         let width = x.dims()[2];
         // only the end-of-text token's output is pooled, so the last block computes only that row
         let end = self.end_positions(ids);

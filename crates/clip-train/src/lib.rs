@@ -6,6 +6,7 @@ pub mod config;
 mod loader;
 pub mod optim;
 mod replicas;
+pub mod token_rows;
 pub mod trainer;
 
 pub use benchmark::{evaluate, BenchmarkReport};

@@ -87,30 +87,34 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradPass<'_, B> {
 
 use burn::tensor::ElementConversion;
 
-/// Drops the gradients of locked parameters, then scales the rest so that their global L2 norm is at
-/// most `max_norm`. Returns the norm before clipping.
+/// Drops the gradients of locked parameters, then scales the rest so that the global L2 norm, with
+/// `other_squares` (the squared norm of gradients kept elsewhere: the token rows), is at most
+/// `max_norm`. Returns the norm before clipping and the scale applied, if any (for those others).
 pub fn clip_and_lock<B: AutodiffBackend, M: burn::module::AutodiffModule<B>>(
     model: &M,
     grads: &mut GradientsParams,
     groups: &ParamGroups,
     max_norm: Option<f64>,
-) -> f64 {
+    other_squares: f64,
+) -> (f64, Option<f64>) {
     let mut pass = GradPass::<B> {
         grads,
         locked: &groups.locked,
         scale: None,
-        sum_squares: 0.0,
+        sum_squares: other_squares,
         _b: Default::default(),
     };
     model.visit(&mut pass);
     let norm = pass.sum_squares.sqrt();
-    if let Some(max) = max_norm {
-        if norm > max && norm.is_finite() {
-            pass.scale = Some(max / (norm + 1e-6));
+    match max_norm {
+        Some(max) if norm > max && norm.is_finite() => {
+            let scale = max / (norm + 1e-6);
+            pass.scale = Some(scale);
             model.visit(&mut pass);
+            (norm, Some(scale))
         }
+        _ => (norm, None),
     }
-    norm
 }
 
 /// Decoupled weight decay `p ← p · (1 − lr·wd)` on the decaying parameters (AdamW's rule; burn's AdamW

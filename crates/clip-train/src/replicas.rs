@@ -8,13 +8,15 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::module::embedding;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use clip::ImageEncoder;
 use clip_loss::{contrastive_loss, siglip_loss, ContrastiveWeights};
 use clip_tokenizer::ClipTokenizer;
 
 use crate::config::{LossConfig, TrainConfig};
 use crate::loader::MicroBatch;
+use crate::token_rows::{tracked_rows, TokenRows};
 use crate::trainer::TrainModel;
 use crate::TrainError;
 
@@ -61,17 +63,28 @@ pub(crate) fn thread_count<B: AutodiffBackend>(
     wanted.clamp(1, (n / 2).max(1))
 }
 
+/// What one micro-batch gives the optimizer.
+pub(crate) struct MicroBatchGrads<B: AutodiffBackend> {
+    /// The whole micro-batch's loss (non-finite as it is, for the caller to report).
+    pub loss: f64,
+    /// Each part's gradients, in part order.
+    pub parts: Vec<GradientsParams>,
+    /// With [`TokenRows`]: the gradient of the tracked token rows, summed over the parts.
+    pub token_rows: Option<Tensor<B::InnerBackend, 2>>,
+}
+
 /// Loss of the whole micro-batch and the gradients of each part (of the loss divided by the number of
-/// accumulated micro-batches), in part order, on `parts` threads ([`thread_count`]). A non-finite loss
-/// is returned as it is, for the caller to report.
+/// accumulated micro-batches) on `parts` threads ([`thread_count`]). With `rows`, the captions' tokens
+/// are tracked there and looked up in those rows of the table, whose gradient comes back on its own.
 pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     model: &TrainModel<B>,
     batch: MicroBatch,
     parts: usize,
+    mut rows: Option<&mut TokenRows<B::InnerBackend>>,
     tokenizer: &ClipTokenizer,
     config: &TrainConfig,
     device: &B::Device,
-) -> Result<(f64, Vec<GradientsParams>), TrainError> {
+) -> Result<MicroBatchGrads<B>, TrainError> {
     let (loss, divisor) = (&config.loss, config.accumulation as f64);
     let n = batch.captions.len();
     let parts = parts.clamp(1, n.max(1));
@@ -79,41 +92,74 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     let bounds: Vec<_> = (0..parts)
         .map(|p| p * n / parts..(p + 1) * n / parts)
         .collect();
+    // every part's tokens are tracked before any part looks them up
+    let mut tokens = Vec::with_capacity(parts);
+    for range in &bounds {
+        let ids = clip::trimmed_ids(tokenizer, &batch.captions[range.clone()])?;
+        let slots = match rows.as_deref_mut() {
+            Some(rows) => {
+                let flat = ids
+                    .as_slice::<i64>()
+                    .map_err(|e| TrainError::Config(format!("token ids: {e:?}")))?;
+                let slots = rows.track(flat);
+                Some(Tensor::<B, 2, Int>::from_data(
+                    TensorData::new(slots, ids.shape.clone()),
+                    device,
+                ))
+            }
+            None => None,
+        };
+        tokens.push((Tensor::<B, 2, Int>::from_data(ids, device), slots));
+    }
+    let index = rows.as_deref().map(|rows| rows.index(device));
     let mut inputs = Vec::with_capacity(parts);
-    for (p, range) in bounds.iter().enumerate() {
+    for ((p, range), (ids, slots)) in bounds.iter().enumerate().zip(tokens) {
         let mut replica = model.clone().map(&mut FreshLeaves);
         if let ImageEncoder::Vit(vit) = &mut replica.clip.visual {
             vit.patch_dropout_seed = Some(dropout_seed(config.seed, batch.index, p));
         }
         let pixels = pixels.clone().narrow(0, range.start, range.len());
-        let ids = clip::tokenize_trimmed(tokenizer, &batch.captions[range.clone()], device)?;
-        inputs.push((replica, pixels, ids));
+        inputs.push((replica, pixels, ids, slots));
     }
 
-    // each part's embeddings, tracked
-    let encoded: Vec<(Tensor<B, 2>, Tensor<B, 2>)> = std::thread::scope(|s| {
+    // each part's embeddings, tracked: (image, text, the leaf of token rows the text looked up)
+    type Encoded<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 2>>);
+    let encoded: Vec<Encoded<B>> = std::thread::scope(|s| {
         let handles: Vec<_> = inputs
             .iter()
-            .map(|(replica, pixels, ids)| {
+            .map(|(replica, pixels, ids, slots)| {
+                let index = index.clone();
                 s.spawn(move || {
-                    (
-                        replica.clip.encode_image(pixels.clone()),
-                        replica.clip.encode_text(ids.clone()),
-                    )
+                    let image = replica.clip.encode_image(pixels.clone());
+                    match (slots, index) {
+                        (Some(slots), Some(index)) => {
+                            let table = &replica.clip.text.token_embedding.weight;
+                            let leaf = tracked_rows(table, index);
+                            let tokens = embedding(leaf.clone(), slots.clone());
+                            let text = replica.clip.encode_text_embedded(tokens, ids.clone());
+                            (image, text, Some(leaf))
+                        }
+                        _ => (image, replica.clip.encode_text(ids.clone()), None),
+                    }
                 })
             })
             .collect();
         handles.into_iter().map(join).collect()
     });
-    let images: Vec<_> = encoded.iter().map(|(i, _)| i.clone().inner()).collect();
-    let texts: Vec<_> = encoded.iter().map(|(_, t)| t.clone().inner()).collect();
+    let images: Vec<_> = encoded.iter().map(|(i, _, _)| i.clone().inner()).collect();
+    let texts: Vec<_> = encoded.iter().map(|(_, t, _)| t.clone().inner()).collect();
 
     // each part back-propagates the whole batch's loss through its own embeddings
-    let results: Vec<Result<(f64, GradientsParams), TrainError>> = std::thread::scope(|s| {
+    type PartGrads<B> = (
+        f64,
+        GradientsParams,
+        Option<Tensor<<B as AutodiffBackend>::InnerBackend, 2>>,
+    );
+    let results: Vec<Result<PartGrads<B>, TrainError>> = std::thread::scope(|s| {
         let handles: Vec<_> = encoded
             .into_iter()
             .enumerate()
-            .map(|(p, (image, text))| {
+            .map(|(p, (image, text, leaf))| {
                 let (replica, images, texts) = (&inputs[p].0, &images, &texts);
                 s.spawn(move || {
                     let whole = |own: Tensor<B, 2>, parts: &Vec<_>| {
@@ -142,12 +188,11 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
                         value
                     };
                     if !number.is_finite() {
-                        return Ok((number, GradientsParams::new()));
+                        return Ok((number, GradientsParams::new(), None));
                     }
-                    Ok((
-                        number,
-                        GradientsParams::from_grads(value.backward(), replica),
-                    ))
+                    let mut grads = value.backward();
+                    let rows = leaf.and_then(|leaf| leaf.grad_remove(&mut grads));
+                    Ok((number, GradientsParams::from_grads(grads, replica), rows))
                 })
             })
             .collect();
@@ -155,14 +200,23 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     });
     let mut value = 0.0;
     let mut grads = Vec::with_capacity(parts);
+    let mut token_rows: Option<Tensor<B::InnerBackend, 2>> = None;
     for (p, result) in results.into_iter().enumerate() {
-        let (v, g) = result?;
+        let (v, g, rows) = result?;
         if p == 0 {
             value = v;
         }
         grads.push(g);
+        token_rows = match (token_rows, rows) {
+            (Some(sum), Some(r)) => Some(sum + r),
+            (sum, r) => sum.or(r),
+        };
     }
-    Ok((value, grads))
+    Ok(MicroBatchGrads {
+        loss: value,
+        parts: grads,
+        token_rows,
+    })
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::benchmark::{self, BenchmarkReport};
 use crate::config::{DataConfig, LossConfig, TrainConfig};
 use crate::optim::{clip_and_lock, learning_rate, DecayMapper, ParamGroups};
+use crate::token_rows::{AdamWSettings, TokenRows, TokenRowsRecord};
 use crate::TrainError;
 
 /// What is optimized: the CLIP model and, for SigLIP, its logit bias.
@@ -248,6 +249,16 @@ pub fn train<B: AutodiffBackend>(
         .with_epsilon(config.eps as f32)
         .with_weight_decay(0.0)
         .init::<B, TrainModel<B>>();
+    // the token table's AdamW runs on the rows captions use (`token_rows`); a locked text tower
+    // leaves the table alone
+    let table_width = model.clip.text.width();
+    let mut token_rows =
+        (!config.lock_text).then(|| TokenRows::<B::InnerBackend>::new(table_width));
+    let adam = AdamWSettings {
+        beta1: config.beta1 as f32,
+        beta2: config.beta2 as f32,
+        eps: config.eps as f32,
+    };
     let mut start = 0;
     let mut log = Vec::new();
     if let Some(dir) = resume {
@@ -269,6 +280,17 @@ pub fn train<B: AutodiffBackend>(
             .load(dir.join("optim"), device)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
         optim = optim.load_record(record);
+        if token_rows.is_some() {
+            let record: TokenRowsRecord =
+                Recorder::<B>::load(&recorder(), dir.join("token_rows"), device).map_err(|e| {
+                    TrainError::Checkpoint(format!(
+                        "{}: no token-table optimizer state ({e}); checkpoints of versions before \
+                         it cannot be resumed",
+                        dir.display()
+                    ))
+                })?;
+            token_rows = Some(TokenRows::from_record(record, table_width, device)?);
+        }
         start = state.step;
         log = state.log;
     }
@@ -303,6 +325,7 @@ pub fn train<B: AutodiffBackend>(
     for step in start..end {
         let lr = learning_rate(step, config.lr, config.warmup_steps, config.steps);
         let mut accumulator = GradientsAccumulator::new();
+        let mut row_grads: Option<Tensor<B::InnerBackend, 2>> = None;
         let mut loss_sum = 0.0;
         for _ in 0..config.accumulation {
             let (_, batch) = micro_batches
@@ -327,25 +350,56 @@ pub fn train<B: AutodiffBackend>(
                     .unwrap_or_else(|| "none yet".into()),
             };
             // the loss refuses NaN embeddings: the same divergence, one step earlier
-            let (value, parts) = match crate::replicas::micro_batch_grads(
-                &model, batch, threads, &tokenizer, config, device,
+            let micro = match crate::replicas::micro_batch_grads(
+                &model,
+                batch,
+                threads,
+                token_rows.as_mut(),
+                &tokenizer,
+                config,
+                device,
             ) {
                 Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
                     return Err(non_finite())
                 }
                 other => other?,
             };
-            if !value.is_finite() {
+            if !micro.loss.is_finite() {
                 return Err(non_finite());
             }
-            loss_sum += value;
-            for grads in parts {
+            loss_sum += micro.loss;
+            for grads in micro.parts {
                 accumulator.accumulate(&model, grads);
             }
+            // a later micro-batch may have brought new rows: earlier sums get zeros for them
+            row_grads = match (row_grads, micro.token_rows, &token_rows) {
+                (Some(sum), Some(g), Some(rows)) => Some(rows.pad(sum) + g),
+                (sum, g, _) => sum.or(g),
+            };
         }
         let mut grads = accumulator.grads();
-        let grad_norm = clip_and_lock::<B, _>(&model, &mut grads, &groups, config.grad_clip_norm);
+        let row_squares = row_grads.as_ref().map_or(0.0, |g| {
+            let s: f32 = g.clone().square().sum().into_scalar().elem();
+            s as f64
+        });
+        let (grad_norm, clip_scale) = clip_and_lock::<B, _>(
+            &model,
+            &mut grads,
+            &groups,
+            config.grad_clip_norm,
+            row_squares,
+        );
         model = optim.step(lr, model, grads);
+        if let (Some(rows), Some(grad)) = (token_rows.as_mut(), row_grads) {
+            let grad = match clip_scale {
+                Some(scale) => grad * scale,
+                None => grad,
+            };
+            let table = &mut model.clip.text.token_embedding.weight;
+            *table = table
+                .clone()
+                .map(|t| Tensor::from_inner(rows.step(t.inner(), grad, lr, adam)).require_grad());
+        }
         model = model.map(&mut DecayMapper {
             decay: &groups.decay,
             factor: 1.0 - lr * config.weight_decay,
@@ -381,7 +435,14 @@ pub fn train<B: AutodiffBackend>(
 
         let finished = step + 1 == config.steps;
         if (step + 1) % config.checkpoint_every == 0 || step + 1 == end {
-            last_good = Some(save_checkpoint(config, &model, &optim, step + 1, &log)?);
+            last_good = Some(save_checkpoint(
+                config,
+                &model,
+                &optim,
+                token_rows.as_ref(),
+                step + 1,
+                &log,
+            )?);
         }
         let due = (config.eval_every > 0 && (step + 1) % config.eval_every == 0) || finished;
         if let (true, Some(test_items)) = (due, &test_items) {
@@ -428,6 +489,7 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
     config: &TrainConfig,
     model: &TrainModel<B>,
     optim: &O,
+    token_rows: Option<&TokenRows<B::InnerBackend>>,
     step: usize,
     log: &[StepLog],
 ) -> Result<PathBuf, TrainError> {
@@ -444,6 +506,10 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
     recorder()
         .record(optim.to_record(), tmp.join("optim"))
         .map_err(|e| err(e.to_string()))?;
+    if let Some(rows) = token_rows {
+        Recorder::<B>::record(&recorder(), rows.to_record()?, tmp.join("token_rows"))
+            .map_err(|e| err(e.to_string()))?;
+    }
     let state = CheckpointState {
         step,
         model: config.model.clone(),
