@@ -395,9 +395,9 @@ pub fn train<B: AutodiffBackend>(
                 Some(scale) => grad * scale,
                 None => grad,
             };
-            let table = &mut model.clip.text.token_embedding.weight;
-            *table = table
-                .clone()
+            // moved out and back, not cloned: the table's only owner updates its rows in place
+            let table = model.clip.text.token_embedding.weight;
+            model.clip.text.token_embedding.weight = table
                 .map(|t| Tensor::from_inner(rows.step(t.inner(), grad, lr, adam)).require_grad());
         }
         model = model.map(&mut DecayMapper {
