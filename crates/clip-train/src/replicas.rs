@@ -98,10 +98,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
         let ids = clip::trimmed_ids(tokenizer, &batch.captions[range.clone()])?;
         let slots = match rows.as_deref_mut() {
             Some(rows) => {
-                let flat = ids
-                    .as_slice::<i64>()
-                    .map_err(|e| TrainError::Config(format!("token ids: {e:?}")))?;
-                let slots = rows.track(flat);
+                let slots = rows.track(&ids.iter::<i64>().collect::<Vec<_>>());
                 Some(Tensor::<B, 2, Int>::from_data(
                     TensorData::new(slots, ids.shape.clone()),
                     device,
