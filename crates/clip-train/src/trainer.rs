@@ -243,10 +243,16 @@ pub fn train<B: AutodiffBackend>(
         model.clip.logit_scale =
             clip_heads::LogitScale::new(clip_loss::SIGLIP_LOGIT_SCALE_INIT, device);
     }
+    // one set of AdamW settings for burn's optimizer and for the token rows
+    let adam = AdamWSettings {
+        beta1: config.beta1 as f32,
+        beta2: config.beta2 as f32,
+        eps: config.eps as f32,
+    };
     let mut optim = AdamWConfig::new()
-        .with_beta_1(config.beta1 as f32)
-        .with_beta_2(config.beta2 as f32)
-        .with_epsilon(config.eps as f32)
+        .with_beta_1(adam.beta1)
+        .with_beta_2(adam.beta2)
+        .with_epsilon(adam.eps)
         .with_weight_decay(0.0)
         .init::<B, TrainModel<B>>();
     // the token table's AdamW runs on the rows captions use (`token_rows`); a locked text tower
@@ -254,11 +260,6 @@ pub fn train<B: AutodiffBackend>(
     let table_width = model.clip.text.width();
     let mut token_rows =
         (!config.lock_text).then(|| TokenRows::<B::InnerBackend>::new(table_width));
-    let adam = AdamWSettings {
-        beta1: config.beta1 as f32,
-        beta2: config.beta2 as f32,
-        eps: config.eps as f32,
-    };
     let mut start = 0;
     let mut log = Vec::new();
     if let Some(dir) = resume {
@@ -284,8 +285,8 @@ pub fn train<B: AutodiffBackend>(
             let record: TokenRowsRecord =
                 Recorder::<B>::load(&recorder(), dir.join("token_rows"), device).map_err(|e| {
                     TrainError::Checkpoint(format!(
-                        "{}: no token-table optimizer state ({e}); checkpoints of versions before \
-                         it cannot be resumed",
+                        "{}: no token-table optimizer state ({e}); it was written by a run with \
+                         the text tower locked or by a version before this state existed",
                         dir.display()
                     ))
                 })?;
