@@ -1,5 +1,5 @@
 //! A short contrastive training run on the Fashion-MNIST scenes benchmark (a few minutes on a laptop
-//! CPU), then the four benchmark numbers. The bundled model is the same recipe, run for 10,500 steps:
+//! CPU), then the four benchmark numbers. The bundled model is the same recipe, run for 13,000 steps:
 //! `clip train --config configs/fashion-scenes.toml`.
 //!
 //!     cargo run --release --example train_fashion_scenes -- [STEPS]
