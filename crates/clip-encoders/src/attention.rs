@@ -1,13 +1,15 @@
 //! Multi-head self-attention with one packed input projection, as PyTorch's `nn.MultiheadAttention`
 //! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v at inference (one per part,
-//! on the weight's column blocks, when training), then burn's fused attention op.
+//! on the weight's column blocks, when training), then burn's fused attention op — or, at inference on
+//! the CPU backends, two matmuls that read the heads as strided views of the packed projection.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
+use burn::tensor::activation::softmax;
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
 use crate::transformer::linear_tokens;
 
@@ -39,6 +41,17 @@ impl<B: Backend> MultiheadAttention<B> {
     /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
     /// never materialized.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let device = x.device();
+        if attends_on_views::<B>(&device) {
+            let [batch, seq, _] = x.dims();
+            let [q, k, v] = self.head_views(self.project(x, 0, 3));
+            let mask = causal.then(|| {
+                Tensor::<B, 2, Bool>::tril_mask([seq, seq], 0, &device)
+                    .reshape([1, 1, seq, seq])
+                    .expand([batch, self.heads, seq, seq])
+            });
+            return self.merge_head_rows(attend(q, k, v, mask));
+        }
         let [q, k, v] = self.heads(x, 0);
         let options = AttentionModuleOptions {
             is_causal: causal,
@@ -56,8 +69,16 @@ impl<B: Backend> MultiheadAttention<B> {
             1,
             at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]),
         );
-        let [q] = self.heads(rows, 0);
-        let [k, v] = self.heads(x, 1);
+        let views = attends_on_views::<B>(&x.device());
+        let [q, k, v] = if views {
+            let [q] = self.head_views(self.project(rows, 0, 1));
+            let [k, v] = self.head_views(self.project(x, 1, 3));
+            [q, k, v]
+        } else {
+            let [q] = self.heads(rows, 0);
+            let [k, v] = self.heads(x, 1);
+            [q, k, v]
+        };
         let mask = causal.then(|| {
             let device = at.device();
             let heads = self.heads;
@@ -66,7 +87,37 @@ impl<B: Backend> MultiheadAttention<B> {
                 .expand([batch, heads, 1, seq]);
             keys.greater(at.reshape([batch, 1, 1, 1]).expand([batch, heads, 1, seq]))
         });
+        if views {
+            return self.merge_head_rows(attend(q, k, v, mask));
+        }
         self.merge_heads(attention(q, k, v, mask, None, Default::default()))
+    }
+
+    /// The `N` parts of a packed projection (`[batch, seq, N·width]`) as `[batch, heads, seq,
+    /// head_dim]` views of it: nothing is copied.
+    fn head_views<const N: usize>(&self, packed: Tensor<B, 3>) -> [Tensor<B, 4>; N] {
+        let [batch, seq, packed_width] = packed.dims();
+        let head_dim = packed_width / (N * self.heads);
+        let packed = packed.reshape([batch, seq, N * self.heads, head_dim]);
+        std::array::from_fn(|i| {
+            packed
+                .clone()
+                .narrow(2, i * self.heads, self.heads)
+                .swap_dims(1, 2)
+        })
+    }
+
+    /// `[batch, heads, seq, head_dim]` (contiguous) → heads side by side → `out_proj`: `[batch, seq,
+    /// width]`. Each head is a block of whole rows, so the side-by-side layout is built from row
+    /// copies (a concatenation) instead of an element-wise transposition.
+    fn merge_head_rows(&self, out: Tensor<B, 4>) -> Tensor<B, 3> {
+        let [batch, heads, seq, head_dim] = out.dims();
+        let rows = (0..heads)
+            .map(|h| out.clone().narrow(1, h, 1).reshape([batch * seq, head_dim]))
+            .collect();
+        self.out_proj
+            .forward(Tensor::cat(rows, 1))
+            .reshape([batch, seq, heads * head_dim])
     }
 
     /// Parts `first..first + N` of the packed q; k; v projection of `x` (`[batch, seq, width]`), each
@@ -129,4 +180,31 @@ impl<B: Backend> MultiheadAttention<B> {
             .forward(out)
             .reshape([batch, seq, heads * head_dim])
     }
+}
+
+/// Inference on `flex`: burn's attention op there needs contiguous `[batch, heads, seq, head_dim]`
+/// inputs, and copying the heads out of the packed projection into that layout is an element-wise
+/// strided walk (14 % of ViT-B/32's image encoding in a profile). Its matrix products read strided
+/// operands directly, so attention is written as two of them on views (image +20 %, text +21 %).
+/// Other backends keep the fused op (a tuned flash-attention kernel on the GPU ones); training keeps
+/// it everywhere (its backward).
+fn attends_on_views<B: Backend>(device: &B::Device) -> bool {
+    !B::ad_enabled(device) && B::name(device) == "flex"
+}
+
+/// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides; `mask`
+/// (`[batch, heads, seq_q, seq_k]`) is true where a query may not attend. Output contiguous.
+fn attend<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+) -> Tensor<B, 4> {
+    let scale = (q.dims()[3] as f64).powf(-0.5);
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let scores = match mask {
+        Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
+        None => scores,
+    };
+    softmax(scores, 3).matmul(v)
 }
