@@ -16,6 +16,7 @@ Outputs (all small):
   fixtures/hf_tiny/            transformers CLIPModel dir with HF preprocessing, ReLU text tower
   fixtures/reference/<model>.safetensors  pixel_values, image_embeds, text_ids, text_embeds,
                                logits_per_image; metadata: the images and texts encoded
+  fixtures/reference/gelu.safetensors   PyTorch's CPU GELU on a grid and on random inputs
   fixtures/tokenizer_corpus.jsonl   1000+ texts with open_clip's ids
   fixtures/architectures.json  key → shape of open_clip ViT-B-32 and RN50, and parameter counts
 """
@@ -176,6 +177,16 @@ def zeroshot_reference(model, preprocess, name, names):
         metadata={"images": json.dumps(names), "classes": json.dumps(ZEROSHOT_CLASSES), "templates": "cifar"},
     )
     print(f"{name}: zero-shot top-1 per image {probs.argmax(-1).tolist()}, max prob {probs.max():.3f}")
+
+
+def gelu_reference():
+    """PyTorch's CPU GELU (exact form; ATen's vectorized erf) on a grid over [-10, 10] and on N(0, 2²) samples."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.cat([torch.linspace(-10, 10, 4001), 2 * torch.randn(4000, generator=g)])
+    y = torch.nn.functional.gelu(x)
+    meta = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    save_file({"x": x.contiguous(), "gelu": y.contiguous()}, FIX / "reference" / "gelu.safetensors", metadata=meta)
+    print("gelu:", meta)
 
 
 def loss_reference():
@@ -479,6 +490,7 @@ if __name__ == "__main__":
         "rn_tiny": lambda: rn_tiny(names),
         "hf_tiny": lambda: hf_tiny(names),
         "loss": loss_reference,
+        "gelu": gelu_reference,
         "architectures": architectures,
         "configs": configs,
         "tokenizer_corpus": tokenizer_corpus,

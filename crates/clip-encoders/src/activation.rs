@@ -22,9 +22,19 @@ pub enum Activation {
 impl Activation {
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Activation::Gelu => activation::gelu(x),
+            Activation::Gelu => gelu(x),
             Activation::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
             Activation::Relu => activation::relu(x),
         }
     }
+}
+
+/// Exact GELU; on `flex` the crate's own vectorized pass (`flex_gelu`), elsewhere burn's.
+fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match crate::flex_gelu::gelu(x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    activation::gelu(x)
 }

@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(feature = "flex")]
+mod flex_gelu;
 pub mod modified_resnet;
 pub mod text_transformer;
 pub mod transformer;
