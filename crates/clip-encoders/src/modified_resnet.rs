@@ -51,6 +51,12 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
     // `[c_out, c_in, 1, 1] × [c_out, 1, 1, 1]` (a 1×1 kernel) falls to its scalar strided loop
     let weight = (conv.weight.val().reshape([c_out, c_in * kh * kw]) * scale.reshape([c_out, 1]))
         .reshape([c_out, c_in, kh, kw]);
+    #[cfg(feature = "flex")]
+    if conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1 {
+        if let Some(y) = crate::flex_conv::conv2d_same(&x, &weight, &bias) {
+            return y;
+        }
+    }
     // CLIP's ResNet convolutions pad by half the kernel (see `conv`)
     let options = ConvOptions::new(conv.stride, [kh / 2, kw / 2], conv.dilation, conv.groups);
     burn::tensor::module::conv2d(x, weight, Some(bias), options)
