@@ -8,6 +8,8 @@ pub mod attention;
 mod flex_conv;
 #[cfg(feature = "flex")]
 mod flex_gelu;
+#[cfg(feature = "flex")]
+mod flex_pool;
 pub mod modified_resnet;
 pub mod text_transformer;
 pub mod transformer;

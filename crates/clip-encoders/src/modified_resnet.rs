@@ -62,6 +62,21 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
     burn::tensor::module::conv2d(x, weight, Some(bias), options)
 }
 
+/// `pool` (k×k windows, stride k, no padding: every pool of this tower) on `x`; on `flex` by the
+/// crate's own kernel (`flex_pool`).
+fn avg_pool_forward<B: Backend>(pool: &AvgPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if !B::ad_enabled(&x.device()) {
+        let [k, k_w] = pool.kernel_size;
+        if k == k_w && pool.stride == [k, k] && matches!(pool.padding, PaddingConfig2d::Valid) {
+            if let Some(y) = crate::flex_pool::avg_pool_disjoint(&x, k) {
+                return y;
+            }
+        }
+    }
+    pool.forward(x)
+}
+
 fn batch_norm<B: Backend>(channels: usize, device: &B::Device) -> BatchNorm<B> {
     BatchNormConfig::new(channels).init(device)
 }
@@ -161,13 +176,13 @@ impl<B: Backend> Bottleneck<B> {
         let out = relu(conv_bn(&self.conv1, &self.bn1, x.clone()));
         let mut out = relu(conv_bn(&self.conv2, &self.bn2, out));
         if let Some(pool) = &self.avgpool {
-            out = pool.forward(out);
+            out = avg_pool_forward(pool, out);
         }
         let out = conv_bn(&self.conv3, &self.bn3, out);
         let identity = match &self.downsample {
             Some(down) => {
                 let x = match &down.pool {
-                    Some(pool) => pool.forward(x),
+                    Some(pool) => avg_pool_forward(pool, x),
                     None => x,
                 };
                 conv_bn(&down.conv, &down.bn, x)
@@ -257,7 +272,7 @@ impl<B: Backend> ModifiedResNet<B> {
         let x = relu(conv_bn(&self.conv1, &self.bn1, images));
         let x = relu(conv_bn(&self.conv2, &self.bn2, x));
         let x = relu(conv_bn(&self.conv3, &self.bn3, x));
-        let x = self.avgpool.forward(x);
+        let x = avg_pool_forward(&self.avgpool, x);
         let x = [&self.layer1, &self.layer2, &self.layer3, &self.layer4]
             .into_iter()
             .flatten()
