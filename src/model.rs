@@ -132,6 +132,16 @@ impl<B: Backend> Clip<B> {
     }
 }
 
+/// `f` with rayon (which `flex` and `gemm` split their work with) limited to the calling thread: each
+/// part of a split batch keeps to its own core instead of both parts' matrix products contending for
+/// the shared pool.
+fn one_core<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// `encode` on up to `threads` consecutive parts of the batch, on as many threads, concatenated in order.
 fn split_batch<B: Backend, const D: usize, K, F>(
     batch: Tensor<B, D, K>,
@@ -151,7 +161,7 @@ where
         let handles: Vec<_> = batch
             .chunk(parts, 0)
             .into_iter()
-            .map(|part| s.spawn(|| encode(part)))
+            .map(|part| s.spawn(|| one_core(|| encode(part))))
             .collect();
         handles
             .into_iter()
