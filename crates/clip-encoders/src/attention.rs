@@ -1,7 +1,7 @@
 //! Multi-head self-attention with one packed input projection, as PyTorch's `nn.MultiheadAttention`
 //! stores it (`in_proj_weight` rows: q; k; v). One matmul for q, k and v at inference (one per part,
 //! on the weight's column blocks, when training), then burn's fused attention op — or, at inference on
-//! the CPU backends, two matmuls that read the heads as strided views of the packed projection.
+//! `flex`, two matmuls that read the heads as strided views of the packed projection.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -38,8 +38,8 @@ pub struct MultiheadAttention<B: Backend> {
 }
 
 impl<B: Backend> MultiheadAttention<B> {
-    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the mask is
-    /// never materialized.
+    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the fused
+    /// op never materializes that mask (the `flex` path fills the scores through a `[seq, seq]` one).
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let device = x.device();
         if attends_on_views::<B>(&device) {
