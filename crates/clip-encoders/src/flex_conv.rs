@@ -8,12 +8,11 @@
 //! padding columns of the output are dropped when copying it out). A 1×1 kernel reads the input
 //! directly.
 
-use std::any::Any;
-
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor, TensorPrimitive};
+use crate::flex::{as_flex, map_flex};
 
 /// `conv2d(x, weight, bias)` with stride 1 and padding `k/2` (odd kernels), when the tensors are
 /// `flex` f32 ones; `None` otherwise (the caller then uses burn's convolution).
@@ -22,20 +21,12 @@ pub(crate) fn conv2d_same<B: Backend>(
     weight: &Tensor<B, 4>,
     bias: &Tensor<B, 1>,
 ) -> Option<Tensor<B, 4>> {
-    let weight = weight.clone().into_primitive();
-    let bias = bias.clone().into_primitive();
-    let (TensorPrimitive::Float(weight), TensorPrimitive::Float(bias)) = (&weight, &bias) else {
-        return None;
-    };
-    let weight = (weight as &dyn Any).downcast_ref::<FlexTensor>()?;
-    let bias = (bias as &dyn Any).downcast_ref::<FlexTensor>()?;
-    let mut primitive = x.clone().into_primitive();
-    let TensorPrimitive::Float(slot) = &mut primitive else {
-        return None;
-    };
-    let slot = (slot as &mut dyn Any).downcast_mut::<FlexTensor>()?;
-    *slot = conv_same_f32(slot, weight, bias)?;
-    Some(Tensor::from_primitive(primitive))
+    let (weight, bias) = (
+        weight.clone().into_primitive(),
+        bias.clone().into_primitive(),
+    );
+    let (weight, bias) = (as_flex(&weight)?, as_flex(&bias)?);
+    map_flex(x, |x| conv_same_f32(x, weight, bias))
 }
 
 fn conv_same_f32(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Option<FlexTensor> {

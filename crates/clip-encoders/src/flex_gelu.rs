@@ -6,10 +6,10 @@
 //! 7.1.26 rational form, |error| ≤ 1.5e-7, with a vectorized `exp`; so does this pass, with its own
 //! `exp`: the result stays as close to open_clip's as `libm::erff`'s (see the tests).
 
-use std::any::Any;
-
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{backend::Backend, DType, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, DType, Tensor};
+
+use crate::flex::as_flex_mut;
 
 /// `0.5·x·(1 + erf(x/√2))` computed here when `x` is a contiguous f32 tensor of `flex` (in place when
 /// it is not shared); otherwise `x` back, untouched, for burn's own GELU.
@@ -17,15 +17,12 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
     let mut primitive = x.into_primitive();
-    let done = match &mut primitive {
-        TensorPrimitive::Float(t) => match (t as &mut dyn Any).downcast_mut::<FlexTensor>() {
-            Some(t) if t.dtype() == DType::F32 && covers_buffer(t) => {
-                gelu_in_place(t.storage_mut::<f32>());
-                true
-            }
-            _ => false,
-        },
-        TensorPrimitive::QFloat(_) => false,
+    let done = match as_flex_mut(&mut primitive) {
+        Some(t) if t.dtype() == DType::F32 && covers_buffer(t) => {
+            gelu_in_place(t.storage_mut::<f32>());
+            true
+        }
+        _ => false,
     };
     let x = Tensor::from_primitive(primitive);
     if done {

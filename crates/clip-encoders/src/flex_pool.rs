@@ -4,21 +4,15 @@
 //! `flex`'s pooling walks every output element through a generic window loop: 7 % of RN50's image
 //! encoding in a profile, after the convolutions went to `flex_conv`.
 
-use std::any::Any;
-
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::flex::map_flex;
 
 /// `avg_pool2d(x, k, stride k, no padding)` when `x` is a `flex` f32 tensor; `None` otherwise.
 pub(crate) fn avg_pool_disjoint<B: Backend>(x: &Tensor<B, 4>, k: usize) -> Option<Tensor<B, 4>> {
-    let mut primitive = x.clone().into_primitive();
-    let TensorPrimitive::Float(slot) = &mut primitive else {
-        return None;
-    };
-    let slot = (slot as &mut dyn Any).downcast_mut::<FlexTensor>()?;
-    *slot = avg_pool_f32(slot, k)?;
-    Some(Tensor::from_primitive(primitive))
+    map_flex(x, |x| avg_pool_f32(x, k))
 }
 
 fn avg_pool_f32(x: &FlexTensor, k: usize) -> Option<FlexTensor> {

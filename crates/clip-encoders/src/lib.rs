@@ -5,6 +5,8 @@
 pub mod activation;
 pub mod attention;
 #[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
 mod flex_conv;
 #[cfg(feature = "flex")]
 mod flex_gelu;

@@ -1,0 +1,38 @@
+//! Reaching the `flex` tensor under a backend-generic `Tensor`, for this crate's `flex` kernels
+//! (`flex_gelu`, `flex_conv`, `flex_pool`). Anything else — another backend, burn's autodiff wrapper,
+//! a quantized tensor — is not a `FlexTensor`, so those callers fall back to burn's own ops.
+
+use std::any::Any;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+
+/// The `flex` float tensor `primitive` holds, if it holds one.
+pub(crate) fn as_flex<B: Backend>(primitive: &TensorPrimitive<B>) -> Option<&FlexTensor> {
+    match primitive {
+        TensorPrimitive::Float(t) => (t as &dyn Any).downcast_ref::<FlexTensor>(),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+/// [`as_flex`], mutable.
+pub(crate) fn as_flex_mut<B: Backend>(
+    primitive: &mut TensorPrimitive<B>,
+) -> Option<&mut FlexTensor> {
+    match primitive {
+        TensorPrimitive::Float(t) => (t as &mut dyn Any).downcast_mut::<FlexTensor>(),
+        TensorPrimitive::QFloat(_) => None,
+    }
+}
+
+/// `f` of `x`'s `flex` tensor, as a tensor of `x`'s type; `None` where `x` is not a `flex` float
+/// tensor or `f` gives nothing.
+pub(crate) fn map_flex<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    f: impl FnOnce(&FlexTensor) -> Option<FlexTensor>,
+) -> Option<Tensor<B, D>> {
+    let mut primitive = x.clone().into_primitive();
+    let slot = as_flex_mut(&mut primitive)?;
+    *slot = f(slot)?;
+    Some(Tensor::from_primitive(primitive))
+}
