@@ -132,11 +132,12 @@ impl<B: Backend> Clip<B> {
     }
 }
 
-/// `f` with rayon (which `flex` and `gemm` split their work with) limited to the calling thread: each
-/// part of a split batch keeps to its own core instead of both parts' matrix products contending for
-/// the shared pool.
-fn one_core<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+/// `f` with rayon (which `flex` and `gemm` split their work with) limited to `threads` threads of its
+/// own: each part of a split batch keeps to its share of the cores instead of every part's matrix
+/// products contending for the whole shared pool (on 2 cores, one thread per part: ViT-B/32 image
+/// +19 %, RN50 +15 %; README, Performance).
+fn on_own_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
         Ok(pool) => pool.install(f),
         Err(_) => f(),
     }
@@ -157,11 +158,13 @@ where
     if parts == 1 {
         return encode(batch);
     }
+    // the cores divided among the parts (a batch smaller than `threads` leaves several per part)
+    let share = (threads / parts).max(1);
     let encoded = std::thread::scope(|s| {
         let handles: Vec<_> = batch
             .chunk(parts, 0)
             .into_iter()
-            .map(|part| s.spawn(|| one_core(|| encode(part))))
+            .map(|part| s.spawn(|| on_own_threads(share, || encode(part))))
             .collect();
         handles
             .into_iter()
