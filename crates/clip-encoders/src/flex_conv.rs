@@ -70,12 +70,7 @@ fn conv_same_f32(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Opti
     let mut out = vec![0.0f32; batch * c_out * plane];
     if batch == 1 {
         // one image: the products themselves are split over the cores
-        for (x_img, out_img) in xs
-            .chunks_exact(image)
-            .zip(out.chunks_exact_mut(c_out * plane))
-        {
-            geometry.convolve(x_img, ws, bs, out_img, true);
-        }
+        geometry.convolve(&xs[..image], ws, bs, &mut out, true);
     } else {
         // several: one image per core, each product on one
         let images = xs[..batch * image].par_chunks_exact(image);
