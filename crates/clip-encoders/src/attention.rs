@@ -7,11 +7,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::{attention, linear};
+use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
-use crate::transformer::linear_tokens;
+use crate::transformer::{affine, linear_rows, linear_tokens};
 
 #[derive(Config, Debug)]
 pub struct MultiheadAttentionConfig {
@@ -41,35 +41,53 @@ impl<B: Backend> MultiheadAttention<B> {
     /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the fused
     /// op never materializes that mask (the `flex` path fills the scores through a `[seq, seq]` one).
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        self.forward_added(x, None, causal)
+    }
+
+    /// `residual + forward(x, causal)` (`residual` as `x`), the residual added as part of the output
+    /// projection where the backend allows it.
+    pub(crate) fn forward_added(
+        &self,
+        x: Tensor<B, 3>,
+        residual: Option<Tensor<B, 3>>,
+        causal: bool,
+    ) -> Tensor<B, 3> {
         let device = x.device();
         if attends_on_views::<B>(&device) {
-            let [batch, seq, _] = x.dims();
             let [q, k, v] = self.head_views(self.project(x, 0, 3));
-            let mask = causal.then(|| {
-                Tensor::<B, 2, Bool>::tril_mask([seq, seq], 0, &device)
-                    .reshape([1, 1, seq, seq])
-                    .expand([batch, self.heads, seq, seq])
-            });
-            return self.merge_head_rows(attend(q, k, v, mask));
+            let keys = if causal { Keys::Causal } else { Keys::All };
+            return self.merge_head_rows(attend(q, k, v, keys), residual);
         }
         let [q, k, v] = self.heads(x, 0);
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
-        self.merge_heads(attention(q, k, v, None, None, options))
+        self.merge_heads(attention(q, k, v, None, None, options), residual)
     }
 
     /// The output at one position per sequence, `at[b]` (`[batch]`), attending over all of `x`
     /// (`[batch, seq, width]`), or with `causal` over positions ≤ `at[b]`: `[batch, 1, width]`, the
     /// same rows as `forward` gives there. Only those rows' queries are projected.
     pub fn forward_at(&self, x: Tensor<B, 3>, at: Tensor<B, 1, Int>, causal: bool) -> Tensor<B, 3> {
+        self.forward_at_added(x, at, None, causal)
+    }
+
+    /// `residual + forward_at(x, at, causal)` (`residual`: `[batch, 1, width]`), as `forward_added`.
+    pub(crate) fn forward_at_added(
+        &self,
+        x: Tensor<B, 3>,
+        at: Tensor<B, 1, Int>,
+        residual: Option<Tensor<B, 3>>,
+        causal: bool,
+    ) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
         let rows = x.clone().gather(
             1,
             at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]),
         );
-        let views = attends_on_views::<B>(&x.device());
+        let device = x.device();
+        let views = attends_on_views::<B>(&device);
         let [q, k, v] = if views {
             let [q] = self.head_views(self.project(rows, 0, 1));
             let [k, v] = self.head_views(self.project(x, 1, 3));
@@ -79,18 +97,13 @@ impl<B: Backend> MultiheadAttention<B> {
             let [k, v] = self.heads(x, 1);
             [q, k, v]
         };
-        let mask = causal.then(|| {
-            let device = at.device();
-            let heads = self.heads;
-            let keys = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
-                .reshape([1, 1, 1, seq])
-                .expand([batch, heads, 1, seq]);
-            keys.greater(at.reshape([batch, 1, 1, 1]).expand([batch, heads, 1, seq]))
-        });
+        let keys = if causal { Keys::UpTo(at) } else { Keys::All };
         if views {
-            return self.merge_head_rows(attend(q, k, v, mask));
+            return self.merge_head_rows(attend(q, k, v, keys), residual);
         }
-        self.merge_heads(attention(q, k, v, mask, None, Default::default()))
+        let mask = keys.mask([batch, self.heads, 1, seq], &device);
+        let out = attention(q, k, v, mask, None, Default::default());
+        self.merge_heads(out, residual)
     }
 
     /// The `N` parts of a packed projection (`[batch, seq, N·width]`) as `[batch, heads, seq,
@@ -109,15 +122,18 @@ impl<B: Backend> MultiheadAttention<B> {
 
     /// `[batch, heads, seq, head_dim]` (contiguous) → heads side by side → `out_proj`: `[batch, seq,
     /// width]`. Each head is a block of whole rows, so the side-by-side layout is built from row
-    /// copies (a concatenation) instead of an element-wise transposition.
-    fn merge_head_rows(&self, out: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// copies (a concatenation) instead of an element-wise transposition. Plus `residual`.
+    fn merge_head_rows(&self, out: Tensor<B, 4>, residual: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
         let [batch, heads, seq, head_dim] = out.dims();
         let rows = (0..heads)
             .map(|h| out.clone().narrow(1, h, 1).reshape([batch * seq, head_dim]))
             .collect();
-        self.out_proj
-            .forward(Tensor::cat(rows, 1))
-            .reshape([batch, seq, heads * head_dim])
+        let residual = residual.map(|r| r.reshape([batch * seq, heads * head_dim]));
+        linear_rows(&self.out_proj, Tensor::cat(rows, 1), residual).reshape([
+            batch,
+            seq,
+            heads * head_dim,
+        ])
     }
 
     /// Parts `first..first + N` of the packed q; k; v projection of `x` (`[batch, seq, width]`), each
@@ -165,20 +181,20 @@ impl<B: Backend> MultiheadAttention<B> {
             .bias
             .as_ref()
             .map(|b| part(b.val().unsqueeze()).reshape([(to - from) * width]));
-        linear(x.reshape([batch * seq, width]), weight, bias).reshape([
+        affine(x.reshape([batch * seq, width]), weight, bias, None).reshape([
             batch,
             seq,
             (to - from) * width,
         ])
     }
 
-    /// `[batch, heads, seq, head_dim]` → heads side by side → `out_proj`: `[batch, seq, width]`.
-    fn merge_heads(&self, out: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// `[batch, heads, seq, head_dim]` → heads side by side → `out_proj`: `[batch, seq, width]`,
+    /// plus `residual`.
+    fn merge_heads(&self, out: Tensor<B, 4>, residual: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
         let [batch, heads, seq, head_dim] = out.dims();
         let out = out.swap_dims(1, 2).reshape([batch * seq, heads * head_dim]);
-        self.out_proj
-            .forward(out)
-            .reshape([batch, seq, heads * head_dim])
+        let residual = residual.map(|r| r.reshape([batch * seq, heads * head_dim]));
+        linear_rows(&self.out_proj, out, residual).reshape([batch, seq, heads * head_dim])
     }
 }
 
@@ -192,19 +208,73 @@ fn attends_on_views<B: Backend>(device: &B::Device) -> bool {
     !B::ad_enabled(device) && B::name(device) == "flex"
 }
 
-/// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides; `mask`
-/// (`[batch, heads, seq_q, seq_k]`) is true where a query may not attend. Output contiguous.
+/// Which keys each query may attend to.
+enum Keys<B: Backend> {
+    All,
+    /// Query i of a sequence attends to keys ≤ i.
+    Causal,
+    /// The one query of sequence b attends to keys ≤ `at[b]` (`[batch]`).
+    UpTo(Tensor<B, 1, Int>),
+}
+
+impl<B: Backend> Keys<B> {
+    /// As burn's attention takes it: `[batch, heads, queries, keys]`, true where a query may not
+    /// attend; `None` for all keys.
+    fn mask(
+        &self,
+        [batch, heads, queries, keys]: [usize; 4],
+        device: &B::Device,
+    ) -> Option<Tensor<B, 4, Bool>> {
+        let shape = [batch, heads, queries, keys];
+        match self {
+            Keys::All => None,
+            Keys::Causal => {
+                let allowed = Tensor::<B, 2, Bool>::tril_mask([queries, keys], 0, device);
+                Some(allowed.reshape([1, 1, queries, keys]).expand(shape))
+            }
+            Keys::UpTo(at) => {
+                let keys = Tensor::<B, 1, Int>::arange(0..keys as i64, device)
+                    .reshape([1, 1, 1, keys])
+                    .expand(shape);
+                Some(keys.greater(at.clone().reshape([batch, 1, 1, 1]).expand(shape)))
+            }
+        }
+    }
+
+    /// As `flex_softmax` takes it.
+    #[cfg(feature = "flex")]
+    fn limit(&self) -> crate::flex_softmax::KeyLimit {
+        use crate::flex_softmax::KeyLimit;
+        match self {
+            Keys::All => KeyLimit::All,
+            Keys::Causal => KeyLimit::Causal,
+            Keys::UpTo(at) => {
+                let at = at.to_data();
+                KeyLimit::UpTo(at.iter::<i64>().map(|a| a.max(0) as usize).collect())
+            }
+        }
+    }
+}
+
+/// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides, each
+/// query over its allowed `keys`. Output contiguous. On `flex` the weights are one pass per row
+/// (`flex_softmax`).
 fn attend<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    mask: Option<Tensor<B, 4, Bool>>,
+    keys: Keys<B>,
 ) -> Tensor<B, 4> {
     let scale = (q.dims()[3] as f64).powf(-0.5);
-    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-    let scores = match mask {
-        Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
-        None => scores,
+    let scores = q.matmul(k.swap_dims(2, 3));
+    #[cfg(feature = "flex")]
+    let scores = match crate::flex_softmax::scaled_softmax(scores, scale as f32, &keys.limit()) {
+        Ok(weights) => return weights.matmul(v),
+        Err(scores) => scores,
+    };
+    let scores = match keys.mask(scores.dims(), &scores.device()) {
+        Some(mask) => scores.mul_scalar(scale).mask_fill(mask, f32::NEG_INFINITY),
+        None => scores.mul_scalar(scale),
     };
     softmax(scores, 3).matmul(v)
 }

@@ -36,3 +36,10 @@ pub(crate) fn map_flex<B: Backend, const D: usize>(
     *slot = f(slot)?;
     Some(Tensor::from_primitive(primitive))
 }
+
+/// Whether the tensor's f32 elements are its whole buffer, in order (so it can be worked on in place).
+pub(crate) fn covers_buffer(t: &FlexTensor) -> bool {
+    let layout = t.layout();
+    layout.contiguous_offsets() == Some((0, layout.num_elements()))
+        && t.bytes().len() == layout.num_elements() * size_of::<f32>()
+}

@@ -6,10 +6,9 @@
 //! 7.1.26 rational form, |error| ≤ 1.5e-7, with a vectorized `exp`; so does this pass, with its own
 //! `exp`: the result stays as close to open_clip's as `libm::erff`'s (see the tests).
 
-use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 
-use crate::flex::as_flex_mut;
+use crate::flex::{as_flex_mut, covers_buffer};
 
 /// `0.5·x·(1 + erf(x/√2))` computed here when `x` is a contiguous f32 tensor of `flex` (in place when
 /// it is not shared); otherwise `x` back, untouched, for burn's own GELU.
@@ -30,13 +29,6 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     } else {
         Err(x)
     }
-}
-
-/// Whether the tensor's elements are its whole buffer, in order.
-fn covers_buffer(t: &FlexTensor) -> bool {
-    let layout = t.layout();
-    layout.contiguous_offsets() == Some((0, layout.num_elements()))
-        && t.bytes().len() == layout.num_elements() * size_of::<f32>()
 }
 
 /// GELU of every element of `xs`, in place, in the CPU's widest vectors (the baseline x86-64 build
@@ -100,7 +92,7 @@ fn gelu_f32(x: f32) -> f32 {
 /// `e^r` by its Taylor series to r⁷ (relative error below 1e-8 there). Below e^−87 it returns ≈1e-38
 /// instead of smaller numbers, which the caller multiplies by at most 1.
 #[inline(always)]
-fn exp_neg(y: f32) -> f32 {
+pub(crate) fn exp_neg(y: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer, and the integer sits in the low mantissa bits
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75; // ln 2 split so that n·LN2_HI is exact for |n| < 2⁸

@@ -11,7 +11,11 @@ mod flex_conv;
 #[cfg(feature = "flex")]
 mod flex_gelu;
 #[cfg(feature = "flex")]
+mod flex_linear;
+#[cfg(feature = "flex")]
 mod flex_pool;
+#[cfg(feature = "flex")]
+mod flex_softmax;
 pub mod modified_resnet;
 pub mod text_transformer;
 pub mod transformer;

@@ -58,12 +58,21 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_added(x, None)
+    }
+
+    /// `residual + forward(x)` (`residual` as `x`), the residual added as part of the last
+    /// projection where the backend allows it.
+    pub(crate) fn forward_added(
+        &self,
+        x: Tensor<B, 3>,
+        residual: Option<Tensor<B, 3>>,
+    ) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
-        let x = x.reshape([batch * seq, width]);
-        let x = self
-            .c_proj
-            .forward(self.activation.forward(self.c_fc.forward(x)));
-        x.reshape([batch, seq, width])
+        let hidden = linear_rows(&self.c_fc, x.reshape([batch * seq, width]), None);
+        let residual = residual.map(|r| r.reshape([batch * seq, width]));
+        linear_rows(&self.c_proj, self.activation.forward(hidden), residual)
+            .reshape([batch, seq, width])
     }
 }
 
@@ -72,9 +81,38 @@ impl<B: Backend> Mlp<B> {
 /// tensor summed over the batch; flattening first makes both one large product.
 pub fn linear_tokens<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, seq, width] = x.dims();
-    let y = linear.forward(x.reshape([batch * seq, width]));
+    let y = linear_rows(linear, x.reshape([batch * seq, width]), None);
     let out = y.dims()[1];
     y.reshape([batch, seq, out])
+}
+
+/// `linear` of the rows of `x` (`[rows, in]`), plus `residual` (`[rows, out]`) when given.
+pub(crate) fn linear_rows<B: Backend>(
+    linear: &Linear<B>,
+    x: Tensor<B, 2>,
+    residual: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    let bias = linear.bias.as_ref().map(|b| b.val());
+    affine(x, linear.weight.val(), bias, residual)
+}
+
+/// `x·weight + bias` (`x`: `[rows, in]`, `weight`: `[in, out]`), plus `residual` (`[rows, out]`).
+/// At inference on `flex`, one product accumulated onto the bias and residual (`flex_linear`).
+pub(crate) fn affine<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    residual: Option<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    #[cfg(feature = "flex")]
+    if let Some(y) = crate::flex_linear::linear(&x, &weight, bias.as_ref(), residual.as_ref()) {
+        return y;
+    }
+    let y = burn::tensor::module::linear(x, weight, bias);
+    match residual {
+        Some(residual) => residual + y,
+        None => y,
+    }
 }
 
 #[derive(Module, Debug)]
@@ -87,8 +125,11 @@ pub struct ResidualAttentionBlock<B: Backend> {
 
 impl<B: Backend> ResidualAttentionBlock<B> {
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = self
+            .attn
+            .forward_added(self.ln_1.forward(x.clone()), Some(x), causal);
+        self.mlp
+            .forward_added(self.ln_2.forward(x.clone()), Some(x))
     }
 
     /// The block's output at position `at[b]` of each sequence only (`[batch, 1, width]`): keys and
@@ -97,8 +138,11 @@ impl<B: Backend> ResidualAttentionBlock<B> {
         let [batch, _, width] = x.dims();
         let index = at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]);
         let row = x.clone().gather(1, index);
-        let x = row + self.attn.forward_at(self.ln_1.forward(x), at, causal);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = self
+            .attn
+            .forward_at_added(self.ln_1.forward(x), at, Some(row), causal);
+        self.mlp
+            .forward_added(self.ln_2.forward(x.clone()), Some(x))
     }
 }
 
