@@ -54,9 +54,10 @@ impl<B: Backend> MultiheadAttention<B> {
     ) -> Tensor<B, 3> {
         let device = x.device();
         if attends_on_views::<B>(&device) {
+            let [batch, seq, _] = x.dims();
             let [q, k, v] = self.head_views(self.project(x, 0, 3));
             let keys = if causal { Keys::Causal } else { Keys::All };
-            return self.merge_head_rows(attend(q, k, v, keys), residual);
+            return self.project_out(attend(q, k, v, keys), [batch, seq], residual);
         }
         let [q, k, v] = self.heads(x, 0);
         let options = AttentionModuleOptions {
@@ -99,7 +100,7 @@ impl<B: Backend> MultiheadAttention<B> {
         };
         let keys = if causal { Keys::UpTo(at) } else { Keys::All };
         if views {
-            return self.merge_head_rows(attend(q, k, v, keys), residual);
+            return self.project_out(attend(q, k, v, keys), [batch, 1], residual);
         }
         let mask = keys.mask([batch, self.heads, 1, seq], &device);
         let out = attention(q, k, v, mask, None, Default::default());
@@ -120,20 +121,17 @@ impl<B: Backend> MultiheadAttention<B> {
         })
     }
 
-    /// `[batch, heads, seq, head_dim]` (contiguous) → heads side by side → `out_proj`: `[batch, seq,
-    /// width]`. Each head is a block of whole rows, so the side-by-side layout is built from row
-    /// copies (a concatenation) instead of an element-wise transposition. Plus `residual`.
-    fn merge_head_rows(&self, out: Tensor<B, 4>, residual: Option<Tensor<B, 3>>) -> Tensor<B, 3> {
-        let [batch, heads, seq, head_dim] = out.dims();
-        let rows = (0..heads)
-            .map(|h| out.clone().narrow(1, h, 1).reshape([batch * seq, head_dim]))
-            .collect();
-        let residual = residual.map(|r| r.reshape([batch * seq, heads * head_dim]));
-        linear_rows(&self.out_proj, Tensor::cat(rows, 1), residual).reshape([
-            batch,
-            seq,
-            heads * head_dim,
-        ])
+    /// Attention's output with the heads side by side (`[batch·seq, width]`) → `out_proj`, plus
+    /// `residual`: `[batch, seq, width]`.
+    fn project_out(
+        &self,
+        heads: Tensor<B, 2>,
+        [batch, seq]: [usize; 2],
+        residual: Option<Tensor<B, 3>>,
+    ) -> Tensor<B, 3> {
+        let width = heads.dims()[1];
+        let residual = residual.map(|r| r.reshape([batch * seq, width]));
+        linear_rows(&self.out_proj, heads, residual).reshape([batch, seq, width])
     }
 
     /// Parts `first..first + N` of the packed q; k; v projection of `x` (`[batch, seq, width]`), each
@@ -241,10 +239,10 @@ impl<B: Backend> Keys<B> {
         }
     }
 
-    /// As `flex_softmax` takes it.
+    /// As `flex_attention` takes it.
     #[cfg(feature = "flex")]
-    fn limit(&self) -> crate::flex_softmax::KeyLimit {
-        use crate::flex_softmax::KeyLimit;
+    fn limit(&self) -> crate::flex_attention::KeyLimit {
+        use crate::flex_attention::KeyLimit;
         match self {
             Keys::All => KeyLimit::All,
             Keys::Causal => KeyLimit::Causal,
@@ -257,24 +255,39 @@ impl<B: Backend> Keys<B> {
 }
 
 /// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides, each
-/// query over its allowed `keys`. Output contiguous. On `flex` the weights are one pass per row
-/// (`flex_softmax`).
+/// query over its allowed `keys`, with the heads side by side: `[batch·seq_q, heads·head_dim]`. On
+/// `flex` the weights are one pass per row and their product lands in that layout directly
+/// (`flex_attention`).
 fn attend<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     keys: Keys<B>,
-) -> Tensor<B, 4> {
+) -> Tensor<B, 2> {
     let scale = (q.dims()[3] as f64).powf(-0.5);
     let scores = q.matmul(k.swap_dims(2, 3));
     #[cfg(feature = "flex")]
-    let scores = match crate::flex_softmax::scaled_softmax(scores, scale as f32, &keys.limit()) {
-        Ok(weights) => return weights.matmul(v),
+    let scores = match crate::flex_attention::scaled_softmax(scores, scale as f32, &keys.limit()) {
+        Ok(weights) => {
+            return crate::flex_attention::weighted_values(&weights, &v)
+                .unwrap_or_else(|| side_by_side(weights.matmul(v)))
+        }
         Err(scores) => scores,
     };
+    let scores = scores.mul_scalar(scale);
     let scores = match keys.mask(scores.dims(), &scores.device()) {
-        Some(mask) => scores.mul_scalar(scale).mask_fill(mask, f32::NEG_INFINITY),
-        None => scores.mul_scalar(scale),
+        Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
+        None => scores,
     };
-    softmax(scores, 3).matmul(v)
+    side_by_side(softmax(scores, 3).matmul(v))
+}
+
+/// `[batch, heads, seq, head_dim]` (contiguous) → `[batch·seq, heads·head_dim]`. Each head is a block
+/// of whole rows, so this is row copies (a concatenation), not an element-wise transposition.
+fn side_by_side<B: Backend>(out: Tensor<B, 4>) -> Tensor<B, 2> {
+    let [batch, heads, seq, head_dim] = out.dims();
+    let rows = (0..heads)
+        .map(|h| out.clone().narrow(1, h, 1).reshape([batch * seq, head_dim]))
+        .collect();
+    Tensor::cat(rows, 1)
 }

@@ -43,3 +43,9 @@ pub(crate) fn covers_buffer(t: &FlexTensor) -> bool {
     layout.contiguous_offsets() == Some((0, layout.num_elements()))
         && t.bytes().len() == layout.num_elements() * size_of::<f32>()
 }
+
+/// `t` as a tensor of backend `B`, when `B`'s float tensors are `flex` ones.
+pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Option<Tensor<B, D>> {
+    let t = (Box::new(t) as Box<dyn Any>).downcast::<B::FloatTensorPrimitive>();
+    Some(Tensor::from_primitive(TensorPrimitive::Float(*t.ok()?)))
+}

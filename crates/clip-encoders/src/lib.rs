@@ -7,6 +7,8 @@ pub mod attention;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod flex_attention;
+#[cfg(feature = "flex")]
 mod flex_conv;
 #[cfg(feature = "flex")]
 mod flex_gelu;
@@ -14,8 +16,6 @@ mod flex_gelu;
 mod flex_linear;
 #[cfg(feature = "flex")]
 mod flex_pool;
-#[cfg(feature = "flex")]
-mod flex_softmax;
 pub mod modified_resnet;
 pub mod text_transformer;
 pub mod transformer;

@@ -1,14 +1,19 @@
-//! Attention weights on the `flex` backend as one pass per row: scale, causal limit and softmax.
+//! Attention on the `flex` backend: the weights as one pass per row (scale, causal limit and
+//! softmax), and their product with the values written straight into the heads-side-by-side layout.
 //!
-//! Through burn's ops that is four passes over the `[batch, heads, seq, seq]` scores (scale, mask
-//! fill — after copying the broadcast mask into a dense one — and softmax's two), with a scalar
+//! Through burn's ops the weights are four passes over the `[batch, heads, seq, seq]` scores (scale,
+//! mask fill — after copying the broadcast mask into a dense one — and softmax's two), with a scalar
 //! `expf` per element. Here each row is scaled, its allowed keys softmaxed with a vectorized `exp`
-//! (`flex_gelu`'s, within 1e-7 relative) and the rest set to zero, in place.
+//! (`flex_gelu`'s, within 1e-7 relative) and the rest set to zero, in place. The product with the
+//! values is then one `gemm` per (sequence, head) whose output rows are strided into
+//! `[batch·seq, heads·head_dim]`, the output projection's input, instead of a contiguous
+//! `[batch, heads, seq, head_dim]` product re-laid out by two copies.
 
-use burn::tensor::{backend::Backend, DType, Tensor};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex_mut, covers_buffer};
+use crate::flex::{as_flex, as_flex_mut, covers_buffer, from_flex};
 use crate::flex_gelu::exp_neg;
 
 /// Which keys each query row may attend to.
@@ -59,6 +64,91 @@ pub(crate) fn scaled_softmax<B: Backend>(
         Err(scores)
     }
 }
+
+/// `weights · values` for each (sequence, head), the heads side by side: `[batch·queries,
+/// heads·head_dim]` from `weights` (`[batch, heads, queries, keys]`) and `values` (`[batch, heads,
+/// keys, head_dim]`, any non-negative strides, e.g. a view of the packed projection). `None` unless
+/// both are `flex` f32 tensors of matching shapes.
+pub(crate) fn weighted_values<B: Backend>(
+    weights: &Tensor<B, 4>,
+    values: &Tensor<B, 4>,
+) -> Option<Tensor<B, 2>> {
+    let values = values.clone().into_primitive();
+    let values = as_flex(&values)?;
+    let weights = weights.clone().into_primitive();
+    let weights = as_flex(&weights)?;
+    from_flex(weighted_values_f32(weights, values)?)
+}
+
+fn weighted_values_f32(weights: &FlexTensor, values: &FlexTensor) -> Option<FlexTensor> {
+    if weights.dtype() != DType::F32 || values.dtype() != DType::F32 {
+        return None;
+    }
+    let weights = weights.to_contiguous();
+    let [batch, heads, queries, keys] = weights.layout().shape().dims::<4>();
+    let v = values.layout();
+    let [v_batch, v_heads, v_keys, head_dim] = v.shape().dims::<4>();
+    if [v_batch, v_heads, v_keys] != [batch, heads, keys] || v.strides().iter().any(|&s| s < 0) {
+        return None;
+    }
+    let total = batch * heads * queries * keys * head_dim;
+    let w = weights.storage::<f32>();
+    let vs = values.storage::<f32>();
+    let strides: Vec<usize> = v.strides().iter().map(|&s| s as usize).collect();
+    let last = [batch, heads, keys, head_dim]
+        .iter()
+        .zip(&strides)
+        .try_fold(v.start_offset(), |at, (&d, &s)| {
+            at.checked_add(d.saturating_sub(1).checked_mul(s)?)
+        })?;
+    if total == 0 || last >= vs.len() || w.len() < batch * heads * queries * keys {
+        return None; // burn's ops handle (or report) these
+    }
+    let width = heads * head_dim;
+    let mut out = vec![0.0f32; batch * queries * width];
+    let dst = SendPtr(out.as_mut_ptr());
+    (0..batch * heads).into_par_iter().for_each(|pair| {
+        let (b, h) = (pair / heads, pair % heads);
+        let dst = &dst;
+        // SAFETY: lhs is weights[b, h] (contiguous, inside `w` as checked); rhs elements are at most
+        // `last` < vs.len(); dst writes rows b·queries..(b+1)·queries, columns h·head_dim..(h+1)·
+        // head_dim of the `[batch·queries, width]` output: inside it, and disjoint between pairs
+        unsafe {
+            gemm::gemm(
+                queries,
+                head_dim,
+                keys,
+                dst.0.add(b * queries * width + h * head_dim),
+                1,
+                width as isize,
+                false,
+                w.as_ptr().add(pair * queries * keys),
+                1,
+                keys as isize,
+                vs.as_ptr()
+                    .add(v.start_offset() + b * strides[0] + h * strides[1]),
+                strides[3] as isize,
+                strides[2] as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+    Some(FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(Shape::from(vec![batch * queries, width])),
+        DType::F32,
+    ))
+}
+
+/// The output pointer, shared by the threads that write disjoint parts of it.
+struct SendPtr(*mut f32);
+// SAFETY: each thread writes only its own (sequence, head) block (see `weighted_values_f32`)
+unsafe impl Sync for SendPtr {}
 
 /// One row: `softmax(row[..allowed]·scale)`, zeros after (a row with no allowed key, which burn's
 /// softmax would fill with NaN, is all zeros here).
@@ -139,7 +229,7 @@ mod tests {
 
     type B = burn::backend::Flex;
 
-    fn scores(shape: [usize; 4]) -> Tensor<B, 4> {
+    fn random<const D: usize>(shape: [usize; D]) -> Tensor<B, D> {
         <B as burn::tensor::backend::Backend>::seed(&Default::default(), 7);
         Tensor::random(shape, Distribution::Normal(0.0, 3.0), &Default::default())
     }
@@ -160,7 +250,7 @@ mod tests {
         let device = Default::default();
         for seq in [1, 5, 16, 50, 77] {
             let shape = [3, 2, seq, seq];
-            let s = scores(shape);
+            let s = random(shape);
             let want = reference(s.clone(), 0.125, None);
             let got = scaled_softmax(s.clone(), 0.125, &KeyLimit::All).expect("flex f32");
             got.into_data()
@@ -175,7 +265,7 @@ mod tests {
                 .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
 
             let shape = [3, 2, 1, seq];
-            let s = scores(shape);
+            let s = random(shape);
             let last = [seq - 1, seq / 2, 0];
             let at = Tensor::<B, 1, Int>::from_ints(last.map(|l| l as i32), &device);
             let keys = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
@@ -189,9 +279,38 @@ mod tests {
         }
     }
 
+    /// Against `flex`'s matmul then the heads' row blocks side by side, with the values a strided
+    /// view of a packed `[batch, keys, 3·heads·head_dim]` projection, as attention reads them.
+    #[test]
+    fn weighted_values_land_side_by_side() {
+        let (batch, heads, queries, keys, head_dim) = (3, 4, 5, 7, 6);
+        let weights = random([batch, heads, queries, keys]);
+        let packed = random([batch, keys, 3 * heads * head_dim]);
+        let values = packed
+            .reshape([batch, keys, 3 * heads, head_dim])
+            .narrow(2, 2 * heads, heads)
+            .swap_dims(1, 2);
+        let product = weights.clone().matmul(values.clone());
+        let rows = (0..heads)
+            .map(|h| {
+                product
+                    .clone()
+                    .narrow(1, h, 1)
+                    .reshape([batch * queries, head_dim])
+            })
+            .collect();
+        let want = Tensor::cat(rows, 1);
+        let got = super::weighted_values(&weights, &values).expect("flex f32");
+        assert_eq!(got.dims(), [batch * queries, heads * head_dim]);
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-5));
+        let other_keys = random([batch, heads, keys + 1, head_dim]);
+        assert!(super::weighted_values(&weights, &other_keys).is_none());
+    }
+
     #[test]
     fn limits_that_do_not_fit_fall_back() {
-        let s = scores([2, 1, 3, 4]);
+        let s = random([2, 1, 3, 4]);
         assert!(scaled_softmax(s.clone(), 1.0, &KeyLimit::Causal).is_err());
         assert!(scaled_softmax(s, 1.0, &KeyLimit::UpTo(vec![1, 2])).is_err());
     }
