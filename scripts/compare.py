@@ -165,6 +165,17 @@ def nominal_peak_gflops(threads):
     return threads * mhz / 1000 * 2 * lanes * 2
 
 
+def measured_peak_gflops(binary, threads):
+    """The FMA rate `threads` cores sustain, from examples/fma_peak (16 independent FMA chains per
+    thread in the CPU's widest vectors, all threads at once); None when that binary is missing."""
+    if not binary.exists():
+        return None
+    out = subprocess.run([str(binary), "--threads", str(threads)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["gflops"]
+
+
 def gpu_memory_used_mib():
     out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                          capture_output=True, text=True)
@@ -228,7 +239,7 @@ def main():
     binary = a.binary
     if binary is None:
         features = {"flex": [], "ndarray": ["ndarray"], "wgpu": ["wgpu"], "cuda": ["cuda"]}[a.backend]
-        cmd = ["cargo", "build", "--release", "--example", "throughput"]
+        cmd = ["cargo", "build", "--release", "--example", "throughput", "--example", "fma_peak"]
         if features:
             cmd += ["--features", ",".join(features)]
         subprocess.run(cmd, cwd=ROOT, check=True)
@@ -282,7 +293,9 @@ def main():
     if have_torch:
         for key, preset, task, batch in cases:
             flops[(preset, task)] = flops_per_item(preset, task)
-    peak = nominal_peak_gflops(a.threads) if a.device == "cpu" else None
+    nominal = nominal_peak_gflops(a.threads) if a.device == "cpu" else None
+    measured = measured_peak_gflops(Path(binary).with_name("fma_peak"), a.threads) if a.device == "cpu" else None
+    peak = measured or nominal
 
     def best(side, preset, task):
         rs = [x for x in runs if x["side"] == side and x["preset"] == preset and x["task"] == task]
@@ -290,8 +303,12 @@ def main():
 
     print(f"\n{a.threads} threads, {a.dtype}, best of {a.rounds} rounds × {a.iters} batches; "
           f"project backend {a.backend}, PyTorch device {a.device}\n")
-    if peak:
-        print(f"Nominal fp32 FMA peak of {a.threads} cores: {peak:.0f} GFLOP/s (clock from /proc/cpuinfo).\n")
+    if measured:
+        print(f"Measured fp32 FMA peak of {a.threads} cores: {measured:.0f} GFLOP/s (examples/fma_peak); "
+              f"the nominal clock would give {nominal or 0:.0f}.\n")
+    elif nominal:
+        print(f"Nominal fp32 FMA peak of {a.threads} cores: {nominal:.0f} GFLOP/s (clock from /proc/cpuinfo; "
+              "examples/fma_peak not found next to the binary).\n")
     print("| model | task | batch | project items/s | PyTorch items/s | ratio | project peak MiB | PyTorch peak MiB "
           "| GFLOP/item | project % of peak | PyTorch % of peak |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
