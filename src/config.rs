@@ -123,7 +123,7 @@ impl ClipConfig {
             }
         }
         let t = &self.text;
-        check(t.heads > 0 && t.width % t.heads == 0, || {
+        check(t.heads > 0 && t.width.is_multiple_of(t.heads), || {
             format!(
                 "text width {} is not divisible into {} heads",
                 t.width, t.heads
@@ -666,7 +666,7 @@ impl ClipConfig {
         };
         // Heads are not stored in a state dict; OpenAI's models all use 64-wide heads.
         let heads = |width: usize, what: &str| -> Result<usize, ClipError> {
-            if width >= 64 && width % 64 == 0 {
+            if width >= 64 && width.is_multiple_of(64) {
                 Ok(width / 64)
             } else {
                 Err(ClipError::Config(format!(
