@@ -256,8 +256,7 @@ impl<B: Backend> Keys<B> {
 
 /// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides, each
 /// query over its allowed `keys`, with the heads side by side: `[batch·seq_q, heads·head_dim]`. On
-/// `flex` the weights are one pass per row and their product lands in that layout directly
-/// (`flex_attention`).
+/// `flex`, one (sequence, head) at a time with nothing in between left in memory (`flex_attention`).
 fn attend<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -265,16 +264,11 @@ fn attend<B: Backend>(
     keys: Keys<B>,
 ) -> Tensor<B, 2> {
     let scale = (q.dims()[3] as f64).powf(-0.5);
-    let scores = q.matmul(k.swap_dims(2, 3));
     #[cfg(feature = "flex")]
-    let scores = match crate::flex_attention::scaled_softmax(scores, scale as f32, &keys.limit()) {
-        Ok(weights) => {
-            return crate::flex_attention::weighted_values(&weights, &v)
-                .unwrap_or_else(|| side_by_side(weights.matmul(v)))
-        }
-        Err(scores) => scores,
-    };
-    let scores = scores.mul_scalar(scale);
+    if let Some(out) = crate::flex_attention::attention(&q, &k, &v, scale as f32, &keys.limit()) {
+        return out;
+    }
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
     let scores = match keys.mask(scores.dims(), &scores.device()) {
         Some(mask) => scores.mask_fill(mask, f32::NEG_INFINITY),
         None => scores,
