@@ -60,6 +60,7 @@ fn attention_f32(
         KeyLimit::UpTo(last) => queries == 1 && last.len() == batch,
     };
     if !fits
+        || scale.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
         || k.dims != [batch, heads, keys, head_dim]
         || v.dims[..3] != [batch, heads, keys]
         || batch * heads * queries * keys * head_dim * v_dim == 0
@@ -67,15 +68,16 @@ fn attention_f32(
         return None; // burn's ops handle (or report) these
     }
     let width = heads * v_dim;
+    let stride = keys.next_multiple_of(LANES);
     let mut out = vec![0.0f32; batch * queries * width];
     let dst = SendPtr(out.as_mut_ptr());
     let pairs = (0..batch * heads).into_par_iter();
     pairs.for_each_init(
-        || vec![0.0f32; queries * keys],
+        || vec![0.0f32; queries * stride],
         |scores, pair| {
             let (b, h) = (pair / heads, pair % heads);
             // SAFETY: `Heads::of` checked that every element of q, k and v is inside its storage;
-            // `scores` holds queries·keys elements, written at i·keys + j
+            // `scores` holds queries·stride elements, written at i·stride + j, j < keys ≤ stride
             unsafe {
                 gemm::gemm(
                     queries,
@@ -83,7 +85,7 @@ fn attention_f32(
                     head_dim,
                     scores.as_mut_ptr(),
                     1,
-                    keys as isize,
+                    stride as isize,
                     false,
                     q.at(b, h),
                     q.strides[3],
@@ -99,13 +101,13 @@ fn attention_f32(
                     gemm::Parallelism::None,
                 );
             }
-            for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
+            for (i, row) in scores.chunks_exact_mut(stride).enumerate() {
                 let allowed = match limit {
                     KeyLimit::All => keys,
                     KeyLimit::Causal => i + 1,
                     KeyLimit::UpTo(last) => last[b].saturating_add(1),
                 };
-                softmax_row(row, scale, allowed.min(keys));
+                softmax_row(row, scale, allowed, keys);
             }
             let dst = &dst;
             // SAFETY: as above for `scores` and v; dst gets rows b·queries..(b+1)·queries, columns
@@ -122,7 +124,7 @@ fn attention_f32(
                     false,
                     scores.as_ptr(),
                     1,
-                    keys as isize,
+                    stride as isize,
                     v.at(b, h),
                     v.strides[3],
                     v.strides[2],
@@ -185,74 +187,72 @@ struct SendPtr(*mut f32);
 // SAFETY: each thread writes only its own (sequence, head) block (see `attention_f32`)
 unsafe impl Sync for SendPtr {}
 
-/// One row: `softmax(row[..allowed]·scale)`, zeros after (a row with no allowed key, which burn's
-/// softmax would fill with NaN, is all zeros here).
-fn softmax_row(row: &mut [f32], scale: f32, allowed: usize) {
+/// Vector width the softmax works in; scratch rows are padded to a multiple of it so that every
+/// row, whatever its allowed length, is whole vectors (causal rows are mostly remainder otherwise).
+const LANES: usize = 16;
+
+/// One padded row (`row.len()` a multiple of [`LANES`], ≥ `keys`): `softmax(row[..allowed]·scale)`
+/// for `scale > 0`, zeros in `allowed..keys` (a row with no allowed key, which burn's softmax would
+/// fill with NaN, is all zeros here); the padding after `keys` is left meaningless.
+fn softmax_row(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above)
-            return unsafe { softmax_row_avx512(row, scale, allowed) };
+            return unsafe { softmax_row_avx512(row, scale, allowed, keys) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above)
-            return unsafe { softmax_row_avx2(row, scale, allowed) };
+            return unsafe { softmax_row_avx2(row, scale, allowed, keys) };
         }
     }
-    softmax_row_loop(row, scale, allowed)
+    softmax_row_loop(row, scale, allowed, keys)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, allowed: usize) {
-    softmax_row_loop(row, scale, allowed)
+unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
+    softmax_row_loop(row, scale, allowed, keys)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, allowed: usize) {
-    softmax_row_loop(row, scale, allowed)
+unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
+    softmax_row_loop(row, scale, allowed, keys)
 }
 
-/// Lane-wise partial maxima and sums (16 lanes) so that the loops vectorize.
+/// Whole vectors up to the one holding the last allowed key, the keys after it in that vector set to
+/// −∞ first (weight e^−87 ≈ 1e-38 from `exp_neg`, which does not change a sum ≥ 1, and zeroed at the
+/// end); lane-wise partial maxima and sums so that the loops vectorize.
 #[inline(always)]
-fn softmax_row_loop(row: &mut [f32], scale: f32, allowed: usize) {
-    const LANES: usize = 16;
-    let (live, masked) = row.split_at_mut(allowed);
-    masked.fill(0.0);
-    if live.is_empty() {
+fn softmax_row_loop(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
+    let allowed = allowed.min(keys);
+    if allowed == 0 {
+        row[..keys].fill(0.0);
         return;
     }
+    let live = &mut row[..allowed.next_multiple_of(LANES)];
+    live[allowed..].fill(f32::NEG_INFINITY);
     let mut lane_max = [f32::NEG_INFINITY; LANES];
-    let mut chunks = live.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
+    for chunk in live.chunks_exact_mut(LANES) {
         for (m, x) in lane_max.iter_mut().zip(chunk.iter_mut()) {
             *x *= scale;
             *m = m.max(*x);
         }
     }
-    let tail = chunks.into_remainder();
-    for (m, x) in lane_max.iter_mut().zip(tail.iter_mut()) {
-        *x *= scale;
-        *m = m.max(*x);
-    }
     let max = lane_max.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let mut lane_sum = [0.0f32; LANES];
-    let mut chunks = live.chunks_exact_mut(LANES);
-    for chunk in &mut chunks {
+    for chunk in live.chunks_exact_mut(LANES) {
         for (s, x) in lane_sum.iter_mut().zip(chunk.iter_mut()) {
             *x = exp_neg(max - *x);
             *s += *x;
         }
     }
-    for (s, x) in lane_sum.iter_mut().zip(chunks.into_remainder()) {
-        *x = exp_neg(max - *x);
-        *s += *x;
-    }
     let inverse = 1.0 / lane_sum.iter().sum::<f32>();
-    for x in live.iter_mut() {
+    for x in live[..allowed].iter_mut() {
         *x *= inverse;
     }
+    row[allowed..keys].fill(0.0);
 }
 
 #[cfg(test)]
