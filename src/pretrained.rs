@@ -15,7 +15,7 @@ use crate::config::ClipConfig;
 use crate::error::ClipError;
 use crate::model::Clip;
 use crate::weights::{
-    load_state_dict, save_open_clip_safetensors, write_atomic, Layout, StateDict,
+    load_state_dict_owned, save_open_clip_safetensors, write_atomic, Layout, StateDict,
 };
 
 /// Weight file names open_clip and Hugging Face publish, in the order they are preferred.
@@ -299,7 +299,7 @@ impl<B: Backend> Pretrained<B> {
             (config, preprocess, ConfigSource::Inferred)
         };
         let mut model = config.init::<B>(device)?;
-        let layout = load_state_dict(&mut model, &state_dict)?;
+        let layout = load_state_dict_owned(&mut model, state_dict)?;
         let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
         Ok(Self {
             model,

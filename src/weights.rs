@@ -2,14 +2,17 @@
 //! layout (the canonical one: OpenAI's, and what open_clip and most checkpoints use), then mapped onto
 //! the module's parameters with the few transposes burn's `[in, out]` Linear needs.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use burn::module::ParamId;
-use burn::tensor::{backend::Backend, DType, TensorData};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor, TensorData};
 use burn_store::pytorch::PytorchReader;
-use burn_store::{ModuleSnapshot, TensorSnapshot};
-use safetensors::tensor::{Dtype, SafeTensors};
+use burn_store::{ModuleSnapshot, TensorSnapshot, TensorSnapshotError};
+use safetensors::tensor::{Dtype, Metadata, TensorInfo};
 
 use crate::error::ClipError;
 use crate::model::Clip;
@@ -51,15 +54,17 @@ impl StateDict {
     /// A checkpoint nested as `{"state_dict": …}` and a DDP `module.` prefix are unwrapped.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, ClipError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| ClipError::Io {
+        let io = |source| ClipError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let tensors = if is_safetensors(&bytes) {
-            read_safetensors(path, &bytes)?
-        } else {
-            drop(bytes);
-            read_pytorch(path)?
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let tensors = match safetensors_header(&mut file).map_err(io)? {
+            Some(header) => read_safetensors(path, &mut file, &header)?,
+            None => {
+                drop(file);
+                read_pytorch(path)?
+            }
         };
         if tensors.is_empty() {
             return Err(weights_error(path, "the file holds no tensors"));
@@ -90,17 +95,49 @@ impl StateDict {
     }
 }
 
-fn is_safetensors(bytes: &[u8]) -> bool {
-    bytes.len() > 9
-        && u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])) < bytes.len() as u64
-        && bytes[8] == b'{'
+/// The JSON header of a safetensors file (its first 8 bytes are the header's length, and the header
+/// starts with `{`), or `None` for any other file.
+fn safetensors_header(file: &mut std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
+    let file_len = file.metadata()?.len();
+    let mut prefix = [0u8; 9];
+    if file_len < 9 || file.read_exact(&mut prefix).is_err() {
+        return Ok(None);
+    }
+    let header_len = u64::from_le_bytes(prefix[..8].try_into().unwrap_or([0; 8]));
+    if header_len > file_len - 8 || header_len > MAX_HEADER_BYTES || prefix[8] != b'{' {
+        return Ok(None);
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.seek(SeekFrom::Start(8))?;
+    file.read_exact(&mut header)?;
+    Ok(Some(header))
 }
 
-fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, TensorData>, ClipError> {
-    let file = SafeTensors::deserialize(bytes).map_err(|e| weights_error(path, e.to_string()))?;
+/// safetensors' own limit on the header.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Each tensor read from the file straight into its own buffer, in file order: the file is never
+/// held in memory whole, so loading peaks at about one copy of the weights rather than two.
+fn read_safetensors(
+    path: &Path,
+    file: &mut std::fs::File,
+    header: &[u8],
+) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    let metadata: Metadata = serde_json::from_slice(header)
+        .map_err(|e| weights_error(path, format!("safetensors header: {e}")))?;
+    let data_start = 8 + header.len() as u64;
+    let file_len = file
+        .metadata()
+        .map_err(|source| ClipError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    let mut infos: Vec<(String, &TensorInfo)> = metadata.tensors().into_iter().collect();
+    infos.sort_by_key(|(_, info)| info.data_offsets);
     let mut out = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        let dtype = match view.dtype() {
+    for (name, info) in infos {
+        let dtype = match info.dtype {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
@@ -114,8 +151,32 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, Tensor
                 })
             }
         };
-        let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
-        out.insert(name, data);
+        let (start, end) = info.data_offsets;
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.bitsize() / 8, |n, &d| n.checked_mul(d));
+        let in_file = data_start
+            .checked_add(end as u64)
+            .is_some_and(|last| last <= file_len);
+        if start > end || bytes != Some(end - start) || !in_file {
+            return Err(weights_error(
+                path,
+                format!(
+                    "tensor {name}: bytes {start}..{end} do not hold a {:?} {:?} inside a \
+                     {file_len}-byte file (truncated or corrupt)",
+                    info.dtype, info.shape
+                ),
+            ));
+        }
+        let mut data = vec![0u8; end - start];
+        file.seek(SeekFrom::Start(data_start + start as u64))
+            .and_then(|_| file.read_exact(&mut data))
+            .map_err(|e| weights_error(path, format!("tensor {name}: {e}")))?;
+        out.insert(
+            name,
+            TensorData::from_bytes_vec(data, info.shape.clone(), dtype),
+        );
     }
     Ok(out)
 }
@@ -428,17 +489,26 @@ pub fn load_state_dict<B: Backend>(
     model: &mut Clip<B>,
     sd: &StateDict,
 ) -> Result<Layout, ClipError> {
+    load_state_dict_owned(model, sd.clone())
+}
+
+/// [`load_state_dict`] consuming the state dict: each tensor's buffer moves into the model instead
+/// of being copied first (one copy of the weights less at the peak of loading).
+pub(crate) fn load_state_dict_owned<B: Backend>(
+    model: &mut Clip<B>,
+    mut sd: StateDict,
+) -> Result<Layout, ClipError> {
     let layout = sd.layout();
     let (tensors, source) = match layout {
-        Layout::HuggingFace => hf_to_open_clip(sd)?,
-        Layout::OpenClip => (sd.tensors.clone(), HashMap::new()),
+        Layout::HuggingFace => {
+            let renamed = hf_to_open_clip(&sd)?;
+            sd.tensors.clear();
+            renamed
+        }
+        Layout::OpenClip => (std::mem::take(&mut sd.tensors), HashMap::new()),
     };
     let source_of = |key: &str| source.get(key).cloned().unwrap_or_else(|| key.to_string());
-    let expected: BTreeMap<String, Vec<usize>> = model
-        .collect(None, None, true)
-        .into_iter()
-        .map(|s| (s.full_path(), s.shape.to_vec()))
-        .collect();
+    let expected = parameter_shapes(model);
     let mut snapshots = Vec::with_capacity(expected.len());
     let mut seen = std::collections::BTreeSet::new();
     for (key, data) in tensors {
@@ -485,12 +555,7 @@ pub fn load_state_dict<B: Backend>(
         }
         seen.insert(path.clone());
         let stack: Vec<String> = path.split('.').map(str::to_string).collect();
-        snapshots.push(TensorSnapshot::from_data(
-            data,
-            stack,
-            vec![],
-            ParamId::new(),
-        ));
+        snapshots.push(moving_snapshot(data, stack));
     }
     if let Some(missing) = expected.keys().find(|p| !seen.contains(*p)) {
         let key = open_clip_key(missing);
@@ -508,6 +573,70 @@ pub fn load_state_dict<B: Backend>(
         return Err(weights_error(&sd.path, format!("{error:?}")));
     }
     Ok(layout)
+}
+
+/// A snapshot whose data moves into the model when applied. `TensorSnapshot::from_data` clones its
+/// data on every read, so all the weights would exist twice until `apply` returns.
+fn moving_snapshot(data: TensorData, path: Vec<String>) -> TensorSnapshot {
+    let (dtype, shape) = (data.dtype, data.shape.clone());
+    let slot = RefCell::new(Some(data));
+    let take = move || {
+        slot.borrow_mut().take().ok_or_else(|| {
+            TensorSnapshotError::DataError("read twice: already moved into the model".into())
+        })
+    };
+    TensorSnapshot::from_closure(Rc::new(take), dtype, shape, path, vec![], ParamId::new())
+}
+
+/// Every parameter's path (as burn-store names it: enum variants skipped) and shape, read without
+/// materializing lazily initialized parameters: a snapshot of the freshly built model would fill all
+/// of them with random values first, one more copy of the weights at the peak of loading.
+fn parameter_shapes<B: Backend>(model: &Clip<B>) -> BTreeMap<String, Vec<usize>> {
+    let mut shapes = ParameterShapes::default();
+    model.visit(&mut shapes);
+    shapes.shapes
+}
+
+#[derive(Default)]
+struct ParameterShapes {
+    path: Vec<String>,
+    /// whether each entered module added a path segment (enum variants do not)
+    named: Vec<bool>,
+    shapes: BTreeMap<String, Vec<usize>>,
+}
+
+impl ParameterShapes {
+    fn add(&mut self, shape: burn::tensor::Shape) {
+        self.shapes.insert(self.path.join("."), shape.to_vec());
+    }
+}
+
+impl<B: Backend> ModuleVisitor<B> for ParameterShapes {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        let named = !container_type.starts_with("Enum:");
+        if named {
+            self.path.push(name.to_string());
+        }
+        self.named.push(named);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        if self.named.pop() == Some(true) {
+            self.path.pop();
+        }
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.add(param.lazy_shape());
+    }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, Int>>) {
+        self.add(param.lazy_shape());
+    }
+
+    fn visit_bool<const D: usize>(&mut self, param: &Param<Tensor<B, D, Bool>>) {
+        self.add(param.lazy_shape());
+    }
 }
 
 /// The model's parameters under open_clip's names and layouts, as f32 tensors.

@@ -151,8 +151,18 @@ fn truncated_and_garbage_weight_files_are_errors() {
     let bytes = std::fs::read(fixture("vit_tiny/open_clip_model.safetensors")).unwrap();
     let cut = dir.path().join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    match StateDict::read(&cut) {
+        // the first tensor past the cut is named
+        Err(ClipError::Weights { message, .. }) => {
+            assert!(message.starts_with("tensor ") && message.contains("truncated"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let header_only = dir.path().join("header_only.safetensors");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    std::fs::write(&header_only, &bytes[..8 + header_len]).unwrap();
     assert!(matches!(
-        StateDict::read(&cut),
+        StateDict::read(&header_only),
         Err(ClipError::Weights { .. })
     ));
     let junk = dir.path().join("junk.bin");
