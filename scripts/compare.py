@@ -3,7 +3,8 @@
 
 The same random-weight ViT-B/32 and RN50 are saved once as open_clip directories (safetensors) and
 run by both sides, alternately, for a few rounds, each run in a fresh process with the same thread
-count. Reported: items/s (best round), the ratio, and each process's peak resident memory (VmHWM).
+count. Reported: items/s (best round), the ratio, each process's peak resident memory (VmHWM), and
+on CPUs the share of the cores' fp32 FMA peak each side reaches, measured by examples/fma_peak.
 PyTorch runs in eval mode under `torch.inference_mode()`, float32 unless --dtype says otherwise.
 
     python3 scripts/compare.py                         # CPU, 2 threads, batch 16
