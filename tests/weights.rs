@@ -154,7 +154,10 @@ fn truncated_and_garbage_weight_files_are_errors() {
     match StateDict::read(&cut) {
         // the first tensor past the cut is named
         Err(ClipError::Weights { message, .. }) => {
-            assert!(message.starts_with("tensor ") && message.contains("truncated"), "{message}")
+            assert!(
+                message.starts_with("tensor ") && message.contains("truncated"),
+                "{message}"
+            )
         }
         other => panic!("{other:?}"),
     }

@@ -38,8 +38,8 @@ pub struct MultiheadAttention<B: Backend> {
 }
 
 impl<B: Backend> MultiheadAttention<B> {
-    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; the fused
-    /// op never materializes that mask (the `flex` path fills the scores through a `[seq, seq]` one).
+    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; neither
+    /// the fused op nor the `flex` path materializes that mask.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         self.forward_added(x, None, causal)
     }
@@ -227,8 +227,9 @@ impl<B: Backend> Keys<B> {
         match self {
             Keys::All => None,
             Keys::Causal => {
-                let allowed = Tensor::<B, 2, Bool>::tril_mask([queries, keys], 0, device);
-                Some(allowed.reshape([1, 1, queries, keys]).expand(shape))
+                // true above the diagonal: the keys after each query
+                let later = Tensor::<B, 2, Bool>::tril_mask([queries, keys], 0, device);
+                Some(later.reshape([1, 1, queries, keys]).expand(shape))
             }
             Keys::UpTo(at) => {
                 let keys = Tensor::<B, 1, Int>::arange(0..keys as i64, device)

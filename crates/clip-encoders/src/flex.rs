@@ -49,3 +49,14 @@ pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Option<Ten
     let t = (Box::new(t) as Box<dyn Any>).downcast::<B::FloatTensorPrimitive>();
     Some(Tensor::from_primitive(TensorPrimitive::Float(*t.ok()?)))
 }
+
+/// A `flex` tensor of N(0, 1) values, the same for the same `seed`: the kernels' test inputs.
+#[cfg(test)]
+pub(crate) fn random<const D: usize>(
+    shape: [usize; D],
+    seed: u64,
+) -> Tensor<burn::backend::Flex, D> {
+    let device = Default::default();
+    <burn::backend::Flex as Backend>::seed(&device, seed);
+    Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &device)
+}

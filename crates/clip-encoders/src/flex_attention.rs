@@ -258,16 +258,12 @@ fn softmax_row_loop(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
 #[cfg(test)]
 mod tests {
     use burn::tensor::activation::softmax;
-    use burn::tensor::{Bool, Distribution, Int, Tensor, Tolerance};
+    use burn::tensor::{Bool, Int, Tensor, Tolerance};
 
     use super::{attention, KeyLimit};
+    use crate::flex::random;
 
     type B = burn::backend::Flex;
-
-    fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
-        <B as burn::tensor::backend::Backend>::seed(&Default::default(), seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-    }
 
     /// Parts `first..first + n` of a packed `[batch, seq, 3·heads·head_dim]` projection as `[batch,
     /// heads, seq, head_dim]` views, as `MultiheadAttention` reads them.

@@ -65,7 +65,7 @@ fn linear_f32(
         None => None,
     };
     let residual = match &residual {
-        Some(r) if r.layout().shape().dims::<2>() != [m, n] => return None,
+        Some(r) if r.layout().shape().to_vec() != [m, n] => return None,
         Some(r) => Some(r.storage::<f32>().get(..m * n)?),
         None => None,
     };
@@ -162,14 +162,9 @@ impl<'a> Operand<'a> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, Tensor, Tolerance};
+    use burn::tensor::Tolerance;
 
-    type B = burn::backend::Flex;
-
-    fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
-        <B as burn::tensor::backend::Backend>::seed(&Default::default(), seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
-    }
+    use crate::flex::random;
 
     /// Against `flex`'s matmul + add, with and without bias and residual, on contiguous inputs, a
     /// transposed weight view and a column block of a wider weight (as the packed q/k/v projection is
