@@ -276,11 +276,14 @@ fn hf_block_rename(rest: &str) -> String {
 type Renamed = (BTreeMap<String, TensorData>, HashMap<String, String>);
 
 /// Renames an HF state dict to open_clip's layout: q/k/v packed, projections transposed.
-fn hf_to_open_clip(sd: &StateDict) -> Result<Renamed, ClipError> {
+fn hf_to_open_clip(
+    path: &Path,
+    tensors: BTreeMap<String, TensorData>,
+) -> Result<Renamed, ClipError> {
     let mut out = BTreeMap::new();
     let mut source = HashMap::new();
     let mut qkv: BTreeMap<String, [Option<TensorData>; 3]> = BTreeMap::new();
-    for (key, data) in &sd.tensors {
+    for (key, data) in tensors {
         if key.ends_with("position_ids") {
             continue;
         }
@@ -308,33 +311,33 @@ fn hf_to_open_clip(sd: &StateDict) -> Result<Renamed, ClipError> {
                     "bias"
                 };
                 let packed = format!("{prefix}{layer}.attn.in_proj_{kind}");
-                qkv.entry(packed).or_default()[slot] = Some(data.clone());
+                qkv.entry(packed).or_default()[slot] = Some(data);
                 continue;
             }
             let new = format!("{prefix}{layer}.{}", hf_block_rename(tail));
             source.insert(new.clone(), key.clone());
-            out.insert(new, data.clone());
+            out.insert(new, data);
             continue;
         }
         let (new, data) = match key.as_str() {
             "text_model.embeddings.token_embedding.weight" => {
-                ("token_embedding.weight".to_string(), data.clone())
+                ("token_embedding.weight".to_string(), data)
             }
             "text_model.embeddings.position_embedding.weight" => {
-                ("positional_embedding".to_string(), data.clone())
+                ("positional_embedding".to_string(), data)
             }
             "vision_model.embeddings.class_embedding" => {
-                ("visual.class_embedding".to_string(), data.clone())
+                ("visual.class_embedding".to_string(), data)
             }
             "vision_model.embeddings.patch_embedding.weight" => {
-                ("visual.conv1.weight".to_string(), data.clone())
+                ("visual.conv1.weight".to_string(), data)
             }
             "vision_model.embeddings.position_embedding.weight" => {
-                ("visual.positional_embedding".to_string(), data.clone())
+                ("visual.positional_embedding".to_string(), data)
             }
-            "visual_projection.weight" => ("visual.proj".to_string(), transpose(data.clone())),
-            "text_projection.weight" => ("text_projection".to_string(), transpose(data.clone())),
-            "logit_scale" => ("logit_scale".to_string(), data.clone()),
+            "visual_projection.weight" => ("visual.proj".to_string(), transpose(data)),
+            "text_projection.weight" => ("text_projection".to_string(), transpose(data)),
+            "logit_scale" => ("logit_scale".to_string(), data),
             k => {
                 let renamed = k
                     .replace("text_model.final_layer_norm", "ln_final")
@@ -342,12 +345,12 @@ fn hf_to_open_clip(sd: &StateDict) -> Result<Renamed, ClipError> {
                     .replace("vision_model.post_layernorm", "visual.ln_post");
                 if renamed == k {
                     return Err(ClipError::UnexpectedKey {
-                        path: sd.path.clone(),
+                        path: path.to_path_buf(),
                         key: k.to_string(),
                         layout: Layout::HuggingFace.name(),
                     });
                 }
-                (renamed, data.clone())
+                (renamed, data)
             }
         };
         source.insert(new.clone(), key.clone());
@@ -371,14 +374,14 @@ fn hf_to_open_clip(sd: &StateDict) -> Result<Renamed, ClipError> {
                 .map(|(s, _)| hf(s))
                 .unwrap_or_default();
             return Err(ClipError::MissingKey {
-                path: sd.path.clone(),
+                path: path.to_path_buf(),
                 key: missing,
             });
         };
         let shapes: Vec<Vec<usize>> = [&q, &k, &v].iter().map(|t| t.shape.to_vec()).collect();
         if shapes[0] != shapes[1] || shapes[0] != shapes[2] {
             return Err(ClipError::Shape {
-                path: sd.path.clone(),
+                path: path.to_path_buf(),
                 key: hf("k"),
                 expected: shapes[0].clone(),
                 found: shapes[1].clone(),
@@ -500,11 +503,7 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
 ) -> Result<Layout, ClipError> {
     let layout = sd.layout();
     let (tensors, source) = match layout {
-        Layout::HuggingFace => {
-            let renamed = hf_to_open_clip(&sd)?;
-            sd.tensors.clear();
-            renamed
-        }
+        Layout::HuggingFace => hf_to_open_clip(&sd.path, std::mem::take(&mut sd.tensors))?,
         Layout::OpenClip => (std::mem::take(&mut sd.tensors), HashMap::new()),
     };
     let source_of = |key: &str| source.get(key).cloned().unwrap_or_else(|| key.to_string());

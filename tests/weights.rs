@@ -92,6 +92,24 @@ fn missing_tensor_is_named() {
     }
 }
 
+/// A Hugging Face checkpoint missing one of a layer's q/k/v projections: the error names that
+/// tensor in the file's own naming (the three are packed into one on import).
+#[test]
+fn missing_hf_attention_part_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "preprocessor_config.json"] {
+        std::fs::copy(fixture(&format!("hf_tiny/{file}")), dir.path().join(file)).unwrap();
+    }
+    let mut sd = StateDict::read(fixture("hf_tiny/model.safetensors")).unwrap();
+    let key = "vision_model.encoder.layers.1.self_attn.k_proj.weight";
+    assert!(sd.tensors.remove(key).is_some(), "hf_tiny has {key}");
+    write_safetensors(&dir.path().join("model.safetensors"), &sd.tensors).unwrap();
+    match Pretrained::<B>::load(dir.path(), &Default::default()) {
+        Err(ClipError::MissingKey { key: named, .. }) => assert_eq!(named, key),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn wrong_shape_names_key_and_both_shapes() {
     let (_dir, result) = edited_model(|t| {
