@@ -50,6 +50,58 @@ pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Option<Ten
     Some(Tensor::from_primitive(TensorPrimitive::Float(*t.ok()?)))
 }
 
+/// A matrix operand of [`gemm_f32`]: its first element and the steps, in elements, from one row and
+/// from one column to the next.
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<P> {
+    pub at: P,
+    pub row: isize,
+    pub col: isize,
+}
+
+/// `dst = lhs · rhs` (`[m, k] · [k, n]`), or `dst += lhs · rhs` with `accumulate`: the `gemm` crate
+/// (the one `flex` uses) with its scalars fixed, so that each caller names only its operands.
+///
+/// # Safety
+/// Every element (i, j) of each operand, at `at + i·row + j·col`, must lie inside its allocation,
+/// and no two elements of `dst` may share an address, nor any with `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: Strided<*mut f32>,
+    lhs: Strided<*const f32>,
+    rhs: Strided<*const f32>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's contract is gemm's
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.at,
+            dst.col,
+            dst.row,
+            accumulate,
+            lhs.at,
+            lhs.col,
+            lhs.row,
+            rhs.at,
+            rhs.col,
+            rhs.row,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// A `flex` tensor of N(0, 1) values, the same for the same `seed`: the kernels' test inputs.
 #[cfg(test)]
 pub(crate) fn random<const D: usize>(

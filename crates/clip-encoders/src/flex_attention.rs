@@ -13,7 +13,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, from_flex};
+use crate::flex::{as_flex, from_flex, gemm_f32, Strided};
 use crate::flex_gelu::exp_neg;
 
 /// Which keys each query row may attend to.
@@ -79,24 +79,17 @@ fn attention_f32(
             // SAFETY: `Heads::of` checked that every element of q, k and v is inside its storage;
             // `scores` holds queries·stride elements, written at i·stride + j, j < keys ≤ stride
             unsafe {
-                gemm::gemm(
+                gemm_f32(
                     queries,
                     keys,
                     head_dim,
-                    scores.as_mut_ptr(),
-                    1,
-                    stride as isize,
-                    false,
-                    q.at(b, h),
-                    q.strides[3],
-                    q.strides[2],
-                    k.at(b, h),
-                    k.strides[2],
-                    k.strides[3],
-                    0.0,
-                    1.0,
-                    false,
-                    false,
+                    Strided {
+                        at: scores.as_mut_ptr(),
+                        row: stride as isize,
+                        col: 1,
+                    },
+                    q.at(b, h, 2, 3),
+                    k.at(b, h, 3, 2),
                     false,
                     gemm::Parallelism::None,
                 );
@@ -114,24 +107,21 @@ fn attention_f32(
             // h·v_dim..(h+1)·v_dim of the `[batch·queries, width]` output: inside it, and disjoint
             // between pairs
             unsafe {
-                gemm::gemm(
+                gemm_f32(
                     queries,
                     v_dim,
                     keys,
-                    dst.0.add(b * queries * width + h * v_dim),
-                    1,
-                    width as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    stride as isize,
-                    v.at(b, h),
-                    v.strides[3],
-                    v.strides[2],
-                    0.0,
-                    1.0,
-                    false,
-                    false,
+                    Strided {
+                        at: dst.0.add(b * queries * width + h * v_dim),
+                        row: width as isize,
+                        col: 1,
+                    },
+                    Strided {
+                        at: scores.as_ptr(),
+                        row: stride as isize,
+                        col: 1,
+                    },
+                    v.at(b, h, 2, 3),
                     false,
                     gemm::Parallelism::None,
                 );
@@ -175,10 +165,15 @@ impl<'a> Heads<'a> {
         })
     }
 
-    /// The first element of sequence `b`'s head `h`.
-    fn at(&self, b: usize, h: usize) -> *const f32 {
+    /// Sequence `b`'s head `h` as a matrix whose rows run along axis `rows` and columns along axis
+    /// `cols` (2 and 3 as stored, 3 and 2 transposed).
+    fn at(&self, b: usize, h: usize, rows: usize, cols: usize) -> Strided<*const f32> {
         let offset = self.start + b * self.strides[0] as usize + h * self.strides[1] as usize;
-        self.data[offset..].as_ptr()
+        Strided {
+            at: self.data[offset..].as_ptr(),
+            row: self.strides[rows],
+            col: self.strides[cols],
+        }
     }
 }
 

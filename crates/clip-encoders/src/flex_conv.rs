@@ -12,7 +12,7 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, map_flex};
+use crate::flex::{as_flex, gemm_f32, map_flex, Strided};
 
 /// `conv2d(x, weight, bias)` with stride 1 and padding `k/2` (odd kernels), when the tensors are
 /// `flex` f32 ones; `None` otherwise (the caller then uses burn's convolution).
@@ -151,25 +151,26 @@ impl Geometry {
                 // c_in·padded_len − 1 (or c_in·h·w − 1 for a 1×1 kernel, read in place) < src.len();
                 // dst[co·n + p] < c_out·n = dst.len() (lengths checked by the caller)
                 unsafe {
-                    gemm::gemm(
+                    gemm_f32(
                         c_out,
                         n,
                         c_in,
-                        dst.as_mut_ptr(),
-                        1,
-                        n as isize,
+                        Strided {
+                            at: dst.as_mut_ptr(),
+                            row: n as isize,
+                            col: 1,
+                        },
+                        Strided {
+                            at: ws.as_ptr().add(i * kw + j),
+                            row: (c_in * kh * kw) as isize,
+                            col: (kh * kw) as isize,
+                        },
+                        Strided {
+                            at: src.as_ptr().add(i * row + j),
+                            row: src_rs as isize,
+                            col: 1,
+                        },
                         true,
-                        ws.as_ptr().add(i * kw + j),
-                        (kh * kw) as isize,
-                        (c_in * kh * kw) as isize,
-                        src.as_ptr().add(i * row + j),
-                        1,
-                        src_rs as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
                         parallelism,
                     );
                 }

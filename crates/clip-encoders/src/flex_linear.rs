@@ -9,7 +9,7 @@
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
 
-use crate::flex::{as_flex, map_flex};
+use crate::flex::{as_flex, gemm_f32, map_flex, Strided};
 
 /// `x·weight + bias` (`x`: `[m, k]`, `weight`: `[k, n]`, `bias`: `[n]`), plus `residual` (`[m, n]`)
 /// when given, for `flex` f32 tensors; `None` otherwise (the caller then uses burn's ops).
@@ -91,25 +91,18 @@ fn linear_f32(
     // `start + i·row_stride + j·col_stride`, lies inside its storage; `out` holds m·n elements,
     // written at `i·n + j`
     unsafe {
-        gemm::gemm(
+        gemm_f32(
             m,
             n,
             k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+            Strided {
+                at: out.as_mut_ptr(),
+                row: n as isize,
+                col: 1,
+            },
+            lhs.strided(),
+            rhs.strided(),
             true,
-            lhs.data.as_ptr().add(lhs.start),
-            lhs.col_stride,
-            lhs.row_stride,
-            rhs.data.as_ptr().add(rhs.start),
-            rhs.col_stride,
-            rhs.row_stride,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
             parallelism,
         );
     }
@@ -131,6 +124,14 @@ struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
+    fn strided(&self) -> Strided<*const f32> {
+        Strided {
+            at: self.data[self.start..].as_ptr(),
+            row: self.row_stride,
+            col: self.col_stride,
+        }
+    }
+
     /// `None` unless `t` is 2-D with non-negative strides and every element inside its storage.
     fn of(t: &'a FlexTensor) -> Option<Self> {
         let layout = t.layout();
