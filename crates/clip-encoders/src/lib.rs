@@ -15,6 +15,8 @@ mod flex_gelu;
 #[cfg(feature = "flex")]
 mod flex_linear;
 #[cfg(feature = "flex")]
+mod flex_patches;
+#[cfg(feature = "flex")]
 mod flex_pool;
 pub mod modified_resnet;
 pub mod text_transformer;
