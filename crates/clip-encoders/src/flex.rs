@@ -4,8 +4,8 @@
 
 use std::any::Any;
 
-use burn::backend::flex::FlexTensor;
-use burn::tensor::{backend::Backend, Tensor, TensorPrimitive};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor, TensorPrimitive};
 
 /// The `flex` float tensor `primitive` holds, if it holds one.
 pub(crate) fn as_flex<B: Backend>(primitive: &TensorPrimitive<B>) -> Option<&FlexTensor> {
@@ -48,6 +48,21 @@ pub(crate) fn covers_buffer(t: &FlexTensor) -> bool {
 pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Option<Tensor<B, D>> {
     let t = (Box::new(t) as Box<dyn Any>).downcast::<B::FloatTensorPrimitive>();
     Some(Tensor::from_primitive(TensorPrimitive::Float(*t.ok()?)))
+}
+
+/// The four sizes of a rank-4 tensor; `None` for any other rank.
+pub(crate) fn dims4(t: &FlexTensor) -> Option<[usize; 4]> {
+    let shape = t.layout().shape();
+    (shape.num_dims() == 4).then(|| [shape[0], shape[1], shape[2], shape[3]])
+}
+
+/// A contiguous f32 `flex` tensor of shape `dims` holding `values` (a kernel's output).
+pub(crate) fn f32_tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(Shape::from(dims)),
+        DType::F32,
+    )
 }
 
 /// A matrix operand of [`gemm_f32`]: its first element and the steps, in elements, from one row and

@@ -9,11 +9,11 @@
 //! to put the heads side by side. Here the softmax uses `flex_gelu`'s vectorized `exp` (within 1e-7
 //! relative); the products are the same `gemm` calls on the same strided operands.
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, from_flex, gemm_f32, Strided};
+use crate::flex::{as_flex, dims4, f32_tensor, from_flex, gemm_f32, Strided};
 use crate::flex_gelu::exp_neg;
 
 /// Which keys each query row may attend to.
@@ -128,11 +128,7 @@ fn attention_f32(
             }
         },
     );
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(Shape::from(vec![batch * queries, width])),
-        DType::F32,
-    ))
+    Some(f32_tensor(out, vec![batch * queries, width]))
 }
 
 /// A `[batch, heads, rows, cols]` f32 operand as `gemm` reads it: storage and strides, read in place.
@@ -147,10 +143,10 @@ impl<'a> Heads<'a> {
     /// `None` unless `t` is 4-D f32 with non-negative strides and every element inside its storage.
     fn of(t: &'a FlexTensor) -> Option<Self> {
         let layout = t.layout();
-        if t.dtype() != DType::F32 || layout.num_dims() != 4 || !layout.has_positive_strides() {
+        if t.dtype() != DType::F32 || !layout.has_positive_strides() {
             return None;
         }
-        let dims = layout.shape().dims::<4>();
+        let dims = dims4(t)?;
         let strides: [isize; 4] = layout.strides().try_into().ok()?;
         let data = t.storage::<f32>();
         let start = layout.start_offset();

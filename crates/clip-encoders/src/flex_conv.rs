@@ -8,11 +8,11 @@
 //! padding columns of the output are dropped when copying it out). A 1×1 kernel reads the input
 //! directly.
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, gemm_f32, map_flex, Strided};
+use crate::flex::{as_flex, dims4, f32_tensor, gemm_f32, map_flex, Strided};
 
 /// `conv2d(x, weight, bias)` with stride 1 and padding `k/2` (odd kernels), when the tensors are
 /// `flex` f32 ones; `None` otherwise (the caller then uses burn's convolution).
@@ -38,8 +38,8 @@ fn conv_same_f32(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Opti
         weight.to_contiguous(),
         bias.to_contiguous(),
     );
-    let [batch, c_in, h, w] = dims4(x.layout())?;
-    let [c_out, c_in_w, kh, kw] = dims4(weight.layout())?;
+    let [batch, c_in, h, w] = dims4(&x)?;
+    let [c_out, c_in_w, kh, kw] = dims4(&weight)?;
     let empty = batch * c_in * h * w * c_out == 0;
     if empty
         || c_in_w != c_in
@@ -78,12 +78,7 @@ fn conv_same_f32(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor) -> Opti
             .zip(out.par_chunks_exact_mut(c_out * plane))
             .for_each(|(x_img, out_img)| geometry.convolve(x_img, ws, bs, out_img, false));
     }
-    let shape = Shape::from(vec![batch, c_out, h, w]);
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(shape),
-        DType::F32,
-    ))
+    Some(f32_tensor(out, vec![batch, c_out, h, w]))
 }
 
 /// Sizes of one convolution; `row = w + kw/2` is the width of a padded row.
@@ -185,41 +180,25 @@ impl Geometry {
     }
 }
 
-fn dims4(layout: &Layout) -> Option<[usize; 4]> {
-    let shape = layout.shape();
-    (shape.num_dims() == 4).then(|| [shape[0], shape[1], shape[2], shape[3]])
-}
-
 #[cfg(test)]
 mod tests {
+    use crate::flex::random;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Distribution, Tensor};
-
-    type B = burn::backend::Flex;
 
     /// Against `flex`'s own convolution (im2col), for 1×1, 3×3 and 5×3 kernels, one and several
     /// images, odd sizes.
     #[test]
     fn matches_burns_convolution() {
-        let device = Default::default();
         for (batch, c_in, c_out, h, w, kh, kw) in [
             (3, 5, 4, 7, 6, 3, 3),
             (1, 5, 4, 7, 6, 3, 3),
             (2, 6, 3, 5, 9, 1, 1),
             (2, 4, 5, 6, 5, 5, 3),
         ] {
-            let x = Tensor::<B, 4>::random(
-                [batch, c_in, h, w],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let weight = Tensor::<B, 4>::random(
-                [c_out, c_in, kh, kw],
-                Distribution::Normal(0.0, 1.0),
-                &device,
-            );
-            let bias = Tensor::<B, 1>::random([c_out], Distribution::Normal(0.0, 1.0), &device);
+            let x = random([batch, c_in, h, w], 1);
+            let weight = random([c_out, c_in, kh, kw], 2);
+            let bias = random([c_out], 3);
             let ours = super::conv2d_same(&x, &weight, &bias).expect("flex f32 tensors");
             let options = ConvOptions::new([1, 1], [kh / 2, kw / 2], [1, 1], 1);
             let want = conv2d(x, weight, Some(bias), options);

@@ -6,10 +6,10 @@
 //! product onto it: no zero fill and no extra passes over the activations (2 % of the text
 //! encoding was the zero fill alone).
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, DType, Tensor};
 
-use crate::flex::{as_flex, gemm_f32, map_flex, Strided};
+use crate::flex::{as_flex, f32_tensor, gemm_f32, map_flex, Strided};
 
 /// `x·weight + bias` (`x`: `[m, k]`, `weight`: `[k, n]`, `bias`: `[n]`), plus `residual` (`[m, n]`)
 /// when given, for `flex` f32 tensors; `None` otherwise (the caller then uses burn's ops).
@@ -106,11 +106,7 @@ fn linear_f32(
             parallelism,
         );
     }
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(Shape::from(vec![m, n])),
-        DType::F32,
-    ))
+    Some(f32_tensor(out, vec![m, n]))
 }
 
 /// A 2-D f32 matrix as `gemm` reads it: storage, first element and strides (views read in place).

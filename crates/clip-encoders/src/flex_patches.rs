@@ -5,11 +5,11 @@
 //! ViT-B/32's image encoding). Each patch row of `pw` pixels is contiguous in the image and in the
 //! patch, so this copies whole rows.
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, from_flex};
+use crate::flex::{as_flex, dims4, f32_tensor, from_flex};
 
 /// The non-overlapping `ph × pw` patches of `images` (`[b, c, h, w]`), one per row, in the order a
 /// stride-(ph, pw) convolution visits them, each flattened as `(c, ph, pw)`: `[b·gh·gw, c·ph·pw]`
@@ -24,11 +24,11 @@ pub(crate) fn patches<B: Backend>(
 }
 
 fn patches_f32(images: &FlexTensor, ph: usize, pw: usize) -> Option<FlexTensor> {
-    if images.dtype() != DType::F32 || images.layout().num_dims() != 4 || ph * pw == 0 {
+    if images.dtype() != DType::F32 || ph * pw == 0 {
         return None;
     }
     let images = images.to_contiguous();
-    let [b, c, h, w] = images.layout().shape().dims::<4>();
+    let [b, c, h, w] = dims4(&images)?;
     let (gh, gw) = (h / ph, w / pw);
     let row = c * ph * pw;
     let pixels = images.storage::<f32>().get(..b * c * h * w)?;
@@ -49,11 +49,7 @@ fn patches_f32(images: &FlexTensor, ph: usize, pw: usize) -> Option<FlexTensor> 
                 }
             }
         });
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(Shape::from(vec![b * gh * gw, row])),
-        DType::F32,
-    ))
+    Some(f32_tensor(out, vec![b * gh * gw, row]))
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 //! `flex`'s pooling walks every output element through a generic window loop: 7 % of RN50's image
 //! encoding in a profile, after the convolutions went to `flex_conv`.
 
-use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::{backend::Backend, Bytes, DType, Shape, Tensor};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::map_flex;
+use crate::flex::{dims4, f32_tensor, map_flex};
 
 /// `avg_pool2d(x, k, stride k, no padding)` when `x` is a `flex` f32 tensor; `None` otherwise.
 pub(crate) fn avg_pool_disjoint<B: Backend>(x: &Tensor<B, 4>, k: usize) -> Option<Tensor<B, 4>> {
@@ -20,11 +20,7 @@ fn avg_pool_f32(x: &FlexTensor, k: usize) -> Option<FlexTensor> {
         return None;
     }
     let x = x.to_contiguous();
-    let shape = x.layout().shape();
-    if shape.num_dims() != 4 {
-        return None;
-    }
-    let [batch, channels, h, w] = [shape[0], shape[1], shape[2], shape[3]];
+    let [batch, channels, h, w] = dims4(&x)?;
     let (out_h, out_w) = (h / k, w / k);
     let xs = x.storage::<f32>();
     let planes = batch * channels;
@@ -51,27 +47,19 @@ fn avg_pool_f32(x: &FlexTensor, k: usize) -> Option<FlexTensor> {
                 }
             }
         });
-    let shape = Shape::from(vec![batch, channels, out_h, out_w]);
-    Some(FlexTensor::new(
-        Bytes::from_elems(out),
-        Layout::contiguous(shape),
-        DType::F32,
-    ))
+    Some(f32_tensor(out, vec![batch, channels, out_h, out_w]))
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::flex::random;
     use burn::tensor::module::avg_pool2d;
-    use burn::tensor::{Distribution, Tensor};
-
-    type B = burn::backend::Flex;
 
     /// Against `flex`'s own pooling, with sizes the windows do not divide (the rest is dropped).
     #[test]
     fn matches_burns_pooling() {
-        let device = Default::default();
         for (shape, k) in [([2, 3, 8, 6], 2), ([1, 2, 7, 9], 2), ([2, 1, 9, 7], 3)] {
-            let x = Tensor::<B, 4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let x = random(shape, 4);
             let ours = super::avg_pool_disjoint(&x, k).expect("a flex f32 tensor");
             let want = avg_pool2d(x, [k, k], [k, k], [0, 0], true, false);
             assert_eq!(ours.dims(), want.dims());
