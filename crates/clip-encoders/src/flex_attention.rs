@@ -192,8 +192,9 @@ fn softmax_row(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
             // SAFETY: the CPU has AVX-512F (checked just above)
             return unsafe { softmax_row_avx512(row, scale, allowed, keys) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above)
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above)
             return unsafe { softmax_row_avx2(row, scale, allowed, keys) };
         }
     }
@@ -207,7 +208,7 @@ unsafe fn softmax_row_avx512(row: &mut [f32], scale: f32, allowed: usize, keys: 
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn softmax_row_avx2(row: &mut [f32], scale: f32, allowed: usize, keys: usize) {
     softmax_row_loop(row, scale, allowed, keys)
 }
