@@ -16,7 +16,7 @@ Outputs (all small):
   fixtures/hf_tiny/            transformers CLIPModel dir with HF preprocessing, ReLU text tower
   fixtures/reference/<model>.safetensors  pixel_values, image_embeds, text_ids, text_embeds,
                                logits_per_image; metadata: the images and texts encoded
-  fixtures/reference/gelu.safetensors   PyTorch's CPU GELU on a grid and on random inputs
+  fixtures/reference/gelu.safetensors   PyTorch's CPU GELU and open_clip's QuickGELU on a grid and random inputs
   fixtures/tokenizer_corpus.jsonl   1000+ texts with open_clip's ids
   fixtures/architectures.json  key → shape of open_clip ViT-B-32 and RN50, and parameter counts
 """
@@ -180,12 +180,17 @@ def zeroshot_reference(model, preprocess, name, names):
 
 
 def gelu_reference():
-    """PyTorch's CPU GELU (exact form; ATen's vectorized erf) on a grid over [-10, 10] and on N(0, 2²) samples."""
+    """PyTorch's CPU GELU (exact form; ATen's vectorized erf) and open_clip's QuickGELU
+    (`x * sigmoid(1.702 * x)`) on a grid over [-10, 10] and on N(0, 2²) samples."""
+    from open_clip.transformer import QuickGELU
+
     g = torch.Generator().manual_seed(11)
     x = torch.cat([torch.linspace(-10, 10, 4001), 2 * torch.randn(4000, generator=g)])
     y = torch.nn.functional.gelu(x)
+    quick = QuickGELU()(x)
     meta = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    save_file({"x": x.contiguous(), "gelu": y.contiguous()}, FIX / "reference" / "gelu.safetensors", metadata=meta)
+    tensors = {"x": x.contiguous(), "gelu": y.contiguous(), "quick_gelu": quick.contiguous()}
+    save_file(tensors, FIX / "reference" / "gelu.safetensors", metadata=meta)
     print("gelu:", meta)
 
 

@@ -23,7 +23,7 @@ impl Activation {
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Activation::Gelu => gelu(x),
-            Activation::QuickGelu => x.clone() * activation::sigmoid(x * 1.702),
+            Activation::QuickGelu => quick_gelu(x),
             Activation::Relu => activation::relu(x),
         }
     }
@@ -32,9 +32,19 @@ impl Activation {
 /// Exact GELU; on `flex` the crate's own vectorized pass (`flex_gelu`), elsewhere burn's.
 fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
-    let x = match crate::flex_gelu::gelu(x) {
+    let x = match crate::flex_gelu::gelu(x, crate::flex_gelu::Gelu::Exact) {
         Ok(y) => return y,
         Err(x) => x,
     };
     activation::gelu(x)
+}
+
+/// `x·sigmoid(1.702·x)`; on `flex` one vectorized pass (`flex_gelu`), elsewhere burn's ops.
+fn quick_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    let x = match crate::flex_gelu::gelu(x, crate::flex_gelu::Gelu::Quick) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    x.clone() * activation::sigmoid(x * 1.702)
 }

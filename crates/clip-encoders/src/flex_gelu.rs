@@ -1,24 +1,36 @@
-//! Exact GELU on the `flex` backend as one branch-free pass that the compiler vectorizes.
+//! GELU and QuickGELU on the `flex` backend as one branch-free pass that the compiler vectorizes.
 //!
 //! `flex` evaluates `erf` one element at a time with `libm::erff`, whose branches for |x| ≥ 0.84 and
 //! |x| ≥ 1.25 get slower the wider the pre-activations spread: 15–19 % of ViT-B/32's encoding time.
 //! PyTorch's CPU GELU (ATen's AVX2 / AVX-512 `Vectorized<float>::erf`) uses the Abramowitz–Stegun
 //! 7.1.26 rational form, |error| ≤ 1.5e-7, with a vectorized `exp`; so does this pass, with its own
-//! `exp`: the result stays as close to open_clip's as `libm::erff`'s (see the tests).
+//! `exp`: the result stays as close to open_clip's as `libm::erff`'s (see the tests). QuickGELU
+//! (`x·sigmoid(1.702·x)`, OpenAI's weights) is three passes of burn's ops there, one of them a scalar
+//! `expf`: 15 % of ViT-B/32's image encoding; here it is one pass with the same `exp`.
 
 use burn::tensor::{backend::Backend, DType, Tensor};
 
 use crate::flex::{as_flex_mut, covers_buffer};
 
-/// `0.5·x·(1 + erf(x/√2))` computed here when `x` is a contiguous f32 tensor of `flex` (in place when
-/// it is not shared); otherwise `x` back, untouched, for burn's own GELU.
+/// Which of the two activations a pass computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gelu {
+    /// `0.5·x·(1 + erf(x/√2))`.
+    Exact,
+    /// `x·sigmoid(1.702·x)`.
+    Quick,
+}
+
+/// The activation of `x`, computed here when `x` is a contiguous f32 tensor of `flex` (in place
+/// when it is not shared); otherwise `x` back, untouched, for burn's own ops.
 pub(crate) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,
+    kind: Gelu,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
     let mut primitive = x.into_primitive();
     let done = match as_flex_mut(&mut primitive) {
         Some(t) if t.dtype() == DType::F32 && covers_buffer(t) => {
-            gelu_in_place(t.storage_mut::<f32>());
+            activate_in_place(t.storage_mut::<f32>(), kind);
             true
         }
         _ => false,
@@ -31,42 +43,57 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     }
 }
 
-/// GELU of every element of `xs`, in place, in the CPU's widest vectors (the baseline x86-64 build
-/// would use 4-wide SSE: 5 % of ViT-B/32's image encoding, against about 1.5 % in AVX-512). Same
-/// bits on every path: each multiply-add is an explicit `mul_add`, rounded once everywhere.
-fn gelu_in_place(xs: &mut [f32]) {
+/// The activation of every element of `xs`, in place, in the CPU's widest vectors (the baseline
+/// x86-64 build would use 4-wide SSE: 5 % of ViT-B/32's image encoding, against about 1.5 % in
+/// AVX-512). Same bits on every path: each multiply-add is an explicit `mul_add`, rounded once
+/// everywhere.
+fn activate_in_place(xs: &mut [f32], kind: Gelu) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F (checked just above)
-            return unsafe { gelu_in_place_avx512(xs) };
+            return unsafe { activate_avx512(xs, kind) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has AVX2 and FMA (checked just above)
-            return unsafe { gelu_in_place_avx2(xs) };
+            return unsafe { activate_avx2(xs, kind) };
         }
     }
-    gelu_loop(xs)
+    activate_loop(xs, kind)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gelu_in_place_avx512(xs: &mut [f32]) {
-    gelu_loop(xs)
+unsafe fn activate_avx512(xs: &mut [f32], kind: Gelu) {
+    activate_loop(xs, kind)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
-    gelu_loop(xs)
+unsafe fn activate_avx2(xs: &mut [f32], kind: Gelu) {
+    activate_loop(xs, kind)
 }
 
+/// One loop per activation, so that each vectorizes on its own.
 #[inline(always)]
-fn gelu_loop(xs: &mut [f32]) {
-    for x in xs.iter_mut() {
-        *x = gelu_f32(*x);
+fn activate_loop(xs: &mut [f32], kind: Gelu) {
+    match kind {
+        Gelu::Exact => xs.iter_mut().for_each(|x| *x = gelu_f32(*x)),
+        Gelu::Quick => xs.iter_mut().for_each(|x| *x = quick_gelu_f32(*x)),
     }
+}
+
+/// `x·sigmoid(1.702·x)` as open_clip's `QuickGELU` computes it (the product `1.702·x` rounded to
+/// f32 first), with `sigmoid(z) = 1/(1 + e^−z)` for `z ≥ 0` and `e^z/(1 + e^z)` below, so that
+/// `exp_neg` only ever sees `|z|`.
+#[inline(always)]
+fn quick_gelu_f32(x: f32) -> f32 {
+    let z = 1.702 * x;
+    let e = exp_neg(z.abs());
+    let d = 1.0 / (1.0 + e);
+    let sigmoid = if z >= 0.0 { d } else { e * d };
+    x * sigmoid
 }
 
 /// `0.5·x·(1 + erf(x/√2))` with erf from Abramowitz–Stegun 7.1.26:
@@ -167,59 +194,85 @@ mod tests {
         );
     }
 
-    #[test]
-    fn gelu_matches_pytorch() {
+    /// Tensor `name` of the PyTorch fixture (`scripts/gen_fixtures.py gelu`).
+    fn fixture(name: &str) -> Vec<f32> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../fixtures/reference/gelu.safetensors"
         );
         let bytes = std::fs::read(path).unwrap();
         let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let floats = |name: &str| -> Vec<f32> {
-            let data = file.tensor(name).unwrap().data().to_vec();
-            data.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let (xs, want) = (floats("x"), floats("gelu"));
-        assert_eq!(xs.len(), 8001);
+        let data = file.tensor(name).unwrap().data().to_vec();
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// Largest difference of `kind` on the fixture's inputs from PyTorch's `name` output, after
+    /// checking that the CPU's widest path gives the bits of the baseline one.
+    fn worst_difference(kind: Gelu, name: &str, scalar: fn(f32) -> f32) -> f32 {
+        let (xs, want) = (fixture("x"), fixture(name));
+        assert_eq!((xs.len(), want.len()), (8001, 8001));
         let mut ours = xs.clone();
-        gelu_in_place(&mut ours);
-        // the CPU's widest path gives the bits of the baseline one
-        let baseline: Vec<f32> = xs.iter().map(|&x| gelu_f32(x)).collect();
+        activate_in_place(&mut ours, kind);
+        let baseline: Vec<f32> = xs.iter().map(|&x| scalar(x)).collect();
         assert_eq!(ours, baseline);
+        let spread = want.iter().fold(0.0f32, |m, y| m.max(y.abs()));
+        assert!(spread > 9.0, "outputs up to {spread}");
         let worst = ours
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
-        let spread = want.iter().fold(0.0f32, |m, y| m.max(y.abs()));
-        println!("largest difference from PyTorch {worst:e} (outputs up to {spread})");
-        assert!(worst < 1.3e-6 && spread > 9.0, "{worst:e}");
+        println!("{name}: largest difference from PyTorch {worst:e} (outputs up to {spread})");
+        worst
+    }
+
+    #[test]
+    fn gelu_matches_pytorch() {
+        let worst = worst_difference(Gelu::Exact, "gelu", gelu_f32);
+        assert!(worst < 1.3e-6, "{worst:e}");
+    }
+
+    #[test]
+    fn quick_gelu_matches_open_clip() {
+        let worst = worst_difference(Gelu::Quick, "quick_gelu", quick_gelu_f32);
+        assert!(worst < 1.3e-6, "{worst:e}");
+        // and against x·sigmoid(1.702·x) in f64, relative to |x|
+        let rel = (-200_000..=200_000)
+            .map(|i| i as f32 * 5e-5)
+            .map(|x| {
+                let z = (1.702 * x) as f64;
+                let exact = x as f64 / (1.0 + (-z).exp());
+                ((quick_gelu_f32(x) as f64) - exact).abs() / (x.abs() as f64).max(1e-3)
+            })
+            .fold(0.0, f64::max);
+        assert!(rel < 2.5e-7, "{rel:e}·|x|");
     }
 
     #[test]
     fn flex_tensors_take_this_pass_and_views_burns() {
+        use crate::Activation;
         use burn::tensor::TensorData;
         type B = burn::backend::Flex;
         let xs: Vec<f32> = (0..4096).map(|i| (i as f32 - 2048.0) * 2e-3).collect();
-        let mut want = xs.clone();
-        gelu_in_place(&mut want);
         let tensor = || {
             Tensor::<B, 2>::from_data(TensorData::new(xs.clone(), [64, 64]), &Default::default())
         };
-        let ours = crate::Activation::Gelu
-            .forward(tensor())
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
-        assert_eq!(ours, want); // bit for bit: libm's erf differs in about a third of them
-        let burns = crate::Activation::Gelu
-            .forward(tensor().transpose())
-            .transpose();
-        let burns = burns.into_data().to_vec::<f32>().unwrap();
-        assert_ne!(burns, want);
-        assert!(burns.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+        for (activation, kind) in [
+            (Activation::Gelu, Gelu::Exact),
+            (Activation::QuickGelu, Gelu::Quick),
+        ] {
+            let mut want = xs.clone();
+            activate_in_place(&mut want, kind);
+            let ours = activation.forward(tensor()).into_data();
+            // bit for bit: burn's erf and sigmoid (libm) differ from these in many of them
+            assert_eq!(ours.to_vec::<f32>().unwrap(), want);
+            let burns = activation.forward(tensor().transpose()).transpose();
+            let burns = burns.into_data().to_vec::<f32>().unwrap();
+            assert_ne!(burns, want, "{kind:?}");
+            assert!(burns.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+        }
     }
 
     #[test]
@@ -228,5 +281,9 @@ mod tests {
         assert_eq!(gelu_f32(30.0), 30.0);
         assert_eq!(gelu_f32(-30.0), 0.0);
         assert!(gelu_f32(f32::NAN).is_nan());
+        assert_eq!(quick_gelu_f32(0.0), 0.0);
+        assert_eq!(quick_gelu_f32(60.0), 60.0);
+        assert!(quick_gelu_f32(-60.0).abs() < 1e-35);
+        assert!(quick_gelu_f32(f32::NAN).is_nan());
     }
 }
