@@ -79,8 +79,11 @@ fn linear_f32(
         }
         (Some(residual), None) => out.extend_from_slice(residual),
         (None, Some(bias)) => (0..m).for_each(|_| out.extend_from_slice(bias)),
-        (None, None) => out.resize(m * n, 0.0),
+        // `gemm` without `accumulate` writes every element before it reads any (it reads none on
+        // the first block of k and accumulates onto its own writes after): no zero fill needed
+        (None, None) => {}
     }
+    let accumulate = residual.is_some() || bias.is_some();
     // as `flex` does: products this small are not worth splitting over threads
     let parallelism = if m * n * k >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
@@ -88,8 +91,8 @@ fn linear_f32(
         gemm::Parallelism::None
     };
     // SAFETY: `Operand::of` checked that every element (i, j) of either operand, at
-    // `start + i·row_stride + j·col_stride`, lies inside its storage; `out` holds m·n elements,
-    // written at `i·n + j`
+    // `start + i·row_stride + j·col_stride`, lies inside its storage; `out` has room for m·n
+    // elements, written at `i·n + j`
     unsafe {
         gemm_f32(
             m,
@@ -102,9 +105,11 @@ fn linear_f32(
             },
             lhs.strided(),
             rhs.strided(),
-            true,
+            accumulate,
             parallelism,
         );
+        // SAFETY: all m·n elements are written: by the fill above, or by `gemm` (see there)
+        out.set_len(m * n);
     }
     Some(f32_tensor(out, vec![m, n]))
 }

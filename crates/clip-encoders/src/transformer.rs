@@ -69,10 +69,32 @@ impl<B: Backend> Mlp<B> {
         residual: Option<Tensor<B, 3>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, width] = x.dims();
-        let hidden = linear_rows(&self.c_fc, x.reshape([batch * seq, width]), None);
+        let hidden = self.hidden(x.reshape([batch * seq, width]));
         let residual = residual.map(|r| r.reshape([batch * seq, width]));
-        linear_rows(&self.c_proj, self.activation.forward(hidden), residual)
-            .reshape([batch, seq, width])
+        linear_rows(&self.c_proj, hidden, residual).reshape([batch, seq, width])
+    }
+
+    /// `activation(c_fc(x))` for the rows of `x`; on `flex`, GELU or QuickGELU with the bias added
+    /// in the activation's pass (`flex_gelu::linear_gelu`).
+    fn hidden(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        #[cfg(feature = "flex")]
+        {
+            use crate::flex_gelu::{linear_gelu, Gelu};
+            let kind = match self.activation {
+                Activation::Gelu => Some(Gelu::Exact),
+                Activation::QuickGelu => Some(Gelu::Quick),
+                Activation::Relu => None,
+            };
+            let weight = self.c_fc.weight.val();
+            let fused = match (kind, &self.c_fc.bias) {
+                (Some(kind), Some(bias)) => linear_gelu(&x, &weight, &bias.val(), kind),
+                _ => None,
+            };
+            if let Some(hidden) = fused {
+                return hidden;
+            }
+        }
+        self.activation.forward(linear_rows(&self.c_fc, x, None))
     }
 }
 
