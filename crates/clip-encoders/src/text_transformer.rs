@@ -8,7 +8,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::{backend::Backend, Distribution, Int, Tensor};
 
 use crate::activation::Activation;
-use crate::transformer::{layer_norm, Transformer, TransformerConfig};
+use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConfig};
 
 /// CLIP's `<|endoftext|>` id.
 pub const END_OF_TEXT: i64 = 49407;
@@ -74,7 +74,7 @@ impl<B: Backend> TextTransformer<B> {
     pub fn forward_embedded(&self, tokens: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq] = ids.dims();
         let positions = self.positional_embedding.val().narrow(0, 0, seq);
-        let x = tokens + positions.unsqueeze();
+        let x = add_positions(tokens, positions);
         let width = x.dims()[2];
         // only the end-of-text token's output is pooled, so the last block computes only that row
         let end = self.end_positions(ids);

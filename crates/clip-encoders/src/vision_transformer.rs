@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::activation::Activation;
-use crate::transformer::{layer_norm, Transformer, TransformerConfig};
+use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConfig};
 
 #[derive(Config, Debug)]
 pub struct VisionTransformerConfig {
@@ -91,7 +91,10 @@ impl<B: Backend> VisionTransformer<B> {
             .val()
             .reshape([1, 1, width])
             .expand([batch, 1, width]);
-        let x = Tensor::cat(vec![class, patches], 1) + self.positional_embedding.val().unsqueeze();
+        let x = add_positions(
+            Tensor::cat(vec![class, patches], 1),
+            self.positional_embedding.val(),
+        );
         let x = self.drop_patches(x);
         let class = Tensor::zeros([batch], &x.device());
         let class_token = self
