@@ -114,19 +114,20 @@ impl<B: Backend> VisionTransformer<B> {
         let [width, channels, ph, pw] = self.conv1.weight.dims();
         let [batch, _, h, w] = images.dims();
         let (gh, gw) = (h / ph, w / pw);
-        // on `flex`, row copies (`flex_patches`) instead of its element-wise six-axis permutation
-        #[cfg(feature = "flex")]
-        let patches = crate::flex_patches::patches(&images, [ph, pw]);
-        #[cfg(not(feature = "flex"))]
-        let patches = None;
-        let patches = patches.unwrap_or_else(|| {
+        let flatten = |images: Tensor<B, 4>| {
             // a convolution without padding ignores the remainder rows and columns
             images
                 .slice([0..batch, 0..channels, 0..gh * ph, 0..gw * pw])
                 .reshape([batch, channels, gh, ph, gw, pw])
                 .permute([0, 2, 4, 1, 3, 5])
                 .reshape([batch * gh * gw, channels * ph * pw])
-        });
+        };
+        // on `flex`, row copies (`flex_patches`) instead of its element-wise six-axis permutation
+        #[cfg(feature = "flex")]
+        let patches =
+            crate::flex_patches::patches(&images, [ph, pw]).unwrap_or_else(|| flatten(images));
+        #[cfg(not(feature = "flex"))]
+        let patches = flatten(images);
         let weight = self
             .conv1
             .weight
