@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # ViT-B/32 with QuickGELU is the architecture of OpenAI's pretrained ViT-B/32 (open_clip's plain config
-# uses exact GELU); the same random weights fit both
+# uses exact GELU); it gets a directory and random weights of its own, like the others
 MODELS = {"ViT-B/32": "ViT-B-32", "ViT-B/32-quickgelu": "ViT-B-32-quickgelu", "RN50": "RN50"}
 
 
