@@ -83,14 +83,15 @@ enum Command {
         /// The bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Comma-separated labels.
+        /// Comma-separated labels, each once.
         #[arg(
             long,
             conflicts_with = "labels_file",
             required_unless_present = "labels_file"
         )]
         labels: Option<String>,
-        /// A file with one label per line.
+        /// A file with one label per line; a line may repeat an earlier one (a dataset's class list,
+        /// such as OpenAI's ImageNet names, where "missile" and "sunglasses" each name two classes).
         #[arg(long)]
         labels_file: Option<PathBuf>,
         /// imagenet (OpenAI's 80), simple (7), cifar (18), none (the bare label), or a file of templates.
@@ -298,7 +299,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             images,
         } => {
             let labels = match (labels, labels_file) {
-                (Some(list), _) => list.split(',').map(|l| l.trim().to_string()).collect(),
+                (Some(list), _) => inline_labels(&list)?,
                 (None, Some(file)) => std::fs::read_to_string(&file)
                     .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?
                     .lines()
@@ -599,4 +600,20 @@ fn info<B: Backend>(device: &B::Device, model: &Path, as_json: bool) -> Result<(
         );
     }
     Ok(())
+}
+
+/// The labels of `--labels`: typed by hand, so a repeat is a slip and is refused (a labels file may
+/// repeat one: classes are positions, as in a dataset's class list).
+fn inline_labels(list: &str) -> Result<Vec<String>, CliError> {
+    let labels: Vec<String> = list.split(',').map(|l| l.trim().to_string()).collect();
+    let mut seen = std::collections::HashSet::new();
+    match labels
+        .iter()
+        .find(|l| !l.is_empty() && !seen.insert(l.as_str()))
+    {
+        Some(label) => Err(CliError::Usage(format!(
+            "label {label:?} appears twice in --labels"
+        ))),
+        None => Ok(labels),
+    }
 }

@@ -361,8 +361,41 @@ fn classify_rejects_bad_labels_and_templates() {
     std::fs::write(&templates, "a photo of a {}\nno marker\n").unwrap();
     let model = s(fixture("vit_tiny"));
     let image = s(fixture("images/chelsea.jpg"));
-    let (ok, _, stderr) = run(&["classify", "--model", &model, "--labels", "cat,cat", &image]);
-    assert!(!ok && stderr.contains("appears twice"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "classify",
+        "--model",
+        &model,
+        "--labels",
+        "cat,dog,cat",
+        &image,
+    ]);
+    assert!(
+        !ok && stderr.contains("label \"cat\" appears twice in --labels"),
+        "{stderr}"
+    );
+    // a labels file is a dataset's class list, where a name may stand for two classes
+    let labels = dir.path().join("labels.txt");
+    std::fs::write(&labels, "cat\ndog\ncat\n").unwrap();
+    let (ok, stdout, stderr) = run(&[
+        "classify",
+        "--model",
+        &model,
+        "--labels-file",
+        &s(labels),
+        "--json",
+        &image,
+    ]);
+    assert!(ok, "{stderr}");
+    let out: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let probs: Vec<f64> = out[0]["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["label"] == "cat")
+        .map(|p| p["prob"].as_f64().unwrap())
+        .collect();
+    assert_eq!(probs.len(), 2, "{stdout}");
+    assert_eq!(probs[0], probs[1], "{stdout}");
     let (ok, _, stderr) = run(&["classify", "--model", &model, "--labels", "cat,", &image]);
     assert!(!ok && stderr.contains("empty"), "{stderr}");
     let (ok, _, stderr) = run(&[

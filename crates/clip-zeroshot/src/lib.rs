@@ -21,8 +21,6 @@ pub enum ZeroShotError {
     NoLabels,
     #[error("a label is empty")]
     EmptyLabel,
-    #[error("label {0:?} appears twice")]
-    DuplicateLabel(String),
     #[error(
         "{origin} line {line}: template {text:?} needs exactly one class marker {{}} or {{c}}"
     )]

@@ -126,19 +126,15 @@ impl Templates {
     }
 }
 
-/// Labels must be non-empty, unique and non-blank.
+/// There must be labels, and none blank. A label may repeat: a class is its position, as in open_clip
+/// and OpenAI's notebooks, and two of OpenAI's ImageNet class names ("missile", "sunglasses") name two
+/// classes each; the repeated classes get the same column.
 pub fn check_labels(labels: &[String]) -> Result<(), ZeroShotError> {
     if labels.is_empty() {
         return Err(ZeroShotError::NoLabels);
     }
-    let mut seen = std::collections::HashSet::new();
-    for label in labels {
-        if label.trim().is_empty() {
-            return Err(ZeroShotError::EmptyLabel);
-        }
-        if !seen.insert(label.as_str()) {
-            return Err(ZeroShotError::DuplicateLabel(label.clone()));
-        }
+    if labels.iter().any(|label| label.trim().is_empty()) {
+        return Err(ZeroShotError::EmptyLabel);
     }
     Ok(())
 }
