@@ -38,6 +38,18 @@ fn image_encoding(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(preset, batch), &images, |b, images| {
                 b.iter(|| clip.model.encode_image(images.clone()).into_data())
             });
+            if batch > 1 && clip.threads > 1 {
+                // what `Pretrained::embed_*` and the CLI run: the batch split over the cores
+                let id =
+                    BenchmarkId::new(format!("{preset} split over {} cores", clip.threads), batch);
+                group.bench_with_input(id, &images, |b, images| {
+                    b.iter(|| {
+                        clip.model
+                            .encode_image_threaded(images.clone(), clip.threads)
+                            .into_data()
+                    })
+                });
+            }
         }
     }
     group.finish();
@@ -57,6 +69,16 @@ fn text_encoding(c: &mut Criterion) {
     group.bench_function("ViT-B/32 16x77", |b| {
         b.iter(|| clip.model.encode_text(ids.clone()).into_data())
     });
+    if clip.threads > 1 {
+        let name = format!("ViT-B/32 16x77 split over {} cores", clip.threads);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                clip.model
+                    .encode_text_threaded(ids.clone(), clip.threads)
+                    .into_data()
+            })
+        });
+    }
     group.finish();
 }
 
