@@ -9,7 +9,7 @@ use clip::data::fashion::CLASSES;
 use clip::zeroshot::{to_rows, top_k_accuracy, ZeroShotClassifier, DEFAULT_SCALE};
 use clip::{encode_texts, Pretrained};
 use clip_train::benchmark::{
-    encode_images, grayscale_item, grayscale_templates, FashionMnist, DEBIAN_FASHION_MNIST,
+    default_dir, encode_images, grayscale_item, grayscale_templates, FashionMnist,
 };
 use image::{imageops, RgbImage};
 
@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(dir) => Pretrained::<B>::load(dir, &device)?,
         None => Pretrained::<B>::bundled(&device)?,
     };
-    let test = FashionMnist::load(DEBIAN_FASHION_MNIST, false)?;
+    let test = FashionMnist::load(default_dir(), false)?;
     let canvas = clip.config.image_size() as u32;
     let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
     let classifier = ZeroShotClassifier::build(

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use clip::heads::l2_normalize;
 use clip::zeroshot::LinearProbe;
 use clip::Pretrained;
-use clip_train::benchmark::{encode_images, grayscale_item, FashionMnist, DEBIAN_FASHION_MNIST};
+use clip_train::benchmark::{default_dir, encode_images, grayscale_item, FashionMnist};
 
 type B = Flex;
 
@@ -31,8 +31,8 @@ fn embed(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let clip = Pretrained::<B>::bundled(&device)?;
-    let train = FashionMnist::load(DEBIAN_FASHION_MNIST, true)?;
-    let test = FashionMnist::load(DEBIAN_FASHION_MNIST, false)?;
+    let train = FashionMnist::load(default_dir(), true)?;
+    let test = FashionMnist::load(default_dir(), false)?;
     // fit on 20000 training items, choose the L2 strength on 5000 others, report on the whole test split
     let (fit_x, fit_y) = embed(&clip, &train, 0..20000);
     let (val_x, val_y) = embed(&clip, &train, 50000..55000);

@@ -47,3 +47,75 @@ fn bad_files_are_named_errors() {
     std::fs::write(&cut_png, &png[..png.len() / 2]).unwrap();
     assert!(matches!(load_rgb(&cut_png), Err(ImageError::Decode { .. })));
 }
+
+/// JPEGs in the layouts photos come in (4:2:0, 4:2:2, 4:4:4, progressive, grayscale, restart markers,
+/// odd sizes) and the two fixture photos decode to exactly the bytes PIL 13's libjpeg-turbo gives
+/// (`scripts/gen_jpeg_fixtures.py`). The pure-Rust decoder is off by a few levels on most of them,
+/// so this fails if JPEGs stop going through libjpeg.
+#[cfg(any(feature = "exact-jpeg", feature = "system-libjpeg-turbo"))]
+#[test]
+fn jpeg_decodes_to_pils_bytes() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("jpeg/manifest.json")).unwrap())
+            .unwrap();
+    let names = manifest["files"].as_array().unwrap();
+    assert_eq!(names.len(), 11);
+    let mut inexact_elsewhere = 0;
+    for name in names {
+        let name = name.as_str().unwrap();
+        let jpeg = match name {
+            "chelsea" | "rocket" => fixture(&format!("images/{name}.jpg")),
+            _ => fixture(&format!("jpeg/{name}.jpg")),
+        };
+        let ours = load_rgb(&jpeg).unwrap();
+        let pil = image::open(fixture(&format!("jpeg/{name}.png")))
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(ours.dimensions(), pil.dimensions(), "{name}");
+        let worst = ours
+            .as_raw()
+            .iter()
+            .zip(pil.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        let pure_rust = image::open(&jpeg).unwrap().to_rgb8();
+        let worst_pure_rust = pure_rust
+            .as_raw()
+            .iter()
+            .zip(pil.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        println!("{name}: max difference {worst} (pure-Rust decoder: {worst_pure_rust})");
+        assert_eq!(worst, 0, "{name}: {worst} levels from PIL");
+        inexact_elsewhere += usize::from(worst_pure_rust > 0);
+    }
+    assert!(
+        inexact_elsewhere >= 5,
+        "the fixtures must tell decoders apart"
+    );
+}
+
+/// A JPEG libjpeg refuses (here: a 3-bit sample precision in its frame header) is a typed error that
+/// names the file, never an abort or a panic out of the C decoder.
+#[test]
+fn a_jpeg_libjpeg_refuses_is_a_named_error() {
+    let mut bytes = std::fs::read(fixture("jpeg/baseline_420_q75.jpg")).unwrap();
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("a baseline frame header");
+    bytes[sof + 4] = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precision3.jpg");
+    std::fs::write(&path, &bytes).unwrap();
+    match load_rgb(&path) {
+        Err(e @ ImageError::Decode { .. }) => {
+            let message = e.to_string();
+            println!("{message}");
+            assert!(message.contains("precision3.jpg"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

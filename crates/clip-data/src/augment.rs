@@ -6,17 +6,23 @@ use image::{imageops, Rgb, RgbImage};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Which training augmentations to apply, and how strongly. Missing fields take their
+/// [`Default`] (a mild random crop, no colour change); unknown fields are refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// RandomResizedCrop area range (open_clip's default (0.9, 1.0)); `[1, 1]` disables cropping.
     pub crop_scale: [f32; 2],
-    /// Aspect-ratio range of the crop.
+    /// Aspect-ratio (width / height) range of the crop.
     pub crop_ratio: [f32; 2],
-    /// Colour jitter strengths, as torchvision's ColorJitter (0 disables each).
+    /// Colour jitter strengths, as torchvision's ColorJitter (0 disables each). Brightness: the
+    /// image is scaled by a factor drawn from `[1 − b, 1 + b]`.
     pub brightness: f32,
+    /// Contrast jitter: blend with the mean luma by a factor drawn from `[1 − c, 1 + c]`.
     pub contrast: f32,
+    /// Saturation jitter: blend with each pixel's luma by a factor drawn from `[1 − s, 1 + s]`.
     pub saturation: f32,
+    /// Hue jitter: the hue is rotated by a shift drawn from `[−h, h]` (a fraction of the colour wheel; torchvision allows up to 0.5).
     pub hue: f32,
     /// Probability of converting to grayscale.
     pub grayscale: f32,

@@ -15,20 +15,38 @@ use image::RgbImage;
 
 use crate::image_io::{decode_rgb, probe_image};
 
+/// Why a caption dataset could not be loaded, or one of its images read.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
+    /// The captions file or shard (the path) does not exist.
     #[error("dataset {0} does not exist")]
     Missing(PathBuf),
+    /// A file exists but reading it failed (also a shard member cut short).
     #[error("cannot read {path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error("{path} line {line}: {message}")]
-    Line {
+    Read {
+        /// The file, or `shard.tar/member`.
         path: PathBuf,
-        line: usize,
+        /// The I/O or tar error.
         message: String,
     },
+    /// A captions file has a malformed line: bad CSV/JSON, a missing column or key, an empty caption.
+    #[error("{path} line {line}: {message}")]
+    Line {
+        /// The captions file.
+        path: PathBuf,
+        /// 1-based line number (the CSV header is line 1).
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// In strict mode, some samples were unusable (image missing or unreadable, caption missing).
     #[error("{count} unreadable images (first: {first}); run without --strict to skip them")]
-    Unreadable { count: usize, first: String },
+    Unreadable {
+        /// How many samples were refused.
+        count: usize,
+        /// The first refused one, with why.
+        first: String,
+    },
     /// An image that fails to decode (the error names it).
     #[error(transparent)]
     Image(#[from] crate::ImageError),
@@ -37,12 +55,17 @@ pub enum DatasetError {
 /// Where a sample's image bytes are: a file of its own, or a member of a tar shard.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ImageSource {
+    /// An image file of its own.
     File(PathBuf),
     /// `len` bytes at `offset` of `shard`, the member called `name`.
     Member {
+        /// The tar file (shared by all samples of the shard).
         shard: Arc<PathBuf>,
+        /// The member's path inside the tar.
         name: String,
+        /// Byte offset of the member's data in the tar file.
         offset: u64,
+        /// Length of the member's data in bytes.
         len: u64,
     },
 }
@@ -104,7 +127,9 @@ impl ImageSource {
 /// An image and its caption.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptionPair {
+    /// Where the image's encoded bytes are.
     pub image: ImageSource,
+    /// The caption, non-empty.
     pub caption: String,
 }
 
@@ -119,8 +144,10 @@ fn check_caption(path: &Path, line: usize, caption: &str) -> Result<(), DatasetE
     Ok(())
 }
 
-/// Reads `image,caption` CSV (with a header) or `{"image": …, "caption": …}` JSONL; image paths are
-/// relative to the file's directory.
+/// Reads `image,caption` CSV (with a header; a `.csv` extension) or, for any other extension,
+/// `{"image": …, "caption": …}` JSONL (blank lines skipped); image paths are relative to the file's
+/// directory. Images are not opened here (see [`probe_pairs`]); an empty caption is a
+/// [`DatasetError::Line`].
 pub fn read_caption_file(path: &Path) -> Result<Vec<CaptionPair>, DatasetError> {
     if !path.exists() {
         return Err(DatasetError::Missing(path.to_path_buf()));
@@ -197,12 +224,14 @@ pub fn read_caption_file(path: &Path) -> Result<Vec<CaptionPair>, DatasetError> 
 /// What loading skipped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SkipReport {
+    /// How many samples were skipped.
     pub skipped: usize,
-    /// The first few skipped names, with why.
+    /// The first few (at most 5) skipped names, with why.
     pub first: Vec<String>,
 }
 
 impl SkipReport {
+    /// Counts one skipped sample; `name` (with why) is kept if fewer than 5 are.
     pub fn skip(&mut self, name: String) {
         self.skipped += 1;
         if self.first.len() < 5 {

@@ -12,6 +12,26 @@ use rand_chacha::ChaCha8Rng;
 /// Where Debian's `dataset-fashion-mnist` package puts the IDX files.
 pub const DEBIAN_FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
+/// The environment variable that points the tools and examples at a Fashion-MNIST directory.
+pub const FASHION_MNIST_DIR_VAR: &str = "FASHION_MNIST_DIR";
+
+/// Where the full dataset is looked for when no directory is given: `$FASHION_MNIST_DIR` when set,
+/// else Debian's [`DEBIAN_FASHION_MNIST`].
+pub fn default_dir() -> PathBuf {
+    std::env::var_os(FASHION_MNIST_DIR_VAR)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEBIAN_FASHION_MNIST))
+}
+
+/// How to get the dataset, appended to the errors of a missing or damaged file.
+const HOW_TO_GET: &str = "install Debian's `dataset-fashion-mnist` package (it fills \
+/usr/share/datasets/fashion-mnist), or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, \
+t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/fashion-mnist \
+into a directory and name it with `--data DIR` (clip eval), `dir` under a training config's [data], or \
+FASHION_MNIST_DIR";
+
+/// Fashion-MNIST's class names as captions use them, indexed by label (0 = t-shirt … 9 = ankle boot).
 pub const CLASSES: [&str; 10] = [
     "t-shirt",
     "trouser",
@@ -25,7 +45,7 @@ pub const CLASSES: [&str; 10] = [
     "ankle boot",
 ];
 
-/// Caption colour words and their sRGB values.
+/// Caption colour words and their sRGB values; a scene's `colour` indexes this table.
 pub const COLOURS: [(&str, [u8; 3]); 7] = [
     ("red", [255, 0, 0]),
     ("green", [0, 128, 0]),
@@ -37,29 +57,49 @@ pub const COLOURS: [(&str, [u8; 3]); 7] = [
 ];
 
 /// Class c in colour c mod 6 is held out of training (red t-shirt, green trouser, …, yellow ankle boot).
+/// `class` indexes [`CLASSES`], `colour` indexes [`COLOURS`]; white is never held out.
 pub fn is_held_out(class: usize, colour: usize) -> bool {
     colour == class % 6
 }
 
+/// Why Fashion-MNIST could not be read; each names the file and says how to get the dataset.
 #[derive(Debug, thiserror::Error)]
 pub enum FashionError {
-    #[error("cannot read {path}: {source}")]
-    Read {
+    /// The file is not there: the dataset is not installed, or `dir` points elsewhere.
+    #[error("Fashion-MNIST not found: {path} does not exist; {HOW_TO_GET}")]
+    Missing {
+        /// The file that was looked for (the `.gz` name when neither form exists).
         path: PathBuf,
+    },
+    /// The file exists but reading or decompressing it failed (a cut-off `.gz` lands here).
+    #[error("cannot read {path}: {source}; if the file is damaged, get it again: {HOW_TO_GET}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O or gzip error.
         source: std::io::Error,
     },
-    #[error("{path} is not an IDX file of {expected}: {message}")]
+    /// The file is not the IDX file expected, or is cut short.
+    #[error("{path} is not an IDX file of {expected} ({message}); if it is damaged, get it again: {HOW_TO_GET}")]
     Format {
+        /// The file (or the directory, when images and labels disagree).
         path: PathBuf,
+        /// What the file should hold.
         expected: &'static str,
+        /// What was wrong.
         message: String,
     },
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, FashionError> {
-    let raw = std::fs::read(path).map_err(|source| FashionError::Read {
-        path: path.to_path_buf(),
-        source,
+    let raw = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => FashionError::Missing {
+            path: path.to_path_buf(),
+        },
+        _ => FashionError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -105,8 +145,13 @@ fn idx(
     let body = &bytes[4 + 4 * dims..];
     let expected_len: usize = shape.iter().product();
     if body.len() != expected_len {
+        let what = if body.len() < expected_len {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
         return Err(bad(format!(
-            "{} data bytes for shape {shape:?}",
+            "{} data bytes for shape {shape:?}, {expected_len} expected: {what}",
             body.len()
         )));
     }
@@ -116,7 +161,9 @@ fn idx(
 /// One split of Fashion-MNIST: 28×28 grayscale items and their class labels.
 #[derive(Clone, Debug)]
 pub struct FashionMnist {
+    /// The items' pixels, 784 bytes (28 rows of 28, row-major, 0 = black) per item, in order.
     pub images: Vec<u8>,
+    /// One class label (0–9, indexing [`CLASSES`]) per item.
     pub labels: Vec<u8>,
 }
 
@@ -127,10 +174,11 @@ impl FashionMnist {
         let prefix = if train { "train" } else { "t10k" };
         let find = |stem: String| {
             let gz = dir.join(format!("{stem}.gz"));
-            if gz.is_file() {
+            let plain = dir.join(&stem);
+            if gz.is_file() || !plain.is_file() {
                 gz
             } else {
-                dir.join(stem)
+                plain
             }
         };
         let (ishape, images) = idx(
@@ -155,25 +203,29 @@ impl FashionMnist {
         Ok(Self { images, labels })
     }
 
+    /// How many items the split holds.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the split holds no items.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Item `i` as a 28×28 grayscale image. Panics if `i >= self.len()`.
     pub fn item(&self, i: usize) -> GrayImage {
         GrayImage::from_raw(28, 28, self.images[i * 784..(i + 1) * 784].to_vec())
             .unwrap_or_default()
     }
 
+    /// Item `i`'s class, indexing [`CLASSES`]. Panics if `i >= self.len()`.
     pub fn label(&self, i: usize) -> usize {
         self.labels[i] as usize
     }
 }
 
-/// An item of intensity p becomes p/255 × colour, on black.
+/// An item of intensity p becomes p/255 × colour (rounded), on black; the size is kept.
 pub fn colourize(item: &GrayImage, colour: [u8; 3]) -> RgbImage {
     RgbImage::from_fn(item.width(), item.height(), |x, y| {
         let p = item.get_pixel(x, y)[0] as u32;
@@ -211,14 +263,19 @@ fn position_word(cx: f32, cy: f32) -> &'static str {
 /// A rendered scene and its caption.
 #[derive(Clone, Debug)]
 pub struct Scene {
+    /// The `canvas`×`canvas` RGB image.
     pub image: RgbImage,
+    /// A caption naming the colour and class (sometimes also size and position).
     pub caption: String,
+    /// The item's class, indexing [`CLASSES`].
     pub class: usize,
+    /// The item's colour, indexing [`COLOURS`].
     pub colour: usize,
 }
 
 /// Renders item `item` (class `class`) in colour `colour` at a random size and position on a
-/// `canvas`×`canvas` black square, with a caption from varied templates.
+/// `canvas`×`canvas` black square, with a caption from varied templates. `class` indexes [`CLASSES`]
+/// and `colour` [`COLOURS`]; `canvas` must be at least 8 (px). Deterministic for a given `rng` state.
 pub fn render_scene(
     item: &GrayImage,
     class: usize,
@@ -263,14 +320,19 @@ pub fn render_scene(
 /// `(seed, index)`, so any step can be regenerated exactly (this is what makes resuming exact).
 #[derive(Clone, Debug)]
 pub struct SceneSampler {
+    /// The Fashion-MNIST split items are drawn from (must not be empty).
     pub items: FashionMnist,
+    /// Seed of the whole sequence of scenes.
     pub seed: u64,
+    /// Side of the square scenes, in pixels (at least 8).
     pub canvas: u32,
     /// Leave out the held-out (class, colour) pairs (training); keep them (evaluation).
     pub exclude_held_out: bool,
 }
 
 impl SceneSampler {
+    /// Scene number `index`: a random item in a random colour (never a held-out pair with
+    /// `exclude_held_out`), rendered by [`render_scene`]. The same `(seed, index)` gives the same scene.
     pub fn sample(&self, index: u64) -> Scene {
         let mut rng =
             ChaCha8Rng::seed_from_u64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -283,5 +345,75 @@ impl SceneSampler {
             }
         };
         render_scene(&self.items.item(i), class, colour, self.canvas, &mut rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subset() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist")
+    }
+
+    #[test]
+    fn the_committed_subset_loads_with_every_class() {
+        let train = FashionMnist::load(subset(), true).unwrap();
+        let test = FashionMnist::load(subset(), false).unwrap();
+        assert_eq!((train.len(), test.len()), (3000, 1000));
+        assert_eq!(train.images.len(), 3000 * 784);
+        // Fashion-MNIST's first labels (train: ankle boot, t-shirt, t-shirt, dress; test: ankle
+        // boot, pullover, trouser, trouser)
+        assert_eq!(&train.labels[..4], &[9, 0, 0, 3]);
+        assert_eq!(&test.labels[..4], &[9, 2, 1, 1]);
+        for class in 0..10u8 {
+            let count = test.labels.iter().filter(|&&l| l == class).count();
+            assert!((80..=120).contains(&count), "class {class}: {count}");
+        }
+    }
+
+    #[test]
+    fn a_missing_dataset_says_where_it_looked_and_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = FashionMnist::load(dir.path().join("nowhere"), false).unwrap_err();
+        assert!(matches!(err, FashionError::Missing { .. }), "{err:?}");
+        let message = err.to_string();
+        let looked = dir.path().join("nowhere/t10k-images-idx3-ubyte.gz");
+        assert!(message.contains(&looked.display().to_string()), "{message}");
+        assert!(message.contains("dataset-fashion-mnist"), "{message}");
+        assert!(message.contains("--data DIR") && message.contains(FASHION_MNIST_DIR_VAR));
+    }
+
+    #[test]
+    fn a_truncated_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"] {
+            std::fs::copy(subset().join(name), dir.path().join(name)).unwrap();
+        }
+        // a cut-off gzip stream
+        let images = dir.path().join("t10k-images-idx3-ubyte.gz");
+        let bytes = std::fs::read(&images).unwrap();
+        std::fs::write(&images, &bytes[..bytes.len() / 2]).unwrap();
+        let err = FashionMnist::load(dir.path(), false).unwrap_err();
+        assert!(matches!(err, FashionError::Read { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("t10k-images-idx3-ubyte.gz"),
+            "{err}"
+        );
+        // a whole stream with fewer items than its header says
+        let plain = dir.path().join("t10k-images-idx3-ubyte");
+        std::fs::remove_file(&images).unwrap();
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        std::fs::write(&plain, &raw[..raw.len() - 784]).unwrap();
+        let err = FashionMnist::load(dir.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t10k-images-idx3-ubyte") && err.contains("truncated"),
+            "{err}"
+        );
     }
 }

@@ -6,23 +6,48 @@ use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, ImageReader, RgbImage};
 
+/// Why an image could not be turned into RGB pixels. Every variant names the image by `path` (for
+/// in-memory bytes, the name the caller passed).
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// The file (or the in-memory reader) could not be read.
     #[error("cannot read image {path}: {source}")]
     Read {
+        /// The image.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The content matches none of the formats compiled in (PNG, JPEG, WebP, GIF, BMP, TIFF).
     #[error("{path} is not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)")]
-    UnknownFormat { path: PathBuf },
+    UnknownFormat {
+        /// The image.
+        path: PathBuf,
+    },
+    /// A recognised format, in a variant the decoder does not support.
     #[error("{path}: {format:?} images are not supported")]
-    Unsupported { path: PathBuf, format: ImageFormat },
+    Unsupported {
+        /// The image.
+        path: PathBuf,
+        /// The format recognised from the content.
+        format: ImageFormat,
+    },
+    /// The data is corrupt or cut short (a JPEG without its end-of-image marker lands here, as in PIL).
     #[error("cannot decode image {path}: {message}")]
-    Decode { path: PathBuf, message: String },
+    Decode {
+        /// The image.
+        path: PathBuf,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The header declares a zero width or height.
     #[error("image {path} is empty ({width}x{height})")]
     Empty {
+        /// The image.
         path: PathBuf,
+        /// Declared width in pixels.
         width: u32,
+        /// Declared height in pixels.
         height: u32,
     },
 }
@@ -84,7 +109,8 @@ fn non_empty(width: u32, height: u32, path: &Path) -> Result<(), ImageError> {
 }
 
 /// Reads only an image's header: its format and dimensions, without decoding the pixels. A cheap
-/// first check of a dataset; a file with a valid header and broken pixel data passes it.
+/// first check of a dataset; a file with a valid header and broken pixel data passes it. Returns
+/// `(width, height)` in pixels, both non-zero; `path` only names the image in errors.
 pub fn probe_image(
     bytes: impl std::io::BufRead + std::io::Seek,
     path: &Path,
@@ -97,7 +123,9 @@ pub fn probe_image(
     Ok((width, height))
 }
 
-/// Decodes in-memory image bytes into 8-bit RGB; `path` only names the image in errors.
+/// Decodes in-memory image bytes (format from the content) into 8-bit RGB; `path` only names the
+/// image in errors. With feature `exact-jpeg` (the default) or `system-libjpeg-turbo`, JPEGs go
+/// through libjpeg and come out bit-identical to PIL's (CMYK/YCCK ones fall back to `image`).
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     let (reader, format) = guess(std::io::Cursor::new(bytes), path)?;
     if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
@@ -107,24 +135,85 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
             message: "the JPEG data is truncated (no end-of-image marker)".into(),
         });
     }
-    #[cfg(feature = "libjpeg-turbo")]
     if format == ImageFormat::Jpeg {
-        // libjpeg-turbo with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with.
-        // CMYK and other layouts TurboJPEG cannot turn into RGB fall through to `image`.
-        if let Ok(decoded) = turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
-            let (w, h) = (decoded.width as u32, decoded.height as u32);
-            let packed: Vec<u8> = decoded
-                .pixels
-                .chunks(decoded.pitch)
-                .flat_map(|row| &row[..decoded.width * 3])
-                .copied()
-                .collect();
-            if let Some(image) = RgbImage::from_raw(w, h, packed).filter(|_| w > 0 && h > 0) {
-                return Ok(image);
-            }
+        // libjpeg with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with. CMYK and
+        // other layouts libjpeg cannot turn into RGB fall through to `image`.
+        if let Some(image) = decode_jpeg_exact(bytes, path)? {
+            return Ok(image);
         }
     }
     let image = reader.decode().map_err(|e| decode_error(e, path, format))?;
     non_empty(image.width(), image.height(), path)?;
     Ok(image.to_rgb8())
+}
+
+/// Decodes a JPEG with the system's libjpeg-turbo. `None`: a layout TurboJPEG cannot give as RGB.
+#[cfg(feature = "system-libjpeg-turbo")]
+fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, ImageError> {
+    let decoded = match turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
+        Ok(decoded) => decoded,
+        Err(_) => return Ok(None),
+    };
+    let (w, h) = (decoded.width as u32, decoded.height as u32);
+    non_empty(w, h, path)?;
+    let packed: Vec<u8> = decoded
+        .pixels
+        .chunks(decoded.pitch)
+        .flat_map(|row| &row[..decoded.width * 3])
+        .copied()
+        .collect();
+    Ok(RgbImage::from_raw(w, h, packed))
+}
+
+/// Decodes a JPEG with mozjpeg's libjpeg (the libjpeg-turbo decoder, built from C without SIMD; its
+/// integer IDCT and upsampling give the same bytes as the SIMD paths PIL uses). `None`: a colour
+/// space libjpeg cannot convert to RGB (CMYK, YCCK), left to `image`.
+#[cfg(all(feature = "exact-jpeg", not(feature = "system-libjpeg-turbo")))]
+fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, ImageError> {
+    use mozjpeg::ColorSpace;
+
+    // mozjpeg's error handler unwinds out of the C code with the libjpeg message; catch it here so
+    // a corrupt file is an `ImageError`, never a panic in the caller.
+    let decoded =
+        std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
+            let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+            if matches!(
+                decompress.color_space(),
+                ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+            ) {
+                return Ok(None);
+            }
+            let mut started = decompress.rgb()?;
+            let (width, height) = (started.width(), started.height());
+            let pixels = started.read_scanlines::<u8>()?;
+            started.finish()?;
+            Ok(Some((width, height, pixels)))
+        });
+    let message = match decoded {
+        Ok(Ok(Some((width, height, pixels)))) => {
+            let (w, h) = (width as u32, height as u32);
+            non_empty(w, h, path)?;
+            return Ok(RgbImage::from_raw(w, h, pixels));
+        }
+        Ok(Ok(None)) => return Ok(None),
+        Ok(Err(e)) => e.to_string(),
+        Err(payload) => match (
+            payload.downcast_ref::<String>(),
+            payload.downcast_ref::<&str>(),
+        ) {
+            (Some(m), _) => m.clone(),
+            (None, Some(m)) => m.to_string(),
+            (None, None) => "libjpeg failed".to_string(),
+        },
+    };
+    Err(ImageError::Decode {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// No exact JPEG decoder compiled in: every JPEG goes to the pure-Rust `image` decoder.
+#[cfg(not(any(feature = "exact-jpeg", feature = "system-libjpeg-turbo")))]
+fn decode_jpeg_exact(_bytes: &[u8], _path: &Path) -> Result<Option<RgbImage>, ImageError> {
+    Ok(None)
 }

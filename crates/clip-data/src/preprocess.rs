@@ -1,5 +1,9 @@
-//! CLIP's evaluation preprocessing: resize (Pillow's antialiased bicubic, see [`crate::resample`]),
+//! CLIP's evaluation preprocessing: resize (Pillow's antialiased bicubic, reproduced bit for bit),
 //! center crop, scale to [0, 1], normalize per channel.
+//!
+//! [`PreprocessConfig::clip`] is open_clip's / OpenAI's pipeline; Hugging Face's `CLIPImageProcessor`
+//! differs only in [`CropRounding::Floor`]. [`resize_and_crop`] gives the 8-bit image the model sees,
+//! [`normalize`] its channel-major floats, and [`images_to_tensor`] a whole batch as a tensor.
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use image::RgbImage;
@@ -7,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::resample::{pil_resize, Filter};
 
-/// OpenAI's normalization constants (measured on CLIP's training data), written as published.
+/// OpenAI's per-channel (R, G, B) mean of pixel values in [0, 1], measured on CLIP's training data,
+/// written as published.
 #[allow(clippy::excessive_precision)]
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// OpenAI's per-channel (R, G, B) standard deviation of pixel values in [0, 1], written as published.
 #[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
@@ -37,29 +43,40 @@ pub enum CropRounding {
     Floor,
 }
 
+/// The resampling filter of the resize, as Pillow computes it (antialiased when downscaling).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
+    /// Pillow's `BICUBIC` (Keys' cubic, a = −0.5): CLIP's default.
     #[default]
     Bicubic,
+    /// Pillow's `BILINEAR` (triangle filter).
     Bilinear,
 }
 
+/// How a decoded image becomes model input: resize, crop to a square, normalize. Serialized in
+/// snake_case (e.g. in a model's config file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessConfig {
     /// Side of the square the model sees.
     pub size: usize,
     /// Target of the resize before cropping (the shortest side for `Shortest`); usually `size`.
     pub resize_size: usize,
+    /// Per-channel (R, G, B) mean subtracted from pixel values in [0, 1].
     pub mean: [f32; 3],
+    /// Per-channel (R, G, B) standard deviation the centered values are divided by.
     pub std: [f32; 3],
+    /// How the image is brought to a square.
     pub resize_mode: ResizeMode,
+    /// Where the center crop starts when the margin is odd.
     pub crop_rounding: CropRounding,
+    /// The resize's filter.
     pub interpolation: Interpolation,
 }
 
 impl PreprocessConfig {
-    /// CLIP's defaults at the given square size.
+    /// CLIP's defaults at the given square size: resize the shortest side to `size` with bicubic,
+    /// center crop with torchvision's rounding, normalize with [`CLIP_MEAN`] and [`CLIP_STD`].
     pub fn clip(size: usize) -> Self {
         Self {
             size,
@@ -128,7 +145,9 @@ fn center_crop(image: &RgbImage, size: u32, rounding: CropRounding) -> RgbImage 
     })
 }
 
-/// Resize and crop to the square `config.size`, in 8 bits: the image the model will see.
+/// Resize and crop to the square `config.size`, in 8 bits: the image the model will see. Always
+/// returns a `size`×`size` image; where the resized image is smaller than that (`Longest`, or a
+/// `resize_size` below `size`), the rest is black.
 pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage {
     let size = config.size as u32;
     let short = config.resize_size as u32;
@@ -156,7 +175,8 @@ pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage 
     }
 }
 
-/// `[3, size, size]` channel-major floats: `(v / 255 − mean) / std`.
+/// `[3, height, width]` channel-major floats, flattened: `(v / 255 − mean) / std`. Expects the
+/// output of [`resize_and_crop`] (so `[3, size, size]`); only `mean` and `std` of `config` are used.
 pub fn normalize(image: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
     let plane = (image.width() * image.height()) as usize;
     let mut out = vec![0f32; 3 * plane];
@@ -168,7 +188,8 @@ pub fn normalize(image: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
     out
 }
 
-/// Preprocesses a batch of decoded images into a `[n, 3, size, size]` tensor.
+/// Preprocesses a batch of decoded images ([`resize_and_crop`], then [`normalize`]) into a
+/// `[n, 3, size, size]` float tensor on `device`, `n = images.len()`.
 pub fn images_to_tensor<B: Backend>(
     images: &[RgbImage],
     config: &PreprocessConfig,

@@ -20,6 +20,7 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Applies the activation element-wise; the shape is kept.
     pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Activation::Gelu => gelu(x),
@@ -29,20 +30,20 @@ impl Activation {
     }
 }
 
-/// Exact GELU; on `flex` the crate's own vectorized pass (`flex_gelu`), elsewhere burn's.
+/// Exact GELU; on `flex` the crate's own vectorized pass (`flex::gelu`), elsewhere burn's.
 fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
-    let x = match crate::flex_gelu::gelu(x, crate::flex_gelu::Gelu::Exact) {
+    let x = match crate::flex::gelu(x, crate::flex::Gelu::Exact) {
         Ok(y) => return y,
         Err(x) => x,
     };
     activation::gelu(x)
 }
 
-/// `x·sigmoid(1.702·x)`; on `flex` one vectorized pass (`flex_gelu`), elsewhere burn's ops.
+/// `x·sigmoid(1.702·x)`; on `flex` one vectorized pass (`flex::gelu`), elsewhere burn's ops.
 fn quick_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
-    let x = match crate::flex_gelu::gelu(x, crate::flex_gelu::Gelu::Quick) {
+    let x = match crate::flex::gelu(x, crate::flex::Gelu::Quick) {
         Ok(y) => return y,
         Err(x) => x,
     };

@@ -11,15 +11,19 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{backend::Backend, Bool, Int, Tensor};
 
-use crate::transformer::{affine, linear_rows, linear_tokens};
+use crate::linear::{affine, linear_rows, linear_tokens};
 
+/// The shape of a [`MultiheadAttention`].
 #[derive(Config, Debug)]
 pub struct MultiheadAttentionConfig {
+    /// Token width (input and output).
     pub width: usize,
+    /// Number of heads; must divide `width` (head dimension `width / heads`).
     pub heads: usize,
 }
 
 impl MultiheadAttentionConfig {
+    /// A randomly initialized layer on `device` (burn's default linear initializer).
     pub fn init<B: Backend>(&self, device: &B::Device) -> MultiheadAttention<B> {
         MultiheadAttention {
             in_proj: LinearConfig::new(self.width, 3 * self.width).init(device),
@@ -29,16 +33,20 @@ impl MultiheadAttentionConfig {
     }
 }
 
+/// Multi-head self-attention, `softmax(q·kᵀ/√head_dim)·v` per head, then `out_proj`.
 #[derive(Module, Debug)]
 pub struct MultiheadAttention<B: Backend> {
     /// `[width, 3·width]`: q, k and v projections side by side.
     pub in_proj: Linear<B>,
+    /// Output projection of the concatenated heads, `[width, width]`.
     pub out_proj: Linear<B>,
+    /// Number of heads.
     pub heads: usize,
 }
 
 impl<B: Backend> MultiheadAttention<B> {
-    /// `x`: `[batch, seq, width]`. With `causal`, position i attends to positions ≤ i only; neither
+    /// `x`: `[batch, seq, width]` → `[batch, seq, width]`. With `causal`, position i attends to
+    /// positions ≤ i only; neither
     /// the fused op nor the `flex` path materializes that mask.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         self.forward_added(x, None, causal)
@@ -240,10 +248,10 @@ impl<B: Backend> Keys<B> {
         }
     }
 
-    /// As `flex_attention` takes it.
+    /// As `flex::attention` takes it.
     #[cfg(feature = "flex")]
-    fn limit(&self) -> crate::flex_attention::KeyLimit {
-        use crate::flex_attention::KeyLimit;
+    fn limit(&self) -> crate::flex::KeyLimit {
+        use crate::flex::KeyLimit;
         match self {
             Keys::All => KeyLimit::All,
             Keys::Causal => KeyLimit::Causal,
@@ -257,7 +265,7 @@ impl<B: Backend> Keys<B> {
 
 /// `softmax(q·kᵀ/√head_dim)·v` over `[batch, heads, seq, head_dim]` operands of any strides, each
 /// query over its allowed `keys`, with the heads side by side: `[batch·seq_q, heads·head_dim]`. On
-/// `flex`, one (sequence, head) at a time with nothing in between left in memory (`flex_attention`).
+/// `flex`, one (sequence, head) at a time with nothing in between left in memory (`flex::attention`).
 fn attend<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -266,7 +274,7 @@ fn attend<B: Backend>(
 ) -> Tensor<B, 2> {
     let scale = (q.dims()[3] as f64).powf(-0.5);
     #[cfg(feature = "flex")]
-    if let Some(out) = crate::flex_attention::attention(&q, &k, &v, scale as f32, &keys.limit()) {
+    if let Some(out) = crate::flex::attention(&q, &k, &v, scale as f32, &keys.limit()) {
         return out;
     }
     let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);

@@ -10,20 +10,26 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{activation::relu, backend::Backend, Distribution, Tensor};
 
-use crate::transformer::linear_tokens;
+use crate::linear::linear_tokens;
 
 /// Output channels of a bottleneck are `planes · EXPANSION`.
 pub const EXPANSION: usize = 4;
 
+/// The shape of a [`ModifiedResNet`] (RN50: layers `[3, 4, 6, 3]`, width 64, output 1024,
+/// 32 heads).
 #[derive(Config, Debug)]
 pub struct ModifiedResNetConfig {
     /// Bottlenecks per stage, e.g. `[3, 4, 6, 3]` for RN50.
     pub layers: [usize; 4],
     /// Output dimension of the attention pool (the joint embedding size).
     pub output_dim: usize,
+    /// Heads of the attention pool; must divide `width · 32`.
     pub heads: usize,
+    /// Side of the square input image, in pixels (default 224); a multiple of 32.
     #[config(default = 224)]
     pub image_size: usize,
+    /// Channels after the stem (default 64); stage i has `width · 2^i` planes and
+    /// `width · 2^i · EXPANSION` output channels, so the last has `width · 32`.
     #[config(default = 64)]
     pub width: usize,
 }
@@ -53,7 +59,7 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
         .reshape([c_out, c_in, kh, kw]);
     #[cfg(feature = "flex")]
     if conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1 {
-        if let Some(y) = crate::flex_conv::conv2d_same(&x, &weight, &bias) {
+        if let Some(y) = crate::flex::conv2d_same(&x, &weight, &bias) {
             return y;
         }
     }
@@ -63,13 +69,13 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
 }
 
 /// `pool` (k×k windows, stride k, no padding: every pool of this tower) on `x`; on `flex` by the
-/// crate's own kernel (`flex_pool`).
+/// crate's own kernel (`flex::pool`).
 fn avg_pool_forward<B: Backend>(pool: &AvgPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
     #[cfg(feature = "flex")]
     if !B::ad_enabled(&x.device()) {
         let [k, k_w] = pool.kernel_size;
         if k == k_w && pool.stride == [k, k] && matches!(pool.padding, PaddingConfig2d::Valid) {
-            if let Some(y) = crate::flex_pool::avg_pool_disjoint(&x, k) {
+            if let Some(y) = crate::flex::avg_pool_disjoint(&x, k) {
                 return y;
             }
         }
@@ -86,6 +92,8 @@ fn avg_pool(stride: usize) -> Option<AvgPool2d> {
 }
 
 impl ModifiedResNetConfig {
+    /// A randomly initialized tower on `device` (burn's default initializers; BatchNorm with
+    /// running statistics 0 and 1).
     pub fn init<B: Backend>(&self, device: &B::Device) -> ModifiedResNet<B> {
         let w = self.width;
         let mut inplanes = w;
@@ -133,22 +141,38 @@ impl ModifiedResNetConfig {
     }
 }
 
+/// A bottleneck's shortcut when its input and output shapes differ: average pool (when strided),
+/// then a 1×1 convolution and BatchNorm.
 #[derive(Module, Debug)]
 pub struct Downsample<B: Backend> {
+    /// `stride`×`stride` average pool, when the bottleneck's stride is above 1.
     pub pool: Option<AvgPool2d>,
+    /// Bias-free 1×1 convolution, `inplanes` → `planes · EXPANSION` channels.
     pub conv: Conv2d<B>,
+    /// BatchNorm after `conv`.
     pub bn: BatchNorm<B>,
 }
 
+/// An anti-aliased bottleneck: 1×1, 3×3 convolutions (each with BatchNorm and ReLU), an average pool
+/// in place of a strided convolution, a 1×1 convolution to `planes · EXPANSION` channels, and the
+/// residual added before the last ReLU.
 #[derive(Module, Debug)]
 pub struct Bottleneck<B: Backend> {
+    /// 1×1 convolution, `inplanes` → `planes`.
     pub conv1: Conv2d<B>,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm<B>,
+    /// 3×3 convolution (padding 1), `planes` → `planes`.
     pub conv2: Conv2d<B>,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm<B>,
+    /// `stride`×`stride` average pool, in the first block of a strided stage.
     pub avgpool: Option<AvgPool2d>,
+    /// 1×1 convolution, `planes` → `planes · EXPANSION`.
     pub conv3: Conv2d<B>,
+    /// BatchNorm after `conv3`.
     pub bn3: BatchNorm<B>,
+    /// The shortcut's projection, when the block changes resolution or channels.
     pub downsample: Option<Downsample<B>>,
 }
 
@@ -172,6 +196,7 @@ impl<B: Backend> Bottleneck<B> {
         }
     }
 
+    /// `x`: `[batch, inplanes, h, w]` → `[batch, planes · EXPANSION, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let out = relu(conv_bn(&self.conv1, &self.bn1, x.clone()));
         let mut out = relu(conv_bn(&self.conv2, &self.bn2, out));
@@ -196,11 +221,17 @@ impl<B: Backend> Bottleneck<B> {
 /// Multi-head attention over `[mean; spatial tokens] + positions` where only the mean token queries.
 #[derive(Module, Debug)]
 pub struct AttentionPool2d<B: Backend> {
+    /// Learned positions of the mean token and the `spatial²` grid tokens, `[1 + spatial², channels]`.
     pub positional_embedding: Param<Tensor<B, 2>>,
+    /// Key projection, `[channels, channels]`.
     pub k_proj: Linear<B>,
+    /// Query projection (of the mean token only), `[channels, channels]`.
     pub q_proj: Linear<B>,
+    /// Value projection, `[channels, channels]`.
     pub v_proj: Linear<B>,
+    /// Output projection, `[channels, output_dim]`.
     pub c_proj: Linear<B>,
+    /// Number of heads; must divide `channels`.
     pub heads: usize,
 }
 
@@ -249,20 +280,36 @@ impl<B: Backend> AttentionPool2d<B> {
     }
 }
 
+/// OpenAI's ModifiedResNet image tower, with its parameter names. Built by
+/// [`ModifiedResNetConfig::init`] or loaded with pretrained weights. Its BatchNorms use their
+/// running statistics outside autodiff and batch statistics under it.
 #[derive(Module, Debug)]
 pub struct ModifiedResNet<B: Backend> {
+    /// Stem: 3×3 convolution of stride 2, 3 → `width / 2` channels.
     pub conv1: Conv2d<B>,
+    /// BatchNorm after `conv1`.
     pub bn1: BatchNorm<B>,
+    /// Stem: 3×3 convolution, `width / 2` → `width / 2`.
     pub conv2: Conv2d<B>,
+    /// BatchNorm after `conv2`.
     pub bn2: BatchNorm<B>,
+    /// Stem: 3×3 convolution, `width / 2` → `width`.
     pub conv3: Conv2d<B>,
+    /// BatchNorm after `conv3`.
     pub bn3: BatchNorm<B>,
+    /// The stem's 2×2 average pool.
     pub avgpool: AvgPool2d,
+    /// Stage 1 (stride 1, `width` planes).
     pub layer1: Vec<Bottleneck<B>>,
+    /// Stage 2 (stride 2, `2 · width` planes).
     pub layer2: Vec<Bottleneck<B>>,
+    /// Stage 3 (stride 2, `4 · width` planes).
     pub layer3: Vec<Bottleneck<B>>,
+    /// Stage 4 (stride 2, `8 · width` planes).
     pub layer4: Vec<Bottleneck<B>>,
+    /// Attention pooling of the final `image_size / 32` grid into `[batch, output_dim]`.
     pub attnpool: AttentionPool2d<B>,
+    /// Side of the square input image, in pixels.
     pub image_size: usize,
 }
 
@@ -280,6 +327,7 @@ impl<B: Backend> ModifiedResNet<B> {
         self.attnpool.forward(x)
     }
 
+    /// Size of the pooled features.
     pub fn output_dim(&self) -> usize {
         self.attnpool.c_proj.weight.dims()[1]
     }

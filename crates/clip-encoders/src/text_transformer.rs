@@ -13,24 +13,36 @@ use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConf
 /// CLIP's `<|endoftext|>` id.
 pub const END_OF_TEXT: i64 = 49407;
 
+/// The shape of a [`TextTransformer`] (CLIP's: context 77, vocabulary 49408, width 512, 8 heads,
+/// 12 layers).
 #[derive(Config, Debug)]
 pub struct TextTransformerConfig {
+    /// Maximum number of tokens per text, including start and end tokens (default 77).
     #[config(default = 77)]
     pub context_length: usize,
+    /// Number of token ids (default 49408, CLIP's BPE vocabulary).
     #[config(default = 49408)]
     pub vocab_size: usize,
+    /// Token width (embedding dimension) of the transformer.
     pub width: usize,
+    /// Attention heads per block; must divide `width`.
     pub heads: usize,
+    /// Number of residual attention blocks.
     pub layers: usize,
+    /// MLP hidden width as a multiple of `width` (default 4).
     #[config(default = 4.0)]
     pub mlp_ratio: f64,
+    /// The MLP non-linearity (default exact GELU; OpenAI's weights need QuickGELU).
     #[config(default = "Activation::Gelu")]
     pub activation: Activation,
+    /// The id whose first occurrence in a text is pooled (default [`END_OF_TEXT`]).
     #[config(default = "END_OF_TEXT")]
     pub end_of_text: i64,
 }
 
 impl TextTransformerConfig {
+    /// A randomly initialized tower on `device` (token embeddings `N(0, 0.02)`, positions
+    /// `N(0, 0.01)`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> TextTransformer<B> {
         TextTransformer {
             token_embedding: EmbeddingConfig::new(self.vocab_size, self.width)
@@ -54,12 +66,19 @@ impl TextTransformerConfig {
     }
 }
 
+/// CLIP's causal text tower, with open_clip's parameter names. Built by
+/// [`TextTransformerConfig::init`] or loaded with pretrained weights.
 #[derive(Module, Debug)]
 pub struct TextTransformer<B: Backend> {
+    /// Token embedding table, `[vocab_size, width]`.
     pub token_embedding: Embedding<B>,
+    /// Learned positions, `[context_length, width]`.
     pub positional_embedding: Param<Tensor<B, 2>>,
+    /// The transformer, run with a causal mask.
     pub transformer: Transformer<B>,
+    /// LayerNorm of the pooled token's output.
     pub ln_final: LayerNorm<B>,
+    /// The id whose first occurrence in a row is pooled.
     pub end_of_text: i64,
 }
 
@@ -70,7 +89,8 @@ impl<B: Backend> TextTransformer<B> {
     }
 
     /// The tower on token embeddings looked up elsewhere (`[batch, seq, width]`; a trainer looks them
-    /// up in the rows of the table it updates), with `ids` marking where each text ends.
+    /// up in the rows of the table it updates), with `ids` (`[batch, seq]`) marking where each text
+    /// ends. Returns pooled `[batch, width]` features.
     pub fn forward_embedded(&self, tokens: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq] = ids.dims();
         let positions = self.positional_embedding.val().narrow(0, 0, seq);
@@ -82,7 +102,8 @@ impl<B: Backend> TextTransformer<B> {
         self.ln_final.forward(x).reshape([batch, width])
     }
 
-    /// Index of the first end-of-text token per row (the last position when a row has none).
+    /// Index of the first end-of-text token per row of `ids` (`[batch, seq]` → `[batch]`; the last
+    /// position when a row has none).
     pub fn end_positions(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 1, Int> {
         let [batch, seq] = ids.dims();
         let device = ids.device();
@@ -96,10 +117,12 @@ impl<B: Backend> TextTransformer<B> {
             .reshape([batch])
     }
 
+    /// Maximum number of tokens per text (rows of the positional embedding).
     pub fn context_length(&self) -> usize {
         self.positional_embedding.dims()[0]
     }
 
+    /// Token width, the size of the pooled features.
     pub fn width(&self) -> usize {
         self.positional_embedding.dims()[1]
     }

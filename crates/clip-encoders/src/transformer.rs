@@ -8,6 +8,7 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::activation::Activation;
 use crate::attention::{MultiheadAttention, MultiheadAttentionConfig};
+use crate::linear::linear_rows;
 
 /// LayerNorm epsilon used by every CLIP implementation.
 pub const LAYER_NORM_EPS: f64 = 1e-5;
@@ -18,18 +19,27 @@ pub(crate) fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerN
         .init(device)
 }
 
+/// The shape of a [`Transformer`]: `layers` blocks of `width`-wide tokens.
 #[derive(Config, Debug)]
 pub struct TransformerConfig {
+    /// Token width.
     pub width: usize,
+    /// Number of residual attention blocks.
     pub layers: usize,
+    /// Attention heads per block; must divide `width`.
     pub heads: usize,
+    /// MLP hidden width as a multiple of `width` (default 4; the hidden width is truncated to an
+    /// integer).
     #[config(default = 4.0)]
     pub mlp_ratio: f64,
+    /// The MLP non-linearity (default exact GELU).
     #[config(default = "Activation::Gelu")]
     pub activation: Activation,
 }
 
 impl TransformerConfig {
+    /// A randomly initialized stack on `device` (burn's default initializers; LayerNorm epsilon
+    /// [`LAYER_NORM_EPS`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Transformer<B> {
         let hidden = (self.width as f64 * self.mlp_ratio) as usize;
         let block = || ResidualAttentionBlock {
@@ -48,15 +58,20 @@ impl TransformerConfig {
     }
 }
 
+/// A block's feed-forward part: `c_proj(activation(c_fc(x)))`.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
+    /// Expansion, `[width, hidden]` (burn stores linear weights as `[in, out]`).
     pub c_fc: Linear<B>,
+    /// Projection back, `[hidden, width]`.
     pub c_proj: Linear<B>,
+    /// The non-linearity between them (not a parameter).
     #[module(skip)]
     pub activation: Activation,
 }
 
 impl<B: Backend> Mlp<B> {
+    /// `x`: `[batch, seq, width]` → `[batch, seq, width]`, each token independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.forward_added(x, None)
     }
@@ -75,11 +90,11 @@ impl<B: Backend> Mlp<B> {
     }
 
     /// `activation(c_fc(x))` for the rows of `x`; on `flex`, GELU or QuickGELU with the bias added
-    /// in the activation's pass (`flex_gelu::linear_gelu`).
+    /// in the activation's pass (`flex::linear_gelu`).
     fn hidden(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         #[cfg(feature = "flex")]
         {
-            use crate::flex_gelu::{linear_gelu, Gelu};
+            use crate::flex::{linear_gelu, Gelu};
             let kind = match self.activation {
                 Activation::Gelu => Some(Gelu::Exact),
                 Activation::QuickGelu => Some(Gelu::Quick),
@@ -98,45 +113,6 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-/// `linear` applied to every token of `x` as one `[batch·seq, in]` matrix product. burn runs a
-/// rank-3 input as `batch` small products, and computes the weight gradient as a `[batch, in, out]`
-/// tensor summed over the batch; flattening first makes both one large product.
-pub fn linear_tokens<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    let [batch, seq, width] = x.dims();
-    let y = linear_rows(linear, x.reshape([batch * seq, width]), None);
-    let out = y.dims()[1];
-    y.reshape([batch, seq, out])
-}
-
-/// `linear` of the rows of `x` (`[rows, in]`), plus `residual` (`[rows, out]`) when given.
-pub(crate) fn linear_rows<B: Backend>(
-    linear: &Linear<B>,
-    x: Tensor<B, 2>,
-    residual: Option<Tensor<B, 2>>,
-) -> Tensor<B, 2> {
-    let bias = linear.bias.as_ref().map(|b| b.val());
-    affine(x, linear.weight.val(), bias, residual)
-}
-
-/// `x·weight + bias` (`x`: `[rows, in]`, `weight`: `[in, out]`), plus `residual` (`[rows, out]`).
-/// At inference on `flex`, one product accumulated onto the bias and residual (`flex_linear`).
-pub(crate) fn affine<B: Backend>(
-    x: Tensor<B, 2>,
-    weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    residual: Option<Tensor<B, 2>>,
-) -> Tensor<B, 2> {
-    #[cfg(feature = "flex")]
-    if let Some(y) = crate::flex_linear::linear(&x, &weight, bias.as_ref(), residual.as_ref()) {
-        return y;
-    }
-    let y = burn::tensor::module::linear(x, weight, bias);
-    match residual {
-        Some(residual) => residual + y,
-        None => y,
-    }
-}
-
 /// `x + positions` for every sequence of `x` (`[batch, seq, width]`, `positions`: `[seq, width]`),
 /// added as `[batch, seq·width] + [1, seq·width]`: a row shared by every sequence is a broadcast
 /// `flex` adds in vectors, in place, where the 3-D form walks an index per element (0.6 % of the
@@ -147,15 +123,22 @@ pub(crate) fn add_positions<B: Backend>(x: Tensor<B, 3>, positions: Tensor<B, 2>
     rows.reshape([batch, seq, width])
 }
 
+/// A pre-LN transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
 #[derive(Module, Debug)]
 pub struct ResidualAttentionBlock<B: Backend> {
+    /// LayerNorm before attention.
     pub ln_1: LayerNorm<B>,
+    /// Multi-head self-attention.
     pub attn: MultiheadAttention<B>,
+    /// LayerNorm before the MLP.
     pub ln_2: LayerNorm<B>,
+    /// The feed-forward part.
     pub mlp: Mlp<B>,
 }
 
 impl<B: Backend> ResidualAttentionBlock<B> {
+    /// `x`: `[batch, seq, width]` → `[batch, seq, width]`; with `causal`, position i attends to
+    /// positions ≤ i only.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         let x = self
             .attn
@@ -178,13 +161,16 @@ impl<B: Backend> ResidualAttentionBlock<B> {
     }
 }
 
+/// A stack of [`ResidualAttentionBlock`]s, run in order.
 #[derive(Module, Debug)]
 pub struct Transformer<B: Backend> {
+    /// The blocks, first to last.
     pub resblocks: Vec<ResidualAttentionBlock<B>>,
 }
 
 impl<B: Backend> Transformer<B> {
-    /// `x`: `[batch, seq, width]`.
+    /// `x`: `[batch, seq, width]` → `[batch, seq, width]`; `causal` as in
+    /// [`ResidualAttentionBlock::forward`].
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
         self.resblocks
             .iter()
@@ -207,6 +193,7 @@ impl<B: Backend> Transformer<B> {
         }
     }
 
+    /// Token width (0 for a stack without blocks).
     pub fn width(&self) -> usize {
         self.resblocks
             .first()

@@ -12,15 +12,24 @@ use rand_chacha::ChaCha8Rng;
 use crate::activation::Activation;
 use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConfig};
 
+/// The shape of a [`VisionTransformer`] (ViT-B/32: image 224, patch 32, width 768, 12 layers,
+/// 12 heads).
 #[derive(Config, Debug)]
 pub struct VisionTransformerConfig {
+    /// Side of the square input image, in pixels.
     pub image_size: usize,
+    /// Side of the square patches, in pixels; `image_size / patch_size` patches per side.
     pub patch_size: usize,
+    /// Token width (embedding dimension) of the transformer.
     pub width: usize,
+    /// Number of residual attention blocks.
     pub layers: usize,
+    /// Attention heads per block; must divide `width`.
     pub heads: usize,
+    /// MLP hidden width as a multiple of `width` (default 4).
     #[config(default = 4.0)]
     pub mlp_ratio: f64,
+    /// The MLP non-linearity (default exact GELU; OpenAI's weights need QuickGELU).
     #[config(default = "Activation::Gelu")]
     pub activation: Activation,
 }
@@ -31,6 +40,7 @@ impl VisionTransformerConfig {
         self.image_size / self.patch_size
     }
 
+    /// A randomly initialized tower on `device` (embeddings `N(0, width^-0.5)`, no patch dropout).
     pub fn init<B: Backend>(&self, device: &B::Device) -> VisionTransformer<B> {
         let scale = (self.width as f64).powf(-0.5);
         let tokens = self.grid_size() * self.grid_size() + 1;
@@ -62,14 +72,24 @@ impl VisionTransformerConfig {
     }
 }
 
+/// CLIP's ViT image tower, with open_clip's parameter names. Built by
+/// [`VisionTransformerConfig::init`] or loaded with pretrained weights.
 #[derive(Module, Debug)]
 pub struct VisionTransformer<B: Backend> {
+    /// Patch embedding: a bias-free `patch_size`×`patch_size` convolution of stride `patch_size`,
+    /// weight `[width, 3, patch_size, patch_size]`.
     pub conv1: Conv2d<B>,
+    /// The learned class token, `[width]`.
     pub class_embedding: Param<Tensor<B, 1>>,
+    /// Learned positions of the class token and the patches, `[1 + grid², width]`.
     pub positional_embedding: Param<Tensor<B, 2>>,
+    /// LayerNorm before the transformer.
     pub ln_pre: LayerNorm<B>,
+    /// The (non-causal) transformer.
     pub transformer: Transformer<B>,
+    /// LayerNorm of the class token's output.
     pub ln_post: LayerNorm<B>,
+    /// Side of the square input image, in pixels.
     pub image_size: usize,
     /// Fraction of patch tokens dropped at random while training (open_clip's `patch_dropout`; FLIP).
     /// Only active under autodiff, so evaluation always sees every patch.
@@ -103,6 +123,7 @@ impl<B: Backend> VisionTransformer<B> {
         self.ln_post.forward(class_token.reshape([batch, width]))
     }
 
+    /// Token width, the size of the pooled features.
     pub fn width(&self) -> usize {
         self.class_embedding.dims()[0]
     }
@@ -122,10 +143,9 @@ impl<B: Backend> VisionTransformer<B> {
                 .permute([0, 2, 4, 1, 3, 5])
                 .reshape([batch * gh * gw, channels * ph * pw])
         };
-        // on `flex`, row copies (`flex_patches`) instead of its element-wise six-axis permutation
+        // on `flex`, row copies (`flex::patches`) instead of its element-wise six-axis permutation
         #[cfg(feature = "flex")]
-        let patches =
-            crate::flex_patches::patches(&images, [ph, pw]).unwrap_or_else(|| flatten(images));
+        let patches = crate::flex::patches(&images, [ph, pw]).unwrap_or_else(|| flatten(images));
         #[cfg(not(feature = "flex"))]
         let patches = flatten(images);
         let weight = self

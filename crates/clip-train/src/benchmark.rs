@@ -5,8 +5,8 @@
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clip::{encode_texts, Clip};
+pub use clip_data::fashion::{default_dir, FashionMnist, DEBIAN_FASHION_MNIST};
 use clip_data::fashion::{is_held_out, render_scene, CLASSES, COLOURS};
-pub use clip_data::fashion::{FashionMnist, DEBIAN_FASHION_MNIST};
 use clip_tokenizer::ClipTokenizer;
 use clip_zeroshot::{
     retrieval_recall, to_rows, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
@@ -18,8 +18,10 @@ use serde::Serialize;
 
 use crate::TrainError;
 
+/// The four measurements of [`evaluate`]; accuracies and recall are fractions in [0, 1].
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct BenchmarkReport {
+    /// Test items measured (the requested count, at most the split's size).
     pub samples: usize,
     /// (a) 10-way, grayscale test split, with prompts that call the items white (the colour word the
     /// training captions use for an uncoloured item).
@@ -74,8 +76,9 @@ fn pixels<B: Backend>(images: &[RgbImage], device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(normalized(images), device)
 }
 
-/// Image embeddings (not normalized) of same-sized images, in batches of 256, each batch split over
-/// `threads` threads ([`Clip::encode_image_threaded`]).
+/// Image embeddings (not L2-normalized, `[n, embed_dim]`) of same-sized RGB images already at the
+/// model's input size (their pixels are normalized with CLIP's mean and std here), in batches of 256,
+/// each batch split over `threads` threads ([`Clip::encode_image_threaded`]).
 pub fn encode_images<B: Backend>(
     clip: &Clip<B>,
     images: &[RgbImage],
@@ -124,7 +127,9 @@ pub fn grayscale_item(set: &FashionMnist, i: usize, side: u32) -> RgbImage {
 }
 
 /// Runs the four measurements on the first `samples` test items, encoding images on `threads` threads.
-/// Each image set is encoded once and each classifier built once.
+/// Each image set is encoded once and each classifier built once. The scenes are rendered at the
+/// model's input size with a fixed seed, so the same model always gets the same report. Errors come
+/// from tokenizing or embedding the prompts.
 pub fn evaluate<B: Backend>(
     clip: &Clip<B>,
     tokenizer: &ClipTokenizer,

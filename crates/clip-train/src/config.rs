@@ -1,4 +1,59 @@
 //! `clip train --config FILE` (TOML or JSON): every option of a run.
+//!
+//! ```
+//! use clip_train::{DataConfig, TrainConfig};
+//!
+//! // configs/fashion-scenes.toml, shrunk
+//! let config: TrainConfig = toml::from_str(
+//!     r#"
+//!     output = "runs/tiny"
+//!     seed = 17
+//!     steps = 100
+//!     batch_size = 32
+//!     accumulation = 1
+//!     lr = 1e-3
+//!     warmup_steps = 10
+//!     weight_decay = 0.2
+//!     beta1 = 0.9
+//!     beta2 = 0.98
+//!     eps = 1e-6
+//!     checkpoint_every = 50
+//!     eval_every = 0
+//!     eval_samples = 200
+//!     lock_image = false
+//!     lock_text = false
+//!     loss = { kind = "info_nce", lambda = 0.5, label_smoothing = 0.0 }
+//!     data = { kind = "fashion_scenes", dir = "/usr/share/datasets/fashion-mnist" }
+//!     augment = { brightness = 0.2, contrast = 0.2 }
+//!
+//!     [model]
+//!     embed_dim = 32
+//!
+//!     [model.vision]
+//!     type = "vit"
+//!     image_size = 32
+//!     patch_size = 8
+//!     width = 64
+//!     layers = 2
+//!     heads = 2
+//!     mlp_ratio = 4.0
+//!     activation = "quick_gelu"
+//!
+//!     [model.text]
+//!     context_length = 16
+//!     vocab_size = 49408
+//!     width = 32
+//!     heads = 2
+//!     layers = 2
+//!     mlp_ratio = 4.0
+//!     activation = "quick_gelu"
+//!     "#,
+//! )
+//! .unwrap();
+//! config.validate().unwrap();
+//! assert!(matches!(config.data, DataConfig::FashionScenes { .. }));
+//! assert_eq!(config.threads, 0); // left out: one thread per core
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -8,30 +63,47 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 
+/// The training objective, written as a table with `kind = "info_nce"` or `kind = "siglip"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LossConfig {
     /// Symmetric InfoNCE with weight λ on the image→text direction (½: CLIP).
-    InfoNce { lambda: f64, label_smoothing: f64 },
+    InfoNce {
+        /// Weight of the image→text cross-entropy, in [0, 1]; text→image gets `1 − lambda`.
+        lambda: f64,
+        /// ε of cross-entropy with label smoothing, in [0, 1) (0: none).
+        label_smoothing: f64,
+    },
     /// SigLIP's sigmoid loss with a learnable bias.
     Siglip,
 }
 
+/// Where the training pairs come from, written as a table with `kind = "fashion_scenes"`,
+/// `"captions"` or `"shards"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DataConfig {
-    /// Fashion-MNIST scenes rendered on the fly from the IDX files in `dir`.
-    FashionScenes { dir: PathBuf },
+    /// Fashion-MNIST scenes rendered on the fly from the IDX files in `dir` (when the config leaves
+    /// it out: `$FASHION_MNIST_DIR`, else Debian's `/usr/share/datasets/fashion-mnist`).
+    FashionScenes {
+        /// The directory of the four IDX files.
+        #[serde(default = "clip_data::fashion::default_dir")]
+        dir: PathBuf,
+    },
     /// Images with a captions CSV (`image,caption` header) or JSONL file; unreadable images are skipped
     /// and counted, or refused with `strict`.
     Captions {
+        /// The `.csv` or `.jsonl` captions file; image paths in it are relative to its directory.
         file: PathBuf,
+        /// Refuse the dataset if any image is unreadable (default false: skip and count them).
         #[serde(default)]
         strict: bool,
     },
     /// webdataset tar shards (`key.jpg|png|webp` + `key.txt`).
     Shards {
+        /// The tar files, indexed in this order.
         files: Vec<PathBuf>,
+        /// Refuse the dataset if any sample is unusable (default false: skip and count them).
         #[serde(default)]
         strict: bool,
     },
@@ -57,33 +129,55 @@ impl DataConfig {
     }
 }
 
+/// Every option of a training run; unknown keys are refused. Fields marked "default" may be left out
+/// of the file, all others are required. [`TrainConfig::validate`] checks the values.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The architecture to train from scratch.
     pub model: ClipConfig,
+    /// The training data.
     pub data: DataConfig,
+    /// Directory of the run: `checkpoints/step-NNNNNNN/` and, at the end, the model in `model/`.
     pub output: PathBuf,
+    /// Seed of the initial weights, the data order, rendering and augmentation: the same config gives
+    /// the same run.
     pub seed: u64,
+    /// Total optimizer steps of the run (positive).
     pub steps: usize,
+    /// Pairs per micro-batch (at least 2: the other pairs are each one's negatives).
     pub batch_size: usize,
-    /// Micro-batches whose gradients are averaged per optimizer step.
+    /// Micro-batches whose gradients are averaged per optimizer step (positive).
     pub accumulation: usize,
+    /// Peak learning rate (positive), reached after warmup, then cosine decay to 0 at `steps`.
     pub lr: f64,
+    /// Steps of linear learning-rate warmup.
     pub warmup_steps: usize,
+    /// AdamW's decoupled weight decay (non-negative), on matrices and kernels only: not on gains,
+    /// biases, embeddings or the temperature.
     pub weight_decay: f64,
+    /// AdamW's β₁, in [0, 1).
     pub beta1: f64,
+    /// AdamW's β₂, in [0, 1).
     pub beta2: f64,
+    /// AdamW's ε.
     pub eps: f64,
     /// Global-norm gradient clipping (none when absent).
     pub grad_clip_norm: Option<f64>,
+    /// The objective.
     pub loss: LossConfig,
+    /// Training augmentation of the images.
     pub augment: AugmentConfig,
+    /// Write a checkpoint every N steps (positive), and always at the last step of an invocation.
     pub checkpoint_every: usize,
-    /// Zero-shot evaluation on a test subset every N steps (0: only at the end).
+    /// Zero-shot evaluation on a test subset every N steps (0: only at the end). Only the Fashion-MNIST
+    /// scenes data has a benchmark; other data is not evaluated.
     pub eval_every: usize,
+    /// Test items each evaluation uses (at most the test split's size).
     pub eval_samples: usize,
-    /// Freeze a tower (open_clip's --lock-image / --lock-text).
+    /// Freeze the image tower (open_clip's `--lock-image`).
     pub lock_image: bool,
+    /// Freeze the text tower, token table included (open_clip's `--lock-text`). Not both.
     pub lock_text: bool,
     /// Fraction of ViT patch tokens dropped during training (0: off; open_clip's `--patch-dropout`).
     #[serde(default)]
@@ -104,6 +198,8 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Reads a config file, JSON when its extension is `.json`, TOML otherwise, and
+    /// [validates](Self::validate) it. Every failure is a [`TrainError::Config`] naming the file.
     pub fn from_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| TrainError::Config(format!("cannot read {}: {e}", path.display())))?;
@@ -118,6 +214,9 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// Checks the model config and the values: `batch_size` ≥ 2; `accumulation`, `steps`,
+    /// `checkpoint_every` positive; `lr` positive; `weight_decay` non-negative; betas and
+    /// `patch_dropout` in [0, 1); not both towers locked. A violation is a [`TrainError::Config`].
     pub fn validate(&self) -> Result<(), TrainError> {
         self.model
             .validate()

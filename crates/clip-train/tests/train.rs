@@ -1,4 +1,5 @@
-//! CI-sized training runs on Fashion-MNIST scenes (Debian's dataset-fashion-mnist).
+//! CI-sized training runs on Fashion-MNIST scenes, from the subset in `fixtures/fashion-mnist`
+//! (3,000 training and 1,000 test items).
 
 use burn::backend::{Autodiff, Flex};
 use clip::encoders::Activation;
@@ -7,6 +8,9 @@ use clip_data::AugmentConfig;
 use clip_train::*;
 
 type AD = Autodiff<Flex>;
+
+/// The committed Fashion-MNIST subset.
+const FASHION: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/fashion-mnist");
 
 /// burn's backend RNG (seeded for the initial weights) is process-wide: training runs in parallel test
 /// threads would draw from it in turn and lose their determinism, so they take turns.
@@ -41,7 +45,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
             projection_bias: false,
         },
         data: DataConfig::FashionScenes {
-            dir: clip_data::fashion::DEBIAN_FASHION_MNIST.into(),
+            dir: FASHION.into(),
         },
         output: output.to_path_buf(),
         seed: 5,
@@ -232,9 +236,7 @@ fn bad_configs_are_refused() {
 fn trains_from_a_captions_file_and_skips_broken_images() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let items =
-        clip_data::fashion::FashionMnist::load(clip_data::fashion::DEBIAN_FASHION_MNIST, false)
-            .unwrap();
+    let items = clip_data::fashion::FashionMnist::load(FASHION, false).unwrap();
     let mut lines = String::from("image,caption\n");
     for i in 0..40 {
         let name = format!("{i}.png");
@@ -294,9 +296,7 @@ fn trains_from_a_captions_file_and_skips_broken_images() {
 fn trains_from_webdataset_shards() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
-    let items =
-        clip_data::fashion::FashionMnist::load(clip_data::fashion::DEBIAN_FASHION_MNIST, false)
-            .unwrap();
+    let items = clip_data::fashion::FashionMnist::load(FASHION, false).unwrap();
     let mut files = Vec::new();
     for shard in 0..2 {
         let path = dir.path().join(format!("shard-{shard}.tar"));

@@ -1,5 +1,5 @@
-//! Reaching the `flex` tensor under a backend-generic `Tensor`, for this crate's `flex` kernels
-//! (`flex_gelu`, `flex_conv`, `flex_pool`). Anything else — another backend, burn's autodiff wrapper,
+//! Reaching the `flex` tensor under a backend-generic `Tensor`, for the kernels beside this module.
+//! Anything else — another backend, burn's autodiff wrapper,
 //! a quantized tensor — is not a `FlexTensor`, so those callers fall back to burn's own ops.
 
 use std::any::Any;

@@ -9,7 +9,7 @@
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 
-use crate::flex::{as_flex, f32_tensor, gemm_f32, map_flex, Strided};
+use super::tensor::{as_flex, f32_tensor, gemm_f32, map_flex, Strided};
 
 /// `x·weight + bias` (`x`: `[m, k]`, `weight`: `[k, n]`, `bias`: `[n]`), plus `residual` (`[m, n]`)
 /// when given, for `flex` f32 tensors; `None` otherwise (the caller then uses burn's ops).
@@ -166,7 +166,7 @@ impl<'a> Operand<'a> {
 mod tests {
     use burn::tensor::Tolerance;
 
-    use crate::flex::random;
+    use crate::flex::tensor::random;
 
     /// Against `flex`'s matmul + add, with and without bias and residual, on contiguous inputs, a
     /// transposed weight view and a column block of a wider weight (as the packed q/k/v projection is

@@ -2,13 +2,13 @@
 //! summed row by row in the window's order (as PyTorch does) and divided by k².
 //!
 //! `flex`'s pooling walks every output element through a generic window loop: 7 % of RN50's image
-//! encoding in a profile, after the convolutions went to `flex_conv`.
+//! encoding in a profile, after the convolutions went to `flex::conv`.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{dims4, f32_tensor, map_flex};
+use super::tensor::{dims4, f32_tensor, map_flex};
 
 /// `avg_pool2d(x, k, stride k, no padding)` when `x` is a `flex` f32 tensor; `None` otherwise.
 pub(crate) fn avg_pool_disjoint<B: Backend>(x: &Tensor<B, 4>, k: usize) -> Option<Tensor<B, 4>> {
@@ -52,7 +52,7 @@ fn avg_pool_f32(x: &FlexTensor, k: usize) -> Option<FlexTensor> {
 
 #[cfg(test)]
 mod tests {
-    use crate::flex::random;
+    use crate::flex::tensor::random;
     use burn::tensor::module::avg_pool2d;
 
     /// Against `flex`'s own pooling, with sizes the windows do not divide (the rest is dropped).

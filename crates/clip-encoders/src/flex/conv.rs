@@ -12,7 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, dims4, f32_tensor, gemm_f32, map_flex, Strided};
+use super::tensor::{as_flex, dims4, f32_tensor, gemm_f32, map_flex, Strided};
 
 /// `conv2d(x, weight, bias)` with stride 1 and padding `k/2` (odd kernels), when the tensors are
 /// `flex` f32 ones; `None` otherwise (the caller then uses burn's convolution).
@@ -182,7 +182,7 @@ impl Geometry {
 
 #[cfg(test)]
 mod tests {
-    use crate::flex::random;
+    use crate::flex::tensor::random;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
 

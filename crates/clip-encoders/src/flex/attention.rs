@@ -6,15 +6,15 @@
 //! Through burn's ops that is a zero-filled `[batch, heads, seq, seq]` scores tensor, four passes
 //! over it (scale; mask fill, after copying the broadcast mask into a dense one; softmax's two, with
 //! a scalar `expf` per element), a contiguous `[batch, heads, seq, head_dim]` product, and two copies
-//! to put the heads side by side. Here the softmax uses `flex_gelu`'s vectorized `exp` (within 1e-7
+//! to put the heads side by side. Here the softmax uses `flex::gelu`'s vectorized `exp` (within 1e-7
 //! relative); the products are the same `gemm` calls on the same strided operands.
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, dims4, f32_tensor, from_flex, gemm_f32, Strided};
-use crate::flex_gelu::exp_neg;
+use super::gelu::exp_neg;
+use super::tensor::{as_flex, dims4, f32_tensor, from_flex, gemm_f32, Strided};
 
 /// Which keys each query row may attend to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,7 +253,7 @@ mod tests {
     use burn::tensor::{Bool, Int, Tensor, Tolerance};
 
     use super::{attention, KeyLimit};
-    use crate::flex::random;
+    use crate::flex::tensor::random;
 
     type B = burn::backend::Flex;
 

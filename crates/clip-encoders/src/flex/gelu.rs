@@ -10,7 +10,7 @@
 
 use burn::tensor::{backend::Backend, DType, Tensor};
 
-use crate::flex::{as_flex, as_flex_mut, covers_buffer};
+use super::tensor::{as_flex, as_flex_mut, covers_buffer};
 
 /// Which of the two activations a pass computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub(crate) fn linear_gelu<B: Backend>(
         return None;
     }
     let bias = bias.to_contiguous();
-    let mut product = crate::flex_linear::linear(x, weight, None, None)?.into_primitive();
+    let mut product = super::linear::linear(x, weight, None, None)?.into_primitive();
     let slot = as_flex_mut(&mut product)?;
     let n = bias.layout().num_elements();
     activate_rows_in_place(
@@ -325,7 +325,7 @@ mod tests {
     /// a column block of a wider one, below and above `gemm`'s threading threshold.
     #[test]
     fn linear_gelu_matches_burns_ops() {
-        use crate::flex::random;
+        use crate::flex::tensor::random;
         use crate::Activation;
         use burn::tensor::Tolerance;
         for (m, k, n) in [(3, 5, 7), (300, 200, 260)] {

@@ -9,7 +9,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{backend::Backend, DType, Tensor};
 use rayon::prelude::*;
 
-use crate::flex::{as_flex, dims4, f32_tensor, from_flex};
+use super::tensor::{as_flex, dims4, f32_tensor, from_flex};
 
 /// The non-overlapping `ph × pw` patches of `images` (`[b, c, h, w]`), one per row, in the order a
 /// stride-(ph, pw) convolution visits them, each flattened as `(c, ph, pw)`: `[b·gh·gw, c·ph·pw]`
@@ -54,7 +54,7 @@ fn patches_f32(images: &FlexTensor, ph: usize, pw: usize) -> Option<FlexTensor> 
 
 #[cfg(test)]
 mod tests {
-    use crate::flex::random;
+    use crate::flex::tensor::random;
 
     /// Against the reshape / permute the encoder otherwise uses, for square and rectangular patches
     /// and sizes that leave remainder rows and columns.
