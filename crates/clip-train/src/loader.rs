@@ -21,7 +21,7 @@ use clip_data::AugmentConfig;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::trainer::Source;
+use crate::source::Source;
 
 /// One micro-batch, ready to become tensors: normalized pixels `[n, 3, h, w]` and captions.
 #[derive(Clone, Debug)]

@@ -10,7 +10,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn_store::ModuleSnapshot;
 
-/// Linear warmup from 0 to `peak` over `warmup` steps, then cosine decay to 0 at `total`.
+/// Linear warmup from 0 to `peak` over `warmup` steps, then cosine decay to 0 at `total`: the
+/// learning rate of 0-based `step` (`peak · (step + 1) / warmup` during warmup).
 pub fn learning_rate(step: usize, peak: f64, warmup: usize, total: usize) -> f64 {
     if step < warmup {
         peak * (step + 1) as f64 / warmup as f64
@@ -22,11 +23,15 @@ pub fn learning_rate(step: usize, peak: f64, warmup: usize, total: usize) -> f64
 
 /// Parameter ids by role, read from the module's paths once.
 pub struct ParamGroups {
+    /// Parameters that are weight-decayed: tensors of rank ≥ 2 outside embeddings and locked towers.
     pub decay: HashSet<ParamId>,
+    /// Parameters of a locked tower (`clip.visual…` or `clip.text…`): never updated nor decayed.
     pub locked: HashSet<ParamId>,
 }
 
 impl ParamGroups {
+    /// Sorts the parameters of `model` (a [`TrainModel`](crate::TrainModel), whose paths start with
+    /// `clip.`) into the groups, locking the image and/or text tower.
     pub fn new<B: Backend, M: ModuleSnapshot<B>>(
         model: &M,
         lock_image: bool,
@@ -120,7 +125,9 @@ pub fn clip_and_lock<B: AutodiffBackend, M: burn::module::AutodiffModule<B>>(
 /// Decoupled weight decay `p ← p · (1 − lr·wd)` on the decaying parameters (AdamW's rule; burn's AdamW
 /// runs with decay 0 so that gains, biases, embeddings and the temperature are spared).
 pub struct DecayMapper<'a> {
+    /// The parameters to decay ([`ParamGroups::decay`]); the others pass unchanged.
     pub decay: &'a HashSet<ParamId>,
+    /// `1 − lr·weight_decay`, the factor the decaying parameters are multiplied by.
     pub factor: f64,
 }
 

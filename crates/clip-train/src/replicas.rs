@@ -16,8 +16,8 @@ use clip_tokenizer::ClipTokenizer;
 
 use crate::config::{LossConfig, TrainConfig};
 use crate::loader::MicroBatch;
+use crate::model::TrainModel;
 use crate::token_rows::{tracked_rows, TokenRows};
-use crate::trainer::TrainModel;
 use crate::TrainError;
 
 /// The model with new autodiff leaves over the same weights: its graph shares no node with another

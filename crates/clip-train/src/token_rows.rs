@@ -23,8 +23,11 @@ use crate::TrainError;
 /// AdamW's hyper-parameters, as the trainer configures burn's.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWSettings {
+    /// Decay of the first moment.
     pub beta1: f32,
+    /// Decay of the second moment.
     pub beta2: f32,
+    /// Added to the root of the second moment before dividing.
     pub eps: f32,
 }
 
@@ -42,14 +45,20 @@ pub struct TokenRows<B: Backend> {
 /// What a checkpoint keeps of [`TokenRows`].
 #[derive(Record)]
 pub struct TokenRowsRecord {
+    /// Token id of each tracked row, in order of first appearance.
     pub ids: Vec<i64>,
+    /// Width of the token table.
     pub width: usize,
+    /// First moments, `[ids.len(), width]` row-major (empty before the first step).
     pub moment_1: Vec<f32>,
+    /// Second moments, as `moment_1`.
     pub moment_2: Vec<f32>,
+    /// Steps taken.
     pub time: i32,
 }
 
 impl<B: Backend> TokenRows<B> {
+    /// No rows tracked yet, for a table `width` wide.
     pub fn new(width: usize) -> Self {
         Self {
             ids: Vec::new(),
@@ -74,10 +83,12 @@ impl<B: Backend> TokenRows<B> {
             .collect()
     }
 
+    /// How many rows are tracked.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether no row is tracked yet.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -128,6 +139,8 @@ impl<B: Backend> TokenRows<B> {
         table.select_assign(0, index, delta.mul_scalar(-lr), IndexingUpdateOp::Add)
     }
 
+    /// The state for a checkpoint; fails ([`TrainError::Checkpoint`]) only if the moments cannot be
+    /// read back as f32.
     pub fn to_record(&self) -> Result<TokenRowsRecord, TrainError> {
         let values = |t: &Tensor<B, 2>| {
             t.to_data()
@@ -147,7 +160,8 @@ impl<B: Backend> TokenRows<B> {
         })
     }
 
-    /// Restores a checkpoint's rows; refuses one whose shapes do not fit a table `width` wide.
+    /// Restores a checkpoint's rows onto `device`; refuses ([`TrainError::Architecture`]) one whose
+    /// shapes do not fit a table `width` wide.
     pub fn from_record(
         record: TokenRowsRecord,
         width: usize,

@@ -11,46 +11,51 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use clip::Clip;
-use clip_data::captions::{CaptionPair, SkipReport};
-use clip_data::fashion::{FashionMnist, SceneSampler};
+use clip_data::captions::SkipReport;
 use clip_loss::{clamp_logit_scale, SIGLIP_LOGIT_BIAS_INIT};
 use clip_tokenizer::ClipTokenizer;
-use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{self, BenchmarkReport};
-use crate::config::{DataConfig, LossConfig, TrainConfig};
+use crate::config::{LossConfig, TrainConfig};
+use crate::model::TrainModel;
 use crate::optim::{clip_and_lock, learning_rate, DecayMapper, ParamGroups};
+use crate::source::load_source;
 use crate::token_rows::{AdamWSettings, TokenRows, TokenRowsRecord};
 use crate::TrainError;
-
-/// What is optimized: the CLIP model and, for SigLIP, its logit bias.
-#[derive(Module, Debug)]
-pub struct TrainModel<B: Backend> {
-    pub clip: Clip<B>,
-    pub logit_bias: Option<Param<Tensor<B, 1>>>,
-}
 
 /// One optimizer step's numbers.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StepLog {
+    /// The step just taken, 1-based.
     pub step: usize,
+    /// Mean loss of its micro-batches.
     pub loss: f64,
+    /// Learning rate it used.
     pub lr: f64,
+    /// The logit scale (`exp` of the learnable temperature parameter) after the step's clamp.
     pub temperature: f64,
+    /// Global L2 norm of the gradients before clipping (locked towers excluded).
     pub grad_norm: f64,
 }
 
+/// What [`train`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
+    /// Steps completed in all, counting those before a resume.
     pub steps: usize,
+    /// Wall-clock seconds of this invocation's steps (evaluations and checkpoints included).
     pub seconds: f64,
+    /// Training images per second in this invocation.
     pub images_per_second: f64,
+    /// One entry per step, from the first step of the run (a resume keeps the checkpoint's log).
     pub log: Vec<StepLog>,
+    /// Benchmark reports of this invocation, with the step each was taken after (Fashion-MNIST
+    /// scenes data only).
     pub evaluations: Vec<(usize, BenchmarkReport)>,
+    /// `output/model`, where the trained model was written, once the run reached `steps`; `None`
+    /// when stopped earlier (`stop_after`).
     pub final_dir: Option<PathBuf>,
     /// Images that passed the first check (their header) but failed to decode when drawn; each draw
     /// was replaced by another ("path: why").
@@ -91,129 +96,15 @@ pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
     found.pop().map(|(_, p)| p)
 }
 
-/// How many draws a sample gets before a dataset counts as broken: an unreadable image is replaced
-/// by another draw from the same sample's generator, so the replacement is repeatable too.
-const DRAWS: usize = 16;
-
-/// A training sample, and the images that could not be decoded on the way to it ("path: why").
-pub(crate) struct Drawn {
-    pub image: RgbImage,
-    pub caption: String,
-    pub unreadable: Vec<String>,
-}
-
-/// Where training pairs come from; `sample(i)` depends only on the seed and `i`.
-pub(crate) enum Source {
-    Scenes(SceneSampler),
-    /// Image–caption pairs drawn at random, decoded when drawn (on the loader's workers) and fitted to
-    /// the model's input size.
-    Pairs {
-        pairs: Vec<CaptionPair>,
-        seed: u64,
-        canvas: u32,
-    },
-}
-
-impl Source {
-    pub(crate) fn sample(&self, index: u64) -> Result<Drawn, String> {
-        match self {
-            Source::Scenes(s) => {
-                let scene = s.sample(index);
-                Ok(Drawn {
-                    image: scene.image,
-                    caption: scene.caption,
-                    unreadable: Vec::new(),
-                })
-            }
-            Source::Pairs {
-                pairs,
-                seed,
-                canvas,
-            } => {
-                let mut rng =
-                    ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let mut unreadable = Vec::new();
-                for _ in 0..DRAWS {
-                    let pair = &pairs[rand::Rng::random_range(&mut rng, 0..pairs.len())];
-                    match pair.image.decode() {
-                        Ok(image) => {
-                            let fit = clip_data::PreprocessConfig::clip(*canvas as usize);
-                            return Ok(Drawn {
-                                image: clip_data::resize_and_crop(&image, &fit),
-                                caption: pair.caption.clone(),
-                                unreadable,
-                            });
-                        }
-                        Err(e) => unreadable.push(e.to_string()),
-                    }
-                }
-                Err(format!(
-                    "sample {index}: {DRAWS} draws in a row found no readable image (last: {})",
-                    unreadable.last().map(String::as_str).unwrap_or("")
-                ))
-            }
-        }
-    }
-}
-
-fn load_source(
-    config: &TrainConfig,
-    canvas: u32,
-) -> Result<(Source, Option<FashionMnist>), TrainError> {
-    let pairs = |pairs: Vec<CaptionPair>, report: SkipReport| -> Result<Source, TrainError> {
-        if report.skipped > 0 {
-            eprintln!(
-                "skipped {} unreadable samples (first: {})",
-                report.skipped,
-                report.first.join("; ")
-            );
-        }
-        if pairs.len() < config.batch_size {
-            return Err(TrainError::Config(format!(
-                "{} usable pairs, fewer than one batch of {}",
-                pairs.len(),
-                config.batch_size
-            )));
-        }
-        Ok(Source::Pairs {
-            pairs,
-            seed: config.seed,
-            canvas,
-        })
-    };
-    match &config.data {
-        DataConfig::FashionScenes { dir } => {
-            let train_items = FashionMnist::load(dir, true)?;
-            let test_items = FashionMnist::load(dir, false)?;
-            Ok((
-                Source::Scenes(SceneSampler {
-                    items: train_items,
-                    seed: config.seed,
-                    canvas,
-                    exclude_held_out: true,
-                }),
-                Some(test_items),
-            ))
-        }
-        DataConfig::Captions { file, strict } => {
-            let list = clip_data::captions::read_caption_file(file)?;
-            let (kept, report) = clip_data::captions::probe_pairs(list, *strict)?;
-            Ok((pairs(kept, report)?, None))
-        }
-        DataConfig::Shards { files, strict } => {
-            let mut all = Vec::new();
-            let mut report = SkipReport::default();
-            for file in files {
-                let (kept, r) = clip_data::captions::index_shard(file, *strict)?;
-                all.extend(kept);
-                report.merge(r);
-            }
-            Ok((pairs(all, report)?, None))
-        }
-    }
-}
-
-/// Trains as `config` says, resuming from `resume` (a checkpoint directory) when given.
+/// Trains as `config` says, resuming from `resume` (a checkpoint directory) when given, on `device`
+/// of the autodiff backend `B`.
+///
+/// Checkpoints go to `output/checkpoints/step-NNNNNNN` (written to a `.tmp` directory, then renamed,
+/// so a crash leaves no half checkpoint); the finished model goes to `output/model` ([`save_model`]).
+/// Resuming from a checkpoint continues the run exactly: the same batches and, with the same
+/// `threads`, the same weights bit for bit as without the interruption. Errors: an invalid config, missing or unreadable data, a checkpoint
+/// that does not match the config ([`TrainError::Architecture`]), a loss that became NaN or infinite
+/// ([`TrainError::NonFinite`]), a checkpoint that cannot be written.
 pub fn train<B: AutodiffBackend>(
     config: &TrainConfig,
     resume: Option<&Path>,
@@ -528,7 +419,8 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
     Ok(final_dir)
 }
 
-/// Writes the trained model as a model directory `clip` loads (`clip_config.json` + `model.bpk`).
+/// Writes the trained model as a model directory `clip` loads (`clip_config.json` + `model.bpk`),
+/// with f16 weights when `config.half_precision_model` is set.
 pub fn save_model<B: Backend>(
     clip: &Clip<B>,
     config: &TrainConfig,
