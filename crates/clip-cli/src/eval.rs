@@ -33,7 +33,7 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CliError> {
 
 pub fn zeroshot<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     data: &Path,
     templates: &Templates,
     as_json: bool,
@@ -71,7 +71,7 @@ pub fn zeroshot<B: Backend>(
             data.display()
         )));
     }
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let bar = progress(labels.len(), "classes");
     let classifier =
         clip.zero_shot_classifier(&labels, templates, device, |n| bar.inc(n as u64))?;
@@ -113,7 +113,7 @@ pub fn zeroshot<B: Backend>(
 
 pub fn retrieval<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     data: &Path,
     as_json: bool,
     batch: usize,
@@ -142,7 +142,7 @@ pub fn retrieval<B: Backend>(
             data.display()
         )));
     }
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let image_embeds = embed_images(&clip, &images, batch, device)?;
     let text_embeds = embed_texts(&clip, &captions, batch, device)?;
     let similarity =

@@ -117,8 +117,9 @@ enum Command {
     },
     /// Cosine similarities between images and texts, as a table and optionally a PNG heatmap.
     Similarity {
+        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long = "image", required = true)]
         images: Vec<PathBuf>,
         #[arg(long = "text", required = true)]
@@ -147,8 +148,9 @@ enum Command {
     /// Write a model (any layout `--model` reads) in this library's burn format: `clip_config.json`
     /// and `model.bpk`.
     Convert {
+        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// The directory to write.
         #[arg(long)]
         output: PathBuf,
@@ -158,8 +160,9 @@ enum Command {
     },
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
+        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -171,8 +174,9 @@ enum EvalTask {
     /// Zero-shot accuracy on a folder with one sub-folder of images per class (the folder name, `_` read
     /// as a space, is the label).
     Zeroshot {
+        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long)]
         data: PathBuf,
         #[arg(long, default_value = "simple")]
@@ -189,9 +193,10 @@ enum EvalTask {
         /// The bundled model when absent.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Fashion-MNIST's IDX files.
-        #[arg(long, default_value = clip_train::benchmark::DEBIAN_FASHION_MNIST)]
-        data: PathBuf,
+        /// The directory of Fashion-MNIST's IDX files (default: $FASHION_MNIST_DIR, else
+        /// /usr/share/datasets/fashion-mnist, where Debian's dataset-fashion-mnist puts them).
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// Test items to use (at most 10000).
         #[arg(long, default_value_t = 1000)]
         samples: usize,
@@ -199,8 +204,9 @@ enum EvalTask {
     /// Retrieval recall@1/5/10 both ways on a captions file: JSONL of {"image": path, "caption": text}
     /// lines, or CSV with an `image,caption` header (paths relative to the file).
     Retrieval {
+        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         #[arg(long)]
         data: PathBuf,
         #[arg(long)]
@@ -256,12 +262,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             jsonl,
             texts,
         } => tokenize(context_length, jsonl, texts),
-        Command::Info { model, json } => dispatch!(choice, info(&model, json)),
+        Command::Info { model, json } => dispatch!(choice, info(model.as_deref(), json)),
         Command::Convert {
             model,
             output,
             half,
-        } => dispatch!(choice, convert(&model, &output, half)),
+        } => dispatch!(choice, convert(model.as_deref(), &output, half)),
         Command::Train {
             config,
             resume,
@@ -328,7 +334,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             dispatch!(
                 choice,
-                similarity::run(&model, &images, &texts, plot.as_deref())
+                similarity::run(model.as_deref(), &images, &texts, plot.as_deref())
             )
         }
         Command::Eval { task } => match task {
@@ -343,7 +349,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Templates::from_name_or_file(&templates).map_err(ClipError::from)?;
                 dispatch!(
                     choice,
-                    eval::zeroshot(&model, &data, &templates, json, batch_size.max(1))
+                    eval::zeroshot(model.as_deref(), &data, &templates, json, batch_size.max(1))
                 )
             }
             EvalTask::FashionScenes {
@@ -351,6 +357,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 data,
                 samples,
             } => {
+                let data = data.unwrap_or_else(clip::data::fashion::default_dir);
                 dispatch!(choice, fashion_scenes(model.as_deref(), &data, samples))
             }
             EvalTask::Retrieval {
@@ -361,7 +368,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } => {
                 dispatch!(
                     choice,
-                    eval::retrieval(&model, &data, json, batch_size.max(1))
+                    eval::retrieval(model.as_deref(), &data, json, batch_size.max(1))
                 )
             }
         },
@@ -523,11 +530,11 @@ fn train<B: Backend>(
 
 fn convert<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     output: &Path,
     half: bool,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     if half {
         clip.save_burn_half(output)?;
     } else {
@@ -561,8 +568,12 @@ fn fashion_scenes<B: Backend>(
     Ok(())
 }
 
-fn info<B: Backend>(device: &B::Device, model: &Path, as_json: bool) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load(model, device)?;
+fn info<B: Backend>(
+    device: &B::Device,
+    model: Option<&Path>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let c = &clip.config;
     let vision = match &c.vision {
         VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(

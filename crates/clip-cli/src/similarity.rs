@@ -11,12 +11,12 @@ use clip::zeroshot::to_rows;
 
 pub fn run<B: Backend>(
     device: &B::Device,
-    model: &Path,
+    model: Option<&Path>,
     images: &[PathBuf],
     texts: &[String],
     plot: Option<&Path>,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load(model, device)?;
+    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
     let decoded = images
         .iter()
         .map(clip::data::load_rgb)

@@ -542,9 +542,61 @@ fn without_a_model_the_bundled_one_classifies() {
     assert_eq!(json["text_embeds"][0].as_array().unwrap().len(), 96);
 }
 
+/// Every subcommand that takes `--model` falls back to the bundled model.
+#[test]
+fn without_a_model_every_subcommand_uses_the_bundled_one() {
+    let samples = fixture("../assets/samples");
+    let (ok, stdout, stderr) = run(&[
+        "similarity",
+        "--image",
+        &s(samples.join("blue_bag.png")),
+        "--image",
+        &s(samples.join("red_sneaker.png")),
+        "--text",
+        "a blue bag",
+        "--text",
+        "a red sneaker",
+    ]);
+    assert!(ok, "{stderr}");
+    // each text is most similar to its own image
+    let rows: Vec<Vec<f64>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("a "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert!(
+        rows[0][0] > rows[0][1] && rows[1][1] > rows[1][0],
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = run(&["info", "--json"]);
+    assert!(ok, "{stderr}");
+    let info: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(info["config"]["embed_dim"], 96, "{info}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundled");
+    let (ok, _, stderr) = run(&["convert", "--output", &s(out.clone())]);
+    assert!(ok, "{stderr}");
+    assert!(out.join("clip_config.json").is_file() && out.join("model.bpk").is_file());
+}
+
 #[test]
 fn eval_fashion_scenes_measures_the_bundled_model() {
-    let (ok, stdout, stderr) = run(&["eval", "fashion-scenes", "--samples", "300"]);
+    let subset = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/fashion-mnist");
+    let (ok, stdout, stderr) = run(&[
+        "eval",
+        "fashion-scenes",
+        "--data",
+        subset,
+        "--samples",
+        "300",
+    ]);
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let at = |k: &str| report[k].as_f64().unwrap();
@@ -557,7 +609,14 @@ fn eval_fashion_scenes_measures_the_bundled_model() {
     assert!(at("seen_pair_top1") > 0.5, "{report}");
     assert!(at("retrieval_r1") > 0.1, "{report}");
 
+    // a missing dataset names the file looked for, the package and the flag
     let (ok, _, stderr) = run(&["eval", "fashion-scenes", "--data", "/nonexistent"]);
     assert!(!ok);
-    assert!(stderr.contains("/nonexistent"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/t10k-images-idx3-ubyte.gz")
+            && stderr.contains("dataset-fashion-mnist")
+            && stderr.contains("--data DIR")
+            && stderr.contains("FASHION_MNIST_DIR"),
+        "{stderr}"
+    );
 }
