@@ -16,24 +16,38 @@ use crate::error::ClipError;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum VisionConfig {
+    /// A vision transformer (`ViT-B/32`, …).
     Vit {
+        /// Side of the square input image, in pixels.
         image_size: usize,
+        /// Side of the square patches; must divide `image_size`.
         patch_size: usize,
+        /// Width of the transformer (token dimension).
         width: usize,
+        /// Number of residual attention blocks.
         layers: usize,
+        /// Attention heads; must divide `width`.
         heads: usize,
+        /// MLP hidden size as a multiple of `width`.
         mlp_ratio: f64,
+        /// MLP non-linearity.
         activation: Activation,
     },
+    /// OpenAI's modified ResNet with an attention pool (`RN50`, …).
     ModifiedResnet {
+        /// Side of the square input image, in pixels; a multiple of 32.
         image_size: usize,
+        /// Bottleneck blocks in each of the four stages (`[3, 4, 6, 3]` for RN50).
         layers: [usize; 4],
+        /// Channels of the stem; the last stage outputs `32 × width`.
         width: usize,
+        /// Heads of the attention pool; must divide `32 × width`.
         heads: usize,
     },
 }
 
 impl VisionConfig {
+    /// Side of the square input image, in pixels.
     pub fn image_size(&self) -> usize {
         match self {
             VisionConfig::Vit { image_size, .. }
@@ -42,15 +56,22 @@ impl VisionConfig {
     }
 }
 
-/// The text tower.
+/// The text tower: a causal transformer pooled at each text's end token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextConfig {
+    /// Tokens per text, start and end tokens included (77 in every released model).
     pub context_length: usize,
+    /// Rows of the token embedding (49,408 for CLIP's tokenizer).
     pub vocab_size: usize,
+    /// Width of the transformer.
     pub width: usize,
+    /// Attention heads; must divide `width`.
     pub heads: usize,
+    /// Number of residual attention blocks.
     pub layers: usize,
+    /// MLP hidden size as a multiple of `width`.
     pub mlp_ratio: f64,
+    /// MLP non-linearity.
     pub activation: Activation,
 }
 
@@ -59,7 +80,9 @@ pub struct TextConfig {
 pub struct ClipConfig {
     /// Dimension of the joint embedding space.
     pub embed_dim: usize,
+    /// The image tower.
     pub vision: VisionConfig,
+    /// The text tower.
     pub text: TextConfig,
     /// Bias on the projection heads (none in OpenAI/open_clip/HF CLIP).
     #[serde(default)]
@@ -138,6 +161,7 @@ impl ClipConfig {
         )
     }
 
+    /// Side of the square input image, in pixels.
     pub fn image_size(&self) -> usize {
         self.vision.image_size()
     }
@@ -178,7 +202,7 @@ impl ClipConfig {
         }
     }
 
-    /// Builds a randomly initialized model.
+    /// Builds a randomly initialized model (after [`validate`](Self::validate)).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<crate::Clip<B>, ClipError> {
         self.validate()?;
         Ok(crate::Clip::new(self, device))

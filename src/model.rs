@@ -13,17 +13,26 @@ use crate::config::{ClipConfig, ImageTower};
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum ImageEncoder<B: Backend> {
+    /// A vision transformer, pooled at its class token.
     Vit(VisionTransformer<B>),
+    /// OpenAI's modified ResNet, pooled by attention straight into the joint space.
     ResNet(ModifiedResNet<B>),
 }
 
+/// A CLIP model: build one with [`ClipConfig::init`], or load weights with
+/// [`Pretrained`](crate::Pretrained). Embeddings come out raw (not normalized), as open_clip's
+/// `encode_image` / `encode_text` give them.
 #[derive(Module, Debug)]
 pub struct Clip<B: Backend> {
+    /// The image tower.
     pub visual: ImageEncoder<B>,
     /// ViT's `visual.proj`; the ResNet's attention pool projects by itself.
     pub visual_projection: Option<Projection<B>>,
+    /// The text tower (token embedding, causal transformer, final layer norm).
     pub text: TextTransformer<B>,
+    /// `text_projection`: text width → `embed_dim`.
     pub text_projection: Projection<B>,
+    /// The learned temperature shared by both directions.
     pub logit_scale: LogitScale<B>,
 }
 
@@ -66,7 +75,10 @@ impl<B: Backend> Clip<B> {
         }
     }
 
-    /// `[n, context]` token ids → `[n, embed_dim]` raw text embeddings.
+    /// `[n, context]` token ids → `[n, embed_dim]` raw text embeddings. Each text is pooled at its
+    /// first end token (the last position if it has none), so `context` may be shorter than
+    /// [`context_length`](Self::context_length) as long as every row keeps its end token
+    /// ([`tokenize_trimmed`](crate::tokenize_trimmed) cuts the padding that way).
     pub fn encode_text(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         self.text_projection.forward(self.text.forward(ids))
     }
@@ -99,6 +111,7 @@ impl<B: Backend> Clip<B> {
         }
     }
 
+    /// Longest token sequence the text tower accepts.
     pub fn context_length(&self) -> usize {
         self.text.context_length()
     }
@@ -113,6 +126,7 @@ impl<B: Backend> Clip<B> {
             .sum()
     }
 
+    /// Dimension of the joint embedding space.
     pub fn embed_dim(&self) -> usize {
         self.text_projection.output_dim()
     }

@@ -26,16 +26,23 @@ pub const WEIGHT_FILES: [&str; 4] = [
     "pytorch_model.bin",
 ];
 const WEIGHT_EXTENSIONS: [&str; 4] = ["safetensors", "bin", "pt", "pth"];
-/// This library's own format: `clip_config.json` + `model.bpk` (burnpack).
+/// Config file of this library's own format (`clip_config.json` + `model.bpk`): the architecture and
+/// the preprocessing, as JSON.
 pub const BURN_CONFIG: &str = "clip_config.json";
+/// Weights file of this library's own format: burn's burnpack, f32 or f16 tensors.
 pub const BURN_WEIGHTS: &str = "model.bpk";
 
 /// Where a model's architecture came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConfigSource {
+    /// An open_clip `open_clip_config.json` (its path).
     OpenClip(PathBuf),
+    /// A Hugging Face `config.json` (its path).
     HuggingFace(PathBuf),
+    /// This library's [`BURN_CONFIG`] (its path).
     Burn(PathBuf),
+    /// Inferred from the tensor shapes of a bare weights file ([`ClipConfig::infer`]), or given with
+    /// a model built in memory ([`Pretrained::from_model`]).
     Inferred,
     /// The model compiled into the library.
     Bundled,
@@ -44,12 +51,22 @@ pub enum ConfigSource {
 /// A model ready to embed: weights, architecture, preprocessing and tokenizer.
 #[derive(Debug)]
 pub struct Pretrained<B: Backend> {
+    /// The network.
     pub model: Clip<B>,
+    /// Its architecture.
     pub config: ClipConfig,
+    /// How images are resized, cropped and normalized for it, as the model's own files say (open_clip's
+    /// or Hugging Face's rules), CLIP's defaults otherwise.
     pub preprocess: PreprocessConfig,
+    /// The tokenizer, set to the model's context length.
     pub tokenizer: ClipTokenizer,
+    /// The weights file read (`<in memory>` for [`from_model`](Self::from_model), a placeholder
+    /// name for the bundled model).
     pub weights: PathBuf,
+    /// Key layout of the state dict read; `None` for this library's own format, the bundled model
+    /// and models built in memory.
     pub layout: Option<Layout>,
+    /// Where the architecture came from.
     pub config_source: ConfigSource,
     /// Threads each batch is split over by the `embed_*` methods
     /// ([`Clip::encode_image_threaded`]); [`default_threads`] unless set with
@@ -82,7 +99,9 @@ fn read_json(path: &Path) -> Result<Value, ClipError> {
     })
 }
 
-/// The weights file of a model directory.
+/// The weights file of a model directory: the first of [`WEIGHT_FILES`] present, else its only
+/// `*.safetensors`, `*.bin`, `*.pt` or `*.pth` file ([`ClipError::NoWeights`] if none,
+/// [`ClipError::AmbiguousWeights`] if several).
 pub fn find_weights(dir: &Path) -> Result<PathBuf, ClipError> {
     if let Some(name) = WEIGHT_FILES.iter().find(|n| dir.join(n).is_file()) {
         return Ok(dir.join(name));
@@ -243,7 +262,20 @@ impl<B: Backend> Pretrained<B> {
         })
     }
 
-    /// Loads a model directory or a single weights file (see the crate docs for what is accepted).
+    /// Loads a model directory or a single weights file.
+    ///
+    /// A directory in this library's format ([`BURN_CONFIG`] + [`BURN_WEIGHTS`]) is read as such.
+    /// Otherwise its weights file is found by [`find_weights`] and the architecture read from
+    /// `open_clip_config.json` (with its `preprocess_cfg`), else from Hugging Face's `config.json` (with
+    /// `preprocessor_config.json` if present), else inferred from the tensor shapes
+    /// ([`ClipConfig::infer`]). A file path is read as weights, its architecture inferred. Weights
+    /// may be safetensors or PyTorch pickles, in open_clip/OpenAI or Hugging Face layout ([`Layout`]);
+    /// see [`StateDict::read`].
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Io`] for a missing path, and the config and weights errors of [`ClipError`]
+    /// naming the file and key at fault.
     pub fn load(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, ClipError> {
         let path = path.as_ref();
         if !path.exists() {
@@ -550,7 +582,8 @@ impl<B: Backend> Pretrained<B> {
         )?)
     }
 
-    /// Raw image embeddings `[n, embed_dim]` for image files.
+    /// Raw image embeddings `[n, embed_dim]` for image files, decoded and preprocessed with
+    /// [`preprocess`](Self::preprocess).
     pub fn embed_image_files<P: AsRef<Path>>(
         &self,
         paths: &[P],
@@ -567,6 +600,7 @@ impl<B: Backend> Pretrained<B> {
         Ok(self.model.encode_image_threaded(pixels, self.threads))
     }
 
+    /// Learnable parameters, counted as PyTorch counts them ([`Clip::parameter_count`]).
     pub fn parameter_count(&self) -> usize {
         self.model.parameter_count()
     }

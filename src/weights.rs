@@ -27,6 +27,7 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Human-readable name, as error messages use it.
     pub fn name(self) -> &'static str {
         match self {
             Layout::OpenClip => "open_clip/OpenAI",
@@ -38,7 +39,9 @@ impl Layout {
 /// Tensors by name, in the dtype they were stored in.
 #[derive(Debug, Clone)]
 pub struct StateDict {
+    /// The file the tensors were read from (named in errors).
     pub path: PathBuf,
+    /// Tensors by key, `state_dict.` / `module.` prefixes removed.
     pub tensors: BTreeMap<String, TensorData>,
 }
 
@@ -75,6 +78,7 @@ impl StateDict {
         })
     }
 
+    /// Each tensor's shape, by key (what [`ClipConfig::infer`](crate::ClipConfig::infer) reads).
     pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
         self.tensors
             .iter()
@@ -82,6 +86,8 @@ impl StateDict {
             .collect()
     }
 
+    /// [`Layout::HuggingFace`] if any key starts with `text_model.` or `vision_model.`, otherwise
+    /// [`Layout::OpenClip`].
     pub fn layout(&self) -> Layout {
         if self
             .tensors

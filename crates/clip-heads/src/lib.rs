@@ -1,12 +1,43 @@
-//! Projection heads into CLIP's joint embedding space, L2 normalization and the learnable logit scale.
+//! The small pieces that sit on top of CLIP's encoders: the linear [`Projection`] of each tower's
+//! pooled output into the joint embedding space, [`l2_normalize`], and the learnable temperature
+//! [`LogitScale`] that turns cosine similarities into logits.
+//!
+//! The encoders live in `clip-encoders`; the root crate `clip` puts a tower, its projection and the
+//! shared logit scale together into one model and loads their weights (open_clip's `visual.proj`,
+//! `text_projection` and `logit_scale`). Everything here is generic over the burn backend.
+//!
+//! ```
+//! use burn::tensor::{backend::Backend, Tensor};
+//! use clip_heads::{LogitScale, ProjectionConfig, LOGIT_SCALE_INIT};
+//!
+//! /// Similarity logits `[images, texts]` of pooled encoder outputs.
+//! fn logits<B: Backend>(
+//!     image_pooled: Tensor<B, 2>, // [images, 768]
+//!     text_pooled: Tensor<B, 2>,  // [texts, 512]
+//!     device: &B::Device,
+//! ) -> Tensor<B, 2> {
+//!     let image_projection = ProjectionConfig::new(768, 512).init::<B>(device);
+//!     let text_projection = ProjectionConfig::new(512, 512).init::<B>(device);
+//!     let scale = LogitScale::<B>::new(LOGIT_SCALE_INIT, device);
+//!     scale.logits(
+//!         image_projection.forward(image_pooled),
+//!         text_projection.forward(text_pooled),
+//!     )
+//! }
+//! ```
+
+#![warn(missing_docs)]
 
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
 
+/// Sizes of a [`Projection`].
 #[derive(Config, Debug)]
 pub struct ProjectionConfig {
+    /// Width of the encoder output being projected.
     pub input: usize,
+    /// Dimension of the joint embedding space.
     pub output: usize,
     /// OpenAI/open_clip/HF projections have no bias; some fine-tunes add one.
     #[config(default = false)]
@@ -14,6 +45,8 @@ pub struct ProjectionConfig {
 }
 
 impl ProjectionConfig {
+    /// A projection with weights drawn from a normal distribution of standard deviation `input^-½`
+    /// (open_clip's initialization), and a zero bias if [`bias`](Self::bias) is set.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Projection<B> {
         let std = (self.input as f64).powf(-0.5);
         Projection {
@@ -33,11 +66,14 @@ impl ProjectionConfig {
 /// parameters are (HF's `[out, in]` Linear weights are transposed on import).
 #[derive(Module, Debug)]
 pub struct Projection<B: Backend> {
+    /// `W`, `[in, out]`.
     pub weight: Param<Tensor<B, 2>>,
+    /// `b`, `[out]`, if the projection has one.
     pub bias: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> Projection<B> {
+    /// `[n, in]` → `[n, out]`.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let y = x.matmul(self.weight.val());
         match &self.bias {
@@ -46,16 +82,19 @@ impl<B: Backend> Projection<B> {
         }
     }
 
+    /// `in`: the width this projection accepts.
     pub fn input_dim(&self) -> usize {
         self.weight.dims()[0]
     }
 
+    /// `out`: the dimension of the embeddings it produces.
     pub fn output_dim(&self) -> usize {
         self.weight.dims()[1]
     }
 }
 
-/// Rows scaled to unit L2 norm (as `F.normalize`, with the same 1e-12 floor on the norm).
+/// Rows of a `[n, d]` tensor scaled to unit L2 norm (as `F.normalize`, with the same 1e-12 floor on
+/// the norm, so an all-zero row stays zero instead of becoming NaN).
 pub fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
@@ -67,10 +106,13 @@ pub const LOGIT_SCALE_INIT: f64 = 2.659_260_036_932_778;
 /// The learnable temperature, stored in log space (`exp(logit_scale)` multiplies cosine similarities).
 #[derive(Module, Debug)]
 pub struct LogitScale<B: Backend> {
+    /// `logit_scale`, `[1]`: the log of the multiplier (open_clip stores a scalar; it is reshaped on
+    /// import).
     pub value: Param<Tensor<B, 1>>,
 }
 
 impl<B: Backend> LogitScale<B> {
+    /// A logit scale starting at `log_scale` ([`LOGIT_SCALE_INIT`] for CLIP).
     pub fn new(log_scale: f64, device: &B::Device) -> Self {
         Self {
             value: Param::from_tensor(Tensor::from_floats([log_scale as f32], device)),

@@ -6,6 +6,28 @@
 //! open_clip's `ClipLoss`. [`siglip_loss`] is the sigmoid loss of Zhai et al. 2023 (open_clip's
 //! `SigLipLoss`). Both take raw embeddings (they L2-normalize them) and a log-space scale, and work under
 //! autodiff on any backend.
+//!
+//! The trainer (`clip-train`) calls these on the embeddings the `clip` model produces for a batch; the
+//! functions check their inputs and return a [`LossError`] rather than a NaN loss.
+//!
+//! ```
+//! use burn::tensor::Tensor;
+//! use clip_loss::{contrastive_loss, ContrastiveWeights};
+//!
+//! type B = burn::backend::Flex;
+//! let device = Default::default();
+//! // two pairs whose image and text embeddings coincide, orthogonal to the other pair
+//! let image = Tensor::<B, 2>::from_floats([[3.0, 0.0], [0.0, 2.0]], &device);
+//! let text = Tensor::<B, 2>::from_floats([[1.0, 0.0], [0.0, 5.0]], &device);
+//! let logit_scale = Tensor::<B, 1>::from_floats([0.0], &device); // exp(0) = 1
+//! let loss = contrastive_loss(image, text, logit_scale, ContrastiveWeights::default())?;
+//! // each row's logits are [1, 0] with the target first: −log(e / (e + 1)) = ln(1 + 1/e)
+//! let expected = (1.0 + (-1.0f32).exp()).ln();
+//! assert!((loss.into_scalar() - expected).abs() < 1e-5);
+//! # Ok::<(), clip_loss::LossError>(())
+//! ```
+
+#![warn(missing_docs)]
 
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{backend::Backend, Int, Tensor};
@@ -14,22 +36,41 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 pub const MAX_LOGIT_SCALE: f64 = 4.605_170_185_988_092;
 /// `ln(1/0.07)`: CLIP's initial log-scale (temperature 0.07).
 pub const CLIP_LOGIT_SCALE_INIT: f64 = 2.659_260_036_932_778;
-/// SigLIP's initial log-scale (`ln 10`) and bias.
+/// SigLIP's initial log-scale (`ln 10`).
 pub const SIGLIP_LOGIT_SCALE_INIT: f64 = std::f64::consts::LN_10;
+/// SigLIP's initial logit bias: all but N of a batch's N² cells are negatives, and starting every cell
+/// near "no" keeps them from dominating the first steps.
 pub const SIGLIP_LOGIT_BIAS_INIT: f64 = -10.0;
 
+/// Why a loss could not be computed: the inputs do not form a valid batch.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LossError {
+    /// The image and text embeddings have different row counts.
     #[error("{images} image embeddings but {texts} text embeddings: a contrastive batch pairs them one to one")]
-    BatchMismatch { images: usize, texts: usize },
+    BatchMismatch {
+        /// Rows of the image embeddings.
+        images: usize,
+        /// Rows of the text embeddings.
+        texts: usize,
+    },
+    /// The image and text embeddings have different widths.
     #[error("image embeddings have {image_dim} dimensions, text embeddings {text_dim}")]
-    DimMismatch { image_dim: usize, text_dim: usize },
+    DimMismatch {
+        /// Columns of the image embeddings.
+        image_dim: usize,
+        /// Columns of the text embeddings.
+        text_dim: usize,
+    },
+    /// The batch has no pairs.
     #[error("an empty batch has no loss")]
     EmptyBatch,
+    /// An input (named) holds NaN or ±∞, which would make the loss NaN.
     #[error("{0} holds NaN or infinite values")]
     NonFinite(&'static str),
+    /// [`ContrastiveWeights::lambda`] is outside `[0, 1]`.
     #[error("λ = {0} is outside [0, 1]")]
     Lambda(f64),
+    /// [`ContrastiveWeights::label_smoothing`] is outside `[0, 1)`.
     #[error("label smoothing {0} is outside [0, 1)")]
     LabelSmoothing(f64),
 }
@@ -95,7 +136,8 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
     x / norm
 }
 
-/// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[N, N]` with matching pairs on the diagonal.
+/// `exp(logit_scale) · norm(image) · norm(text)ᵀ` for `[N, d]` image and text embeddings and a `[1]`
+/// log-scale: `[N, N]`, with matching pairs on the diagonal.
 pub fn scaled_cosine_logits<B: Backend>(
     image: Tensor<B, 2>,
     text: Tensor<B, 2>,
@@ -119,7 +161,14 @@ fn diagonal_cross_entropy<B: Backend>(logits: Tensor<B, 2>, label_smoothing: f64
     nll * (1.0 - label_smoothing) + uniform * label_smoothing
 }
 
-/// CLIP's λ-weighted symmetric InfoNCE on a batch of N matching (image, text) pairs; a `[1]` tensor.
+/// CLIP's λ-weighted symmetric InfoNCE on a batch of N matching (image, text) pairs: row i of the
+/// `[N, d]` `image` embeddings belongs with row i of `text`; `logit_scale` is the `[1]` log-scale.
+/// Returns the mean loss per pair as a `[1]` tensor.
+///
+/// # Errors
+///
+/// A [`LossError`] if the shapes do not pair up, the batch is empty, an input is not finite, or the
+/// weights are out of range.
 pub fn contrastive_loss<B: Backend>(
     image: Tensor<B, 2>,
     text: Tensor<B, 2>,
@@ -142,6 +191,12 @@ pub fn contrastive_loss<B: Backend>(
 
 /// SigLIP: every (image, text) cell is a binary "is this the pair?" decision,
 /// `−1/N Σᵢⱼ log σ(zᵢⱼ · (exp(t)·cosᵢⱼ + b))` with `zᵢⱼ = 1` on the diagonal and −1 elsewhere.
+/// `image` and `text` are `[N, d]`, `logit_scale` (`t`) and `logit_bias` (`b`) are `[1]`; returns a `[1]`
+/// tensor.
+///
+/// # Errors
+///
+/// A [`LossError`] if the shapes do not pair up, the batch is empty or an input is not finite.
 pub fn siglip_loss<B: Backend>(
     image: Tensor<B, 2>,
     text: Tensor<B, 2>,

@@ -16,7 +16,8 @@ pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
 }
 
-/// `whitespace_clean(basic_clean(text)).lower()`, open_clip's default cleaning.
+/// `whitespace_clean(basic_clean(text)).lower()`, open_clip's default cleaning: [`fix_text`],
+/// HTML entities decoded twice, whitespace runs collapsed to one space, ends trimmed, lowercased.
 pub fn clean(text: &str) -> String {
     let text = fix_text(text);
     let text = unescape(&unescape(&text));

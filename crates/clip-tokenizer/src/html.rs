@@ -79,7 +79,8 @@ fn reference(rest: &str) -> Option<(String, usize)> {
     Some((format!("&{s}"), consumed))
 }
 
-/// `html.unescape(text)`.
+/// Python's `html.unescape(text)`: named (HTML5) and numeric character references decoded, with
+/// Python's rules for references without `;` and for invalid code points.
 pub fn unescape(text: &str) -> String {
     if !text.contains('&') {
         return text.to_string();

@@ -1,9 +1,32 @@
 //! CLIP's byte-level BPE tokenizer, giving the same ids as open_clip's default `SimpleTokenizer`:
-//! the same cleaning ([`clean`]), the same word split, the same merges (run by the `tokenizers` crate),
+//! the same cleaning ([`clean()`]), the same word split, the same merges (run by the `tokenizers` crate),
 //! start 49406, end 49407, zero padding, and overlong texts cut with the end token kept last.
 //!
 //! The vocabulary `bpe_simple_vocab_16e6.txt.gz` ships in this crate; it is OpenAI's, MIT licensed
 //! (see `assets/LICENSE-bpe`).
+//!
+//! The root crate `clip` tokenizes with this before its text encoder; the ids fit every released CLIP
+//! model (open_clip, OpenAI and Hugging Face checkpoints share the vocabulary).
+//!
+//! ```
+//! use clip_tokenizer::{ClipTokenizer, END_OF_TEXT, START_OF_TEXT};
+//!
+//! let tokenizer = ClipTokenizer::new()?;
+//! let ids = tokenizer.tokenize("A photo of a CAT!");
+//! assert_eq!(ids.len(), 77); // padded to the context length
+//! // "a</w>" 320, "photo</w>" 1125, "of</w>" 539, "cat</w>" 2368, "!</w>" 256
+//! assert_eq!(ids[..8], [START_OF_TEXT, 320, 1125, 539, 320, 2368, 256, END_OF_TEXT]);
+//! assert!(ids[8..].iter().all(|&id| id == 0));
+//! assert_eq!(tokenizer.decode(&ids), "a photo of a cat !");
+//!
+//! // a batch as a burn tensor, `[texts, context_length]`
+//! type B = burn::backend::Flex;
+//! let batch = tokenizer.tokenize_batch::<B, _>(&["a cat", "a dog"], &Default::default())?;
+//! assert_eq!(batch.dims(), [2, 77]);
+//! # Ok::<(), clip_tokenizer::TokenizerError>(())
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod clean;
 mod html;
@@ -33,25 +56,42 @@ const MERGES: usize = 49152 - 256 - 2;
 const SPECIAL: [&str; 2] = ["<start_of_text>", "<end_of_text>"];
 static EMBEDDED_VOCAB: &[u8] = include_bytes!("../assets/bpe_simple_vocab_16e6.txt.gz");
 
+/// What can go wrong reading a vocabulary or tokenizing.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
+    /// The vocabulary file could not be read or decompressed.
     #[error("cannot read BPE vocabulary {path}: {source}")]
     Read {
+        /// The vocabulary file.
         path: String,
+        /// The I/O or gzip error.
         source: std::io::Error,
     },
+    /// A merge line of the vocabulary is not two space-separated symbols.
     #[error("BPE vocabulary {path}: line {line} is not a merge of two symbols: {text:?}")]
     BadMerge {
+        /// The vocabulary file.
         path: String,
+        /// 1-based line number.
         line: usize,
+        /// The line.
         text: String,
     },
+    /// The vocabulary has fewer merges than CLIP's 48,894.
     #[error("BPE vocabulary {path} has {found} merges; CLIP needs {MERGES}")]
-    TooFewMerges { path: String, found: usize },
+    TooFewMerges {
+        /// The vocabulary file.
+        path: String,
+        /// How many merges it has.
+        found: usize,
+    },
+    /// The `tokenizers` crate refused the vocabulary and merges.
     #[error("building the BPE model failed: {0}")]
     Bpe(String),
+    /// A context length below 2 was asked for.
     #[error("context length {0} is too short: it must hold at least the start and end tokens")]
     ContextLength(usize),
+    /// [`ClipTokenizer::tokenize_batch`] got no texts.
     #[error("no texts to tokenize")]
     Empty,
 }
@@ -69,6 +109,8 @@ fn bytes_to_unicode() -> Vec<(u8, char)> {
     table
 }
 
+/// CLIP's tokenizer: text to the ids of open_clip's `SimpleTokenizer`, padded to a context length
+/// ([`DEFAULT_CONTEXT_LENGTH`] unless set with [`with_context_length`](Self::with_context_length)).
 #[derive(Clone)]
 pub struct ClipTokenizer {
     bpe: BPE,
@@ -178,6 +220,7 @@ impl ClipTokenizer {
         Ok(self)
     }
 
+    /// The length every [`tokenize`](Self::tokenize) row is padded or cut to.
     pub fn context_length(&self) -> usize {
         self.context_length
     }

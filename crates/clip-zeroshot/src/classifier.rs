@@ -17,11 +17,14 @@ use crate::ZeroShotError;
 /// own learned scale).
 pub const DEFAULT_SCALE: f64 = 100.0;
 
+/// Class vectors built from prompts, with what they were built from.
 #[derive(Debug, Clone)]
 pub struct ZeroShotClassifier<B: Backend> {
-    /// `[dim, classes]`, unit-norm columns.
+    /// `[dim, classes]`, unit-norm columns; column `i` is class `labels[i]`.
     pub weights: Tensor<B, 2>,
+    /// The class names, in column order.
     pub labels: Vec<String>,
+    /// The templates (class marker `{}`) whose prompts were averaged.
     pub templates: Vec<String>,
     /// Identifies the model the classifier was built with (see `clip::Pretrained::fingerprint`).
     pub model: String,
@@ -34,7 +37,14 @@ fn l2_normalize<B: Backend>(x: Tensor<B, 2>) -> Tensor<B, 2> {
 
 impl<B: Backend> ZeroShotClassifier<B> {
     /// Builds the classifier, encoding `classes_per_batch` classes' prompts per call of `encode`
-    /// (which maps texts to raw `[n, dim]` embeddings).
+    /// (which maps texts to raw `[n, dim]` embeddings, one row per text, in order). `model` is stored
+    /// as [`model`](Self::model); `progress` is called with the number of classes done after each
+    /// call of `encode`.
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroShotError::NoLabels`] / [`ZeroShotError::EmptyLabel`] for bad labels, and
+    /// [`ZeroShotError::Encode`] with the message of an `encode` error.
     pub fn build<E>(
         labels: &[String],
         templates: &Templates,
@@ -68,7 +78,8 @@ impl<B: Backend> ZeroShotClassifier<B> {
         })
     }
 
-    /// Class probabilities `[images, classes]` = softmax(scale · norm(image) · W).
+    /// Class probabilities `[images, classes]` = softmax(scale · norm(image) · W) for raw
+    /// `[images, dim]` image embeddings; `scale` is usually [`DEFAULT_SCALE`].
     pub fn probabilities(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
         softmax(
             l2_normalize(image_embeds).matmul(self.weights.clone()) * scale,
@@ -179,7 +190,8 @@ impl<B: Backend> ZeroShotClassifier<B> {
         })
     }
 
-    /// Whether this classifier was built from the same model, labels and templates.
+    /// Whether this classifier was built from the same model, labels and templates: a
+    /// [`ZeroShotError::Stale`] naming the first difference if not.
     pub fn check_built_for(
         &self,
         model: &str,

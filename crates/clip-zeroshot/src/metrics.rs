@@ -87,8 +87,11 @@ pub fn mean_per_class_recall(predictions: &[usize], targets: &[usize], classes: 
 /// Recall@k of image→text and text→image retrieval.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RetrievalRecall {
+    /// The `k` values, in the order given.
     pub k: Vec<usize>,
+    /// Fraction of images (that have a caption) with one of their captions in the top `k[j]` texts.
     pub image_to_text: Vec<f64>,
+    /// Fraction of texts whose image is in the top `k[j]` images.
     pub text_to_image: Vec<f64>,
 }
 

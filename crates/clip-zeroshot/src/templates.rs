@@ -19,15 +19,17 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// OpenAI's 1000 ImageNet class names.
+/// OpenAI's 1000 ImageNet class names, in label order.
 pub fn imagenet_classes() -> Vec<String> {
     lines(IMAGENET_CLASSES)
 }
 
+/// The 10 CIFAR-10 class names, in label order.
 pub fn cifar10_classes() -> Vec<String> {
     lines(CIFAR10_CLASSES)
 }
 
+/// The 100 CIFAR-100 class names (OpenAI's cleaned versions), in label order.
 pub fn cifar100_classes() -> Vec<String> {
     lines(CIFAR100_CLASSES)
 }
@@ -35,7 +37,9 @@ pub fn cifar100_classes() -> Vec<String> {
 /// A set of prompt templates; each holds the class marker `{}` exactly once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Templates {
+    /// `imagenet`, `simple`, `cifar`, `none`, or the origin (file path or name) of parsed templates.
     pub name: String,
+    /// The templates, each with `{}` where the class name goes.
     pub templates: Vec<String>,
 }
 
