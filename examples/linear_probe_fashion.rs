@@ -33,6 +33,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clip = Pretrained::<B>::bundled(&device)?;
     let train = FashionMnist::load(default_dir(), true)?;
     let test = FashionMnist::load(default_dir(), false)?;
+    if train.len() < 55000 {
+        return Err(format!(
+            "the probe needs the full Fashion-MNIST training split (60,000 items), found {} in {}",
+            train.len(),
+            default_dir().display()
+        )
+        .into());
+    }
     // fit on 20000 training items, choose the L2 strength on 5000 others, report on the whole test split
     let (fit_x, fit_y) = embed(&clip, &train, 0..20000);
     let (val_x, val_y) = embed(&clip, &train, 50000..55000);

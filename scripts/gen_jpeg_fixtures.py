@@ -8,9 +8,16 @@ Writes fixtures/jpeg/<name>.jpg (encoded here by PIL from crops of the fixture p
 the upsampling's edge columns count) and fixtures/jpeg/<name>.png: what PIL's libjpeg-turbo decodes
 from each (`Image.open(f).convert("RGB")`), stored losslessly. The two fixture photos themselves get
 a .png of PIL's decoding too. tests/images.rs asserts our decoder gives these bytes exactly.
+
+PIL cannot write arithmetic-coded JPEGs: `arithmetic_420.jpg` is `baseline_420_q75.jpg` transcoded
+losslessly by libjpeg-turbo's `jpegtran -arithmetic` (Debian's libjpeg-turbo-progs; set JPEGTRAN to
+its path if it is not on PATH).
 """
 import json
+import os
 import pathlib
+import shutil
+import subprocess
 
 from PIL import Image, features
 
@@ -42,6 +49,13 @@ for name, (image, mode, options) in variants.items():
     image.convert(mode).save(path, "JPEG", **options)
     Image.open(path).convert("RGB").save(out / f"{name}.png")
     manifest["files"].append(name)
+jpegtran = os.environ.get("JPEGTRAN") or shutil.which("jpegtran")
+if jpegtran is None:
+    raise SystemExit("jpegtran not found (package libjpeg-turbo-progs): it writes arithmetic_420.jpg")
+subprocess.run([jpegtran, "-arithmetic", "-outfile", str(out / "arithmetic_420.jpg"),
+                str(out / "baseline_420_q75.jpg")], check=True)
+Image.open(out / "arithmetic_420.jpg").convert("RGB").save(out / "arithmetic_420.png")
+manifest["files"].append("arithmetic_420")
 for name in ("chelsea", "rocket"):
     Image.open(root / f"fixtures/images/{name}.jpg").convert("RGB").save(out / f"{name}.png", optimize=True)
     manifest["files"].append(name)

@@ -1,5 +1,7 @@
 //! Preprocessing against PIL + torchvision (open_clip) and HF's CLIPImageProcessor at 224 px on
-//! real photos of odd sizes: at most one uint8 step anywhere.
+//! real photos of odd sizes: at most one uint8 step anywhere. Some of the photos are JPEGs, so the
+//! exact result needs libjpeg's decoding (the default `exact-jpeg`, or `system-libjpeg-turbo`).
+#![cfg(any(feature = "exact-jpeg", feature = "system-libjpeg-turbo"))]
 
 mod common;
 

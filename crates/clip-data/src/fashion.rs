@@ -143,7 +143,11 @@ fn idx(
     }
     let shape: Vec<usize> = (1..=dims).map(|i| word(i) as usize).collect();
     let body = &bytes[4 + 4 * dims..];
-    let expected_len: usize = shape.iter().product();
+    // a crafted header must not overflow the size (a panic with overflow checks on)
+    let expected_len = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
     if body.len() != expected_len {
         let what = if body.len() < expected_len {
             "truncated"
@@ -181,23 +185,30 @@ impl FashionMnist {
                 plain
             }
         };
-        let (ishape, images) = idx(
-            &find(format!("{prefix}-images-idx3-ubyte")),
-            0x803,
-            3,
-            "images",
-        )?;
-        let (lshape, labels) = idx(
-            &find(format!("{prefix}-labels-idx1-ubyte")),
-            0x801,
-            1,
-            "labels",
-        )?;
-        if ishape[1..] != [28, 28] || ishape[0] != lshape[0] {
+        let images_path = find(format!("{prefix}-images-idx3-ubyte"));
+        let labels_path = find(format!("{prefix}-labels-idx1-ubyte"));
+        let (ishape, images) = idx(&images_path, 0x803, 3, "images")?;
+        let (lshape, labels) = idx(&labels_path, 0x801, 1, "labels")?;
+        if ishape[1..] != [28, 28] {
             return Err(FashionError::Format {
-                path: dir.to_path_buf(),
-                expected: "28×28 images with one label each",
-                message: format!("images {ishape:?}, labels {lshape:?}"),
+                path: images_path,
+                expected: "28×28 images",
+                message: format!("images of {}×{}", ishape[1], ishape[2]),
+            });
+        }
+        if ishape[0] != lshape[0] || labels.is_empty() {
+            return Err(FashionError::Format {
+                path: labels_path,
+                expected: "one label for each image, at least one",
+                message: format!("{} labels for {} images", lshape[0], ishape[0]),
+            });
+        }
+        // the scenes and the benchmark index CLASSES with these
+        if let Some(i) = labels.iter().position(|&l| l as usize >= CLASSES.len()) {
+            return Err(FashionError::Format {
+                path: labels_path,
+                expected: "labels 0–9",
+                message: format!("label {} at item {i}", labels[i]),
             });
         }
         Ok(Self { images, labels })
@@ -382,6 +393,49 @@ mod tests {
         assert!(message.contains(&looked.display().to_string()), "{message}");
         assert!(message.contains("dataset-fashion-mnist"), "{message}");
         assert!(message.contains("--data DIR") && message.contains(FASHION_MNIST_DIR_VAR));
+    }
+
+    #[test]
+    fn bad_headers_and_labels_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let write =
+            |name: &str, bytes: Vec<u8>| std::fs::write(dir.path().join(name), bytes).unwrap();
+        let idx = |magic: u32, dims: &[u32], body: &[u8]| -> Vec<u8> {
+            let mut bytes = magic.to_be_bytes().to_vec();
+            dims.iter().for_each(|d| bytes.extend(d.to_be_bytes()));
+            bytes.extend(body);
+            bytes
+        };
+        let load = || {
+            FashionMnist::load(dir.path(), false)
+                .unwrap_err()
+                .to_string()
+        };
+        write(
+            "t10k-images-idx3-ubyte",
+            idx(0x803, &[2, 28, 28], &[0; 2 * 784]),
+        );
+        // a label past the ten classes
+        write("t10k-labels-idx1-ubyte", idx(0x801, &[2], &[3, 10]));
+        let err = load();
+        assert!(
+            err.contains("t10k-labels-idx1-ubyte") && err.contains("label 10"),
+            "{err}"
+        );
+        // fewer labels than images
+        write("t10k-labels-idx1-ubyte", idx(0x801, &[1], &[3]));
+        let err = load();
+        assert!(err.contains("1 labels for 2 images"), "{err}");
+        // a size that overflows
+        write(
+            "t10k-images-idx3-ubyte",
+            idx(0x803, &[u32::MAX, u32::MAX, u32::MAX], &[]),
+        );
+        let err = load();
+        assert!(
+            err.contains("t10k-images-idx3-ubyte") && err.contains("too large"),
+            "{err}"
+        );
     }
 
     #[test]

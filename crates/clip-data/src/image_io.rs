@@ -147,7 +147,10 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
     Ok(image.to_rgb8())
 }
 
-/// Decodes a JPEG with the system's libjpeg-turbo. `None`: a layout TurboJPEG cannot give as RGB.
+/// Decodes a JPEG with the system's libjpeg-turbo. `None`: anything TurboJPEG fails on, left to
+/// `image`: CMYK/YCCK layouts, corrupt files, and also files libjpeg only warns about (extraneous
+/// bytes before a marker, say), because TurboJPEG reports a warning as a failure without saying
+/// which it was. Those files may then be a few levels from PIL; `exact-jpeg` has no such gap.
 #[cfg(feature = "system-libjpeg-turbo")]
 fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, ImageError> {
     let decoded = match turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {

@@ -7,23 +7,26 @@
 //! `text_projection` and `logit_scale`). Everything here is generic over the burn backend.
 //!
 //! ```
-//! use burn::tensor::{backend::Backend, Tensor};
-//! use clip_heads::{LogitScale, ProjectionConfig, LOGIT_SCALE_INIT};
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use clip_heads::{l2_normalize, LogitScale, ProjectionConfig, LOGIT_SCALE_INIT};
 //!
-//! /// Similarity logits `[images, texts]` of pooled encoder outputs.
-//! fn logits<B: Backend>(
-//!     image_pooled: Tensor<B, 2>, // [images, 768]
-//!     text_pooled: Tensor<B, 2>,  // [texts, 512]
-//!     device: &B::Device,
-//! ) -> Tensor<B, 2> {
-//!     let image_projection = ProjectionConfig::new(768, 512).init::<B>(device);
-//!     let text_projection = ProjectionConfig::new(512, 512).init::<B>(device);
-//!     let scale = LogitScale::<B>::new(LOGIT_SCALE_INIT, device);
-//!     scale.logits(
-//!         image_projection.forward(image_pooled),
-//!         text_projection.forward(text_pooled),
-//!     )
-//! }
+//! let device = Default::default();
+//! // pooled outputs of the two towers (768 and 512 wide) projected into a 512-wide joint space
+//! let image_projection = ProjectionConfig::new(768, 512).init::<Flex>(&device);
+//! let text_projection = ProjectionConfig::new(512, 512).init::<Flex>(&device);
+//! let images = image_projection.forward(Tensor::ones([2, 768], &device)); // [2, 512]
+//! let texts = text_projection.forward(Tensor::ones([3, 512], &device)); // [3, 512]
+//! let logits = LogitScale::<Flex>::new(LOGIT_SCALE_INIT, &device).logits(images, texts);
+//! assert_eq!(logits.dims(), [2, 3]);
+//!
+//! // the scale is 1/0.07: orthogonal unit rows give 0, parallel ones 1/0.07
+//! let a = Tensor::<Flex, 2>::from_floats([[3.0, 0.0], [0.0, 2.0]], &device);
+//! let b = Tensor::<Flex, 2>::from_floats([[5.0, 0.0]], &device);
+//! let logits = LogitScale::new(LOGIT_SCALE_INIT, &device).logits(a, b);
+//! let values = logits.into_data().to_vec::<f32>().unwrap();
+//! assert!((values[0] - 1.0 / 0.07).abs() < 1e-4 && values[1].abs() < 1e-6);
+//! # let _ = l2_normalize::<Flex>;
 //! ```
 
 #![warn(missing_docs)]
