@@ -17,7 +17,7 @@
 //!
 //! ```
 //! # #[cfg(feature = "bundled-model")]
-//! # fn main() -> Result<(), clip::ClipError> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use clip::Pretrained;
 //!
 //! type B = burn::backend::Flex;
@@ -27,7 +27,7 @@
 //! let images = clip.embed_image_files(&[image], &device)?; // [1, embed_dim], raw
 //! let texts = clip.embed_texts(&["a red sneaker", "a blue bag"], &device)?; // [2, embed_dim]
 //! let logits = clip.model.logits_per_image(images, texts); // [1, 2], scaled cosine similarities
-//! let logits = logits.into_data().to_vec::<f32>().unwrap();
+//! let logits = logits.into_data().to_vec::<f32>()?;
 //! assert!(logits[0] > logits[1]);
 //! # Ok(()) }
 //! # #[cfg(not(feature = "bundled-model"))]

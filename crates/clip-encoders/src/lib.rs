@@ -41,9 +41,10 @@
 //! let (images, texts) = encode::<burn::backend::Flex>(&Default::default());
 //! assert_eq!((images.dims(), texts.dims()), ([2, 64], [1, 48]));
 //! // the two blank images give the same features; random weights make them non-zero
-//! let rows = images.into_data().to_vec::<f32>().unwrap();
+//! let rows = images.into_data().to_vec::<f32>()?;
 //! assert_eq!(rows[..64], rows[64..]);
 //! assert!(rows.iter().any(|v| v.abs() > 1e-3));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]

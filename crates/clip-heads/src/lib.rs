@@ -24,9 +24,10 @@
 //! let a = Tensor::<Flex, 2>::from_floats([[3.0, 0.0], [0.0, 2.0]], &device);
 //! let b = Tensor::<Flex, 2>::from_floats([[5.0, 0.0]], &device);
 //! let logits = LogitScale::new(LOGIT_SCALE_INIT, &device).logits(a, b);
-//! let values = logits.into_data().to_vec::<f32>().unwrap();
+//! let values = logits.into_data().to_vec::<f32>()?;
 //! assert!((values[0] - 1.0 / 0.07).abs() < 1e-4 && values[1].abs() < 1e-6);
 //! # let _ = l2_normalize::<Flex>;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]

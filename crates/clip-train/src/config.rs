@@ -48,11 +48,11 @@
 //!     mlp_ratio = 4.0
 //!     activation = "quick_gelu"
 //!     "#,
-//! )
-//! .unwrap();
-//! config.validate().unwrap();
+//! )?;
+//! config.validate()?;
 //! assert!(matches!(config.data, DataConfig::FashionScenes { .. }));
 //! assert_eq!(config.threads, 0); // left out: one thread per core
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -26,8 +26,9 @@
 //! // pick up where an interrupted run stopped, if one did
 //! let resume = latest_checkpoint(&config);
 //! let report = train::<Autodiff<Flex>>(&config, resume.as_deref(), &Default::default())?;
-//! let last = report.log.last().expect("at least one step");
-//! println!("step {}: loss {:.3}, model in {:?}", last.step, last.loss, report.final_dir);
+//! if let Some(last) = report.log.last() {
+//!     println!("step {}: loss {:.3}, model in {:?}", last.step, last.loss, report.final_dir);
+//! }
 //! for (step, eval) in &report.evaluations {
 //!     println!("step {step}: held-out pairs top-1 {:.3}", eval.held_out_pair_top1);
 //! }
