@@ -23,6 +23,12 @@ enum Task {
     Text,
     /// The same prompts as the library encodes them: padding after the last end token trimmed.
     TextTrimmed,
+    /// One training step of a random-weight model on random images and ImageNet prompts (77 tokens):
+    /// both towers, CLIP's contrastive loss, backward, AdamW. Items/s counts pairs.
+    TrainStep,
+    /// Image files of `--files` decoded and preprocessed on a thread pool ahead of the model
+    /// (`clip::data::prefetch`), then encoded: the data path of `clip embed` / `clip classify`.
+    Files,
 }
 
 #[derive(Parser, Debug)]
@@ -30,7 +36,7 @@ struct Args {
     /// flex, ndarray, wgpu or cuda (the last three need the cargo feature of that name).
     #[arg(long, default_value = "flex")]
     backend: String,
-    /// f32, or on GPUs bf16 / f16.
+    /// f32, f16 or bf16 (`clip::set_precision`; where the backend computes in it).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// A model directory or file (open_clip or Hugging Face layout).
@@ -50,33 +56,37 @@ struct Args {
     /// Split each batch over this many threads (`Clip::encode_image_threaded`); 1 for GPUs.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A folder of images for `--task files` (each step encodes `--batch` of them, cycling).
+    #[arg(long)]
+    files: Option<std::path::PathBuf>,
+    /// Decoding threads for `--task files` (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    match (args.backend.as_str(), args.dtype.as_str()) {
-        ("flex", "f32") => run::<burn::backend::Flex>(&args),
+    match args.backend.as_str() {
+        "flex" => run::<burn::backend::Flex>(&args),
         #[cfg(feature = "ndarray")]
-        ("ndarray", "f32") => run::<burn::backend::NdArray>(&args),
+        "ndarray" => run::<burn::backend::NdArray>(&args),
         #[cfg(feature = "wgpu")]
-        ("wgpu", "f32") => run::<burn::backend::Wgpu>(&args),
-        #[cfg(feature = "wgpu")]
-        ("wgpu", "f16") => run::<burn::backend::Wgpu<burn::tensor::f16>>(&args),
+        "wgpu" => run::<burn::backend::Wgpu>(&args),
         #[cfg(feature = "cuda")]
-        ("cuda", "f32") => run::<burn::backend::Cuda>(&args),
-        #[cfg(feature = "cuda")]
-        ("cuda", "bf16") => run::<burn::backend::Cuda<burn::tensor::bf16>>(&args),
-        #[cfg(feature = "cuda")]
-        ("cuda", "f16") => run::<burn::backend::Cuda<burn::tensor::f16>>(&args),
-        (backend, dtype) => Err(format!(
-            "backend {backend} with {dtype} is not compiled in (see the cargo features)"
-        )
-        .into()),
+        "cuda" => run::<burn::backend::Cuda>(&args),
+        backend => {
+            Err(format!("backend {backend} is not compiled in (see the cargo features)").into())
+        }
     }
 }
 
 fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = B::Device::default();
+    // before anything else touches the device: weights load and inputs are made in this precision
+    clip::set_precision::<B>(&device, args.dtype.parse()?)?;
+    if matches!(args.task, Task::TrainStep) {
+        return train_steps::<B>(args, &device);
+    }
     let clip = match &args.model {
         Some(path) => Pretrained::<B>::load(path, &device)?,
         None => {
@@ -84,6 +94,7 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             Pretrained::from_model(config.init::<B>(&device)?, config)?
         }
     };
+    let clip = clip.with_threads(args.threads);
     let size = clip.model.image_size();
     let images = Tensor::<B, 4>::random(
         [args.batch, 3, size, size],
@@ -97,8 +108,51 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .map(|c| format!("a photo of a {c}."))
         .collect();
     let full: Tensor<B, 2, Int> = clip.tokenize(&prompts, &device)?;
-    let step = || -> Result<(), clip::ClipError> {
+    let files: Vec<std::path::PathBuf> = match (&args.task, &args.files) {
+        (Task::Files, Some(dir)) => {
+            let mut files: Vec<_> = std::fs::read_dir(dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            files
+        }
+        (Task::Files, None) => return Err("--task files needs --files DIR".into()),
+        _ => Vec::new(),
+    };
+    let options = clip::data::prefetch::PrefetchOptions {
+        batch_size: args.batch,
+        workers: args
+            .workers
+            .unwrap_or(clip::data::prefetch::PrefetchOptions::default().workers),
+        depth: 2,
+    };
+    // every step's files, in one prefetching stream: decoding overlaps the encoding of earlier batches
+    let steps = args.warmup + args.iters;
+    let mut stream = (!files.is_empty()).then(|| {
+        let list: Vec<_> = files
+            .iter()
+            .cycle()
+            .take(steps * args.batch)
+            .cloned()
+            .collect();
+        clip::data::prefetch::prefetch(list, clip.preprocess.clone(), options)
+    });
+    let mut step = || -> Result<(), clip::ClipError> {
         match args.task {
+            Task::TrainStep => unreachable!("handled by train_steps"),
+            Task::Files => {
+                let mut batch = stream
+                    .as_mut()
+                    .and_then(|s| s.next())
+                    .ok_or_else(|| clip::ClipError::Input("no images in --files".into()))?;
+                if let Some((_, e)) = std::mem::take(&mut batch.failed).into_iter().next() {
+                    return Err(e.into());
+                }
+                if let Some(pixels) = batch.to_tensor::<B>(&device) {
+                    clip.embed_pixels(pixels).into_data();
+                }
+            }
             Task::Image => {
                 clip.model
                     .encode_image_threaded(images.clone(), args.threads)
@@ -135,6 +189,8 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             Task::Image => "image",
             Task::Text => "text",
             Task::TextTrimmed => "text-trimmed",
+            Task::Files => "image-files",
+            Task::TrainStep => "train-step",
         },
         "batch": args.batch,
         "seconds_per_batch": seconds,
@@ -142,6 +198,60 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "peak_rss_mib": peak_rss_mib(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "batch_threads": args.threads,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// `--task train-step`: the seconds of one training step (after `--warmup` untimed ones), as JSON.
+fn train_steps<B: Backend>(
+    args: &Args,
+    device: &B::Device,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use burn::backend::Autodiff;
+    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    type A<B> = Autodiff<B>;
+    let config = ClipConfig::preset(&args.preset)?;
+    let mut model = config.init::<A<B>>(device)?;
+    let mut optim = AdamWConfig::new().init::<A<B>, clip::Clip<A<B>>>();
+    let size = model.image_size();
+    let images = Tensor::<A<B>, 4>::random(
+        [args.batch, 3, size, size],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let tokenizer = clip::tokenizer::ClipTokenizer::new()?;
+    let prompts: Vec<String> = imagenet_classes()
+        .iter()
+        .cycle()
+        .take(args.batch)
+        .map(|c| format!("a photo of a {c}."))
+        .collect();
+    let ids: Tensor<A<B>, 2, Int> = tokenizer.tokenize_batch(&prompts, device)?;
+    let mut seconds = 0.0;
+    for i in 0..args.warmup + args.iters {
+        let start = Instant::now();
+        let image = model.encode_image(images.clone());
+        let text = model.encode_text(ids.clone());
+        let loss = clip::loss::contrastive_loss(
+            image,
+            text,
+            model.logit_scale.value.val(),
+            Default::default(),
+        )?;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-5, model, grads);
+        // wait for the step: read one parameter back
+        model.logit_scale.value.val().into_data();
+        if i >= args.warmup {
+            seconds += start.elapsed().as_secs_f64();
+        }
+    }
+    let seconds = seconds / args.iters.max(1) as f64;
+    let report = serde_json::json!({
+        "side": "burn", "backend": args.backend, "dtype": args.dtype, "model": args.preset,
+        "task": "train-step", "batch": args.batch, "seconds_per_batch": seconds,
+        "items_per_s": args.batch as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
     });
     println!("{report}");
     Ok(())

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # ViT-B/32 with QuickGELU is the architecture of OpenAI's pretrained ViT-B/32 (open_clip's plain config
 # uses exact GELU); it gets a directory and random weights of its own, like the others
-MODELS = {"ViT-B/32": "ViT-B-32", "ViT-B/32-quickgelu": "ViT-B-32-quickgelu", "RN50": "RN50"}
+MODELS = {"ViT-B/32": "ViT-B-32", "ViT-B/32-quickgelu": "ViT-B-32-quickgelu", "ViT-L/14": "ViT-L-14", "RN50": "RN50"}
 
 
 def peak_rss_mib():
@@ -50,20 +50,30 @@ def torch_worker(a):
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(Path(a.model) / "open_clip_model.safetensors")))
-    model = model.eval().to(device=device, dtype=dtype)
+    # half precision as PyTorch users run it: torch.autocast over f32 weights (--torch-half autocast), or
+    # the weights themselves cast (--torch-half cast, as `model.half()`)
+    autocast = a.dtype != "f32" and a.torch_half == "autocast"
+    model = model.eval().to(device=device, dtype=torch.float32 if autocast else dtype)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     gen = torch.Generator().manual_seed(0)
-    images = torch.randn(a.batch, 3, size, size, generator=gen).to(device=device, dtype=dtype)
+    images = torch.randn(a.batch, 3, size, size, generator=gen).to(device=device, dtype=torch.float32 if autocast else dtype)
     classes = open_clip.IMAGENET_CLASSNAMES
     prompts = [f"a photo of a {classes[i % len(classes)]}." for i in range(a.batch)]
     ids = open_clip.get_tokenizer(MODELS[a.preset])(prompts).to(device)
 
+    import contextlib
+
+    if a.task == "train-step":
+        return torch_train_worker(a, model, images, ids, device, dtype, autocast)
+
     def step():
-        if a.task == "image":
-            out = model.encode_image(images)
-        else:
-            out = model.encode_text(ids)
+        ctx = torch.autocast(device.type, dtype=dtype) if autocast else contextlib.nullcontext()
+        with ctx:
+            if a.task == "image":
+                out = model.encode_image(images)
+            else:
+                out = model.encode_text(ids)
         out.float().cpu()
 
     with torch.inference_mode():
@@ -80,7 +90,7 @@ def torch_worker(a):
     report = {
         "side": "pytorch",
         "backend": f"torch {torch.__version__} {a.device}",
-        "dtype": a.dtype,
+        "dtype": a.dtype + (" autocast" if autocast else ""),
         "task": a.task,
         "batch": a.batch,
         "seconds_per_batch": seconds,
@@ -88,6 +98,45 @@ def torch_worker(a):
         "peak_rss_mib": peak_rss_mib(),
         "threads": torch.get_num_threads(),
     }
+    if device.type == "cuda":
+        report["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(report))
+
+
+def torch_train_worker(a, model, images, ids, device, dtype, autocast):
+    """One timed training step on PyTorch as open_clip's trainer runs it (ClipLoss, AdamW, backward;
+    torch.autocast for bf16/f16); prints one JSON line."""
+    import contextlib
+
+    import open_clip
+    import torch
+
+    model.train()
+    loss_fn = open_clip.loss.ClipLoss()
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step():
+        ctx = torch.autocast(device.type, dtype=dtype) if autocast else contextlib.nullcontext()
+        with ctx:
+            image, text = model.encode_image(images), model.encode_text(ids)
+            loss = loss_fn(image, text, model.logit_scale.exp())
+        loss.backward()
+        optim.step()
+        optim.zero_grad(set_to_none=True)
+
+    for _ in range(a.warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(a.iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / a.iters
+    report = {"side": "pytorch", "backend": f"torch {torch.__version__} {a.device}",
+              "dtype": a.dtype + (" autocast" if autocast else ""), "task": a.task, "batch": a.batch,
+              "seconds_per_batch": seconds, "items_per_s": a.batch / seconds, "peak_rss_mib": peak_rss_mib()}
     if device.type == "cuda":
         report["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(report))
@@ -224,10 +273,14 @@ def main():
     p.add_argument("--device", default="cpu", help="PyTorch device: cpu or cuda")
     p.add_argument("--backend", default="flex", help="the project's backend: flex, ndarray, wgpu, cuda")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16", "f16"])
+    p.add_argument("--batches", help="comma-separated batch sizes for every case (overrides --batch and --text-batch)")
+    p.add_argument("--torch-half", default="autocast", choices=["autocast", "cast"],
+                   help="PyTorch in bf16/f16: torch.autocast over f32 weights, or the weights cast")
     p.add_argument("--binary", help="a built examples/throughput (default: cargo builds it)")
     p.add_argument("--cache", default="/tmp/clip-compare", help="where the random models are saved")
     p.add_argument("--json", help="write every run here")
-    p.add_argument("--only", help="comma-separated subset: vit-image, vit-text, vit-quickgelu-image, rn50-image")
+    p.add_argument("--only", help="comma-separated subset: vit-image, vit-text, vit-quickgelu-image, vitl-image, "
+                   "rn50-image, vit-train (a training step, ViT-B/32, random weights)")
     # worker mode
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--preset", default="ViT-B/32", help=argparse.SUPPRESS)
@@ -265,16 +318,22 @@ def main():
         ("vit-image", "ViT-B/32", "image", a.batch),
         ("vit-text", "ViT-B/32", "text", a.text_batch),
         ("vit-quickgelu-image", "ViT-B/32-quickgelu", "image", a.batch),
+        ("vitl-image", "ViT-L/14", "image", a.batch),
+        ("vit-train", "ViT-B/32", "train-step", a.batch),
         ("rn50-image", "RN50", "image", a.batch),
     ]
     if a.only:
         cases = [c for c in cases if c[0] in a.only.split(",")]
+    else:
+        cases = [c for c in cases if c[0] not in ("vitl-image", "vit-train")]  # on request (slow on CPUs)
+    if a.batches:
+        cases = [(k, p_, t, int(b)) for k, p_, t, _ in cases for b in a.batches.split(",")]
     common = ["--iters", str(a.iters), "--warmup", str(a.warmup), "--dtype", a.dtype]
     runs = []
     gpu = a.device != "cpu"
     for r in range(a.rounds):
         for key, preset, task, batch in cases:
-            model = ["--model", str(dirs[preset])] if preset in dirs else ["--preset", preset]
+            model = ["--model", str(dirs[preset])] if preset in dirs and task != "train-step" else ["--preset", preset]
             tasks = [task, "text-trimmed"] if task == "text" else [task]
             for t in tasks:
                 cmd = [binary, "--backend", a.backend, "--task", t, "--batch", str(batch)] + common
@@ -293,7 +352,7 @@ def main():
             if have_torch:
                 cmd = [sys.executable, __file__, "--torch-worker", "--preset", preset, "--task", task,
                        "--batch", str(batch), "--threads", str(a.threads), "--device", a.device,
-                       "--model", str(dirs[preset])] + common
+                       "--torch-half", a.torch_half, "--model", str(dirs[preset])] + common
                 rec = run_json(cmd, env, gpu)
                 if rec is None:
                     continue
@@ -306,11 +365,13 @@ def main():
     flops = {}
     if have_torch:
         for key, preset, task, batch in cases:
-            flops[(preset, task)] = flops_per_item(preset, task)
+            if task != "train-step":
+                flops[(preset, task)] = flops_per_item(preset, task)
     peak = measured or nominal
 
-    def best(side, preset, task):
-        rs = [x for x in runs if x["side"] == side and x["preset"] == preset and x["task"] == task]
+    def best(side, preset, task, batch):
+        rs = [x for x in runs if x["side"] == side and x["preset"] == preset and x["task"] == task
+              and x["batch"] == batch]
         return max(rs, key=lambda x: x["items_per_s"]) if rs else None
 
     print(f"\n{a.threads} threads, {a.dtype}, best of {a.rounds} rounds × {a.iters} batches; "
@@ -325,12 +386,13 @@ def main():
           "| GFLOP/item | project % of peak | PyTorch % of peak |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key, preset, task, batch in cases:
-        t = best("pytorch", preset, task)
+        t = best("pytorch", preset, task, batch)
         for ours_task in ([task, "text-trimmed"] if task == "text" else [task]):
-            o = best("burn", preset, ours_task)
+            o = best("burn", preset, ours_task, batch)
             if o is None:
                 continue
-            label = {"image": "image", "text": "text ×77", "text-trimmed": "text, padding trimmed"}[ours_task]
+            label = {"image": "image", "text": "text ×77", "text-trimmed": "text, padding trimmed",
+                     "train-step": "training step"}[ours_task]
             tps = f"{t['items_per_s']:.2f}" if t else "—"
             ratio = f"{o['items_per_s'] / t['items_per_s']:.2f}×" if t else "—"
             tmem = f"{t['peak_rss_mib']:.0f}" if t else "—"

@@ -1,36 +1,44 @@
 #!/usr/bin/env bash
-# GPU checks for a machine with an NVIDIA GPU, in about 10 minutes:
-#   1. the parity tests (open_clip / transformers references) on the cuda and wgpu backends;
-#   2. the throughput comparison with open_clip on PyTorch at batch 256, in bf16 (DTYPES="bf16 f32"
-#      adds f32).
+# GPU checks for a machine with an NVIDIA GPU, in about 8 minutes, building nothing there:
+#   1. parity: the open_clip / transformers references on the cuda and wgpu backends (f32), bf16 on cuda
+#      and f16 on cuda and wgpu against open_clip under torch.autocast (tests/precision_*.rs);
+#   2. throughput against open_clip on PyTorch, paired in one run (scripts/compare.py): ViT-B/32 image
+#      and text, ViT-L/14 image, RN50 image, at batch 1, 32 and 256, in f32 and bf16 (PyTorch: eval,
+#      inference_mode, torch.autocast for bf16), with each side's peak GPU memory.
+#   3. a training step (ViT-B/32, batch 128, random weights: both towers, CLIP's loss, backward, AdamW)
+#      against open_clip's (ClipLoss, torch.optim.AdamW), in f32 and bf16 (burn: bf16 weights; PyTorch:
+#      autocast).
 #
-#   scripts/gpu-check.sh --build DIR   build the two programs here (no GPU needed) into DIR
+#   scripts/gpu-check.sh --build DIR   build the programs here (no GPU needed) into DIR
 #   scripts/gpu-check.sh DIR           run the checks with the programs in DIR
-#   scripts/gpu-check.sh               build with cargo, then run
 #
-# Results go to $OUT (default ./gpu-check-out): parity.log, compare-*.md, compare-*.json.
+# Results go to $OUT (default ./gpu-check-out): summary.md and summary.json, with the logs beside them.
+# The PyTorch side needs torch (on the machine) and open_clip_torch: wheels in .whl/ are installed to
+# /tmp/site first (pip download --no-deps open_clip_torch ftfy wcwidth into .whl/).
 # The CUDA backend compiles its kernels at run time with NVRTC: the script looks for libnvrtc.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FEATURES=flex,cuda,wgpu
+TESTS="parity precision_bf16 precision_f16"
 
 build() {
     local dir=$1
     mkdir -p "$dir"
     # no bundled model: the binaries stay small enough to carry
-    cargo test --release --no-default-features --features $FEATURES --test parity --no-run \
-        --message-format=json 2>/dev/null |
+    local args=(--release --no-default-features --features $FEATURES)
+    for t in $TESTS; do args+=(--test "$t"); done
+    cargo test "${args[@]}" --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="parity" and m.get("executable"):
-        print(m["executable"])' >"$dir/.parity-path" || return 1
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and "test" in m["target"]["kind"]:
+        print(m["target"]["name"], m["executable"])' >"$dir/.tests" || return 1
     cargo build --release --no-default-features --features $FEATURES --example throughput || return 1
-    cp "$(cat "$dir/.parity-path")" "$dir/parity"
+    while read -r name path; do cp "$path" "$dir/$name"; done <"$dir/.tests"
     cp "${CARGO_TARGET_DIR:-target}/release/examples/throughput" "$dir/throughput"
-    strip "$dir/parity" "$dir/throughput"
-    rm "$dir/.parity-path"
+    strip "$dir"/*
+    rm "$dir/.tests"
     ls -la "$dir"
 }
 
@@ -38,14 +46,15 @@ if [ "${1:-}" = "--build" ]; then
     build "${2:?a directory}"
     exit
 fi
-BIN=${1:-}
-if [ -z "$BIN" ]; then
-    BIN=$ROOT/target/gpu-check
-    build "$BIN" || exit 1
-fi
+BIN=${1:?the directory of the programs built with --build}
 OUT=${OUT:-$ROOT/gpu-check-out}
 mkdir -p "$OUT"
+start=$SECONDS
 
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl &&
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 # NVRTC from the CUDA toolkit or from PyTorch's wheels
 nvrtc=$(find /usr/local /opt /usr/lib -name 'libnvrtc.so*' 2>/dev/null | sort | head -1)
@@ -54,12 +63,47 @@ echo "nvrtc: ${nvrtc:-not found}" | tee -a "$OUT/gpu.txt"
 # the tests were built elsewhere: point them at this checkout's fixtures
 export CLIP_FIXTURES=$ROOT/fixtures
 
-echo "== parity on cuda and wgpu" | tee "$OUT/parity.log"
-timeout 150 "$BIN/parity" --test-threads 1 --nocapture cuda:: wgpu:: 2>&1 | tee -a "$OUT/parity.log"
+{
+    echo "== parity, f32: cuda and wgpu"
+    timeout 120 "$BIN/parity" --test-threads 1 --nocapture cuda:: wgpu::
+    echo "== bf16: cuda (wgpu has none: the refusal is checked)"
+    timeout 60 "$BIN/precision_bf16" --test-threads 1 --nocapture cuda_ wgpu_
+    echo "== f16: cuda and wgpu"
+    timeout 60 "$BIN/precision_f16" --test-threads 1 --nocapture cuda_ wgpu_
+} 2>&1 | tee "$OUT/parity.log"
 
-for dtype in ${DTYPES:-bf16}; do
-    echo "== throughput, $dtype"
-    PYTHONUNBUFFERED=1 timeout 300 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
-        --backend cuda --dtype $dtype --batch 256 --text-batch 256 --rounds 1 --iters 10 --threads "$(nproc)" \
-        --json "$OUT/compare-$dtype.json" 2>&1 | tee "$OUT/compare-$dtype.md"
+for dtype in ${DTYPES:-f32 bf16}; do
+    echo "== throughput, $dtype ($((SECONDS - start)) s in)"
+    PYTHONUNBUFFERED=1 timeout 170 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+        --backend cuda --dtype "$dtype" --torch-half autocast --batches "${BATCHES:-1,32,256}" \
+        --only vit-image,vit-text,vitl-image,rn50-image --rounds 1 --iters 5 --warmup 2 \
+        --threads "$(nproc)" --json "$OUT/compare-$dtype.json" 2>&1 | tee "$OUT/compare-$dtype.md"
 done
+for dtype in ${DTYPES:-f32 bf16}; do
+    echo "== training step, ViT-B/32, batch 128, $dtype ($((SECONDS - start)) s in)"
+    PYTHONUNBUFFERED=1 timeout 90 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+        --backend cuda --dtype "$dtype" --torch-half autocast --batches 128 --only vit-train \
+        --rounds 1 --iters 3 --warmup 1 --threads "$(nproc)" --json "$OUT/compare-train-$dtype.json" 2>&1 |
+        tee "$OUT/compare-train-$dtype.md"
+done
+
+python3 - "$OUT" <<'PY'
+import json, re, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+gpu = (out / "gpu.txt").read_text()
+parity = (out / "parity.log").read_text()
+results = re.findall(r"^test (\S+) \.\.\. (ok|FAILED)", parity, re.M)
+summary = {"gpu": gpu, "tests": dict(results), "throughput": {}}
+md = ["# gpu-check", "", "```", gpu.strip(), "```", "", "## Parity", "",
+      "| test | result |", "|---|---|"] + [f"| {t} | {r} |" for t, r in results]
+for f in sorted(out.glob("compare-*.json")):
+    dtype = f.stem.split("-", 1)[1]  # bf16, f32, train-bf16, train-f32
+    summary["throughput"][dtype] = json.loads(f.read_text())
+    table = [l for l in (out / f"compare-{dtype}.md").read_text().splitlines() if l.startswith("|")]
+    md += ["", f"## Throughput, {dtype}", ""] + table
+(out / "summary.json").write_text(json.dumps(summary, indent=1))
+(out / "summary.md").write_text("\n".join(md) + "\n")
+print("\n".join(md))
+PY
+echo "gpu-check: $((SECONDS - start)) s"

@@ -108,6 +108,18 @@ pub enum ClipError {
     /// Building, saving or loading a zero-shot classifier failed.
     #[error(transparent)]
     ZeroShot(#[from] clip_zeroshot::ZeroShotError),
+    /// A precision the backend or device cannot run in ([`set_precision`](crate::set_precision)).
+    #[error("{backend} device {device} cannot run in {dtype}: {reason}")]
+    Precision {
+        /// burn's name of the backend (`flex`, `fusion<cubecl<wgpu<wgsl>>>`, …).
+        backend: String,
+        /// The device, as burn prints it.
+        device: String,
+        /// The precision asked for.
+        dtype: &'static str,
+        /// Why not.
+        reason: String,
+    },
     /// A call's arguments cannot be used (no texts or no images to embed, …).
     #[error("{0}")]
     Input(String),

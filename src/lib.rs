@@ -56,12 +56,14 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod precision;
 pub mod pretrained;
 pub mod weights;
 
 pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};
 pub use error::ClipError;
 pub use model::{Clip, ImageEncoder};
+pub use precision::{set_precision, Precision};
 pub use pretrained::{
     default_threads, encode_texts, tokenize_trimmed, trimmed_ids, ConfigSource, Pretrained,
 };

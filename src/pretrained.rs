@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
+use burn::tensor::backend::{get_device_settings, Backend};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use burn_store::{
     BurnpackStore, HalfPrecisionAdapter, ModuleAdapter, ModuleSnapshot, TensorSnapshot,
 };
@@ -386,7 +387,9 @@ impl<B: Backend> Pretrained<B> {
                 source,
             })?;
         let mut model = config.init::<B>(device)?;
-        store = store.with_from_adapter(UpcastToF32);
+        store = store.with_from_adapter(ConvertFloats(
+            get_device_settings::<B>(device).float_dtype.into(),
+        ));
         let result = model
             .load_from(&mut store)
             .map_err(|e| ClipError::Weights {
@@ -514,7 +517,7 @@ impl<B: Backend> Pretrained<B> {
         Ok(self.tokenizer.tokenize_batch(texts, device)?)
     }
 
-    /// Raw text embeddings `[n, embed_dim]`.
+    /// Raw text embeddings `[n, embed_dim]`, in f32 whatever precision the model runs in.
     ///
     /// The padding after the longest text's end token is cut off before encoding: under the causal mask
     /// no position attends to a later one, so the pooled end-token state is the same, for a fraction
@@ -525,7 +528,7 @@ impl<B: Backend> Pretrained<B> {
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, ClipError> {
         let ids = tokenize_trimmed(&self.tokenizer, texts, device)?;
-        Ok(self.model.encode_text_threaded(ids, self.threads))
+        Ok(as_f32(self.model.encode_text_threaded(ids, self.threads)))
     }
 
     /// Sets the threads each batch is split over (1: no split).
@@ -582,7 +585,7 @@ impl<B: Backend> Pretrained<B> {
         )?)
     }
 
-    /// Raw image embeddings `[n, embed_dim]` for image files, decoded and preprocessed with
+    /// Raw image embeddings `[n, embed_dim]` (f32, whatever precision the model runs in) for image files, decoded and preprocessed with
     /// [`preprocess`](Self::preprocess).
     pub fn embed_image_files<P: AsRef<Path>>(
         &self,
@@ -597,12 +600,30 @@ impl<B: Backend> Pretrained<B> {
             .map(clip_data::load_rgb)
             .collect::<Result<Vec<_>, _>>()?;
         let pixels = clip_data::images_to_tensor::<B>(&images, &self.preprocess, device);
-        Ok(self.model.encode_image_threaded(pixels, self.threads))
+        Ok(as_f32(
+            self.model.encode_image_threaded(pixels, self.threads),
+        ))
+    }
+
+    /// Raw image embeddings `[n, embed_dim]`, in f32, of preprocessed pixels `[n, 3, size, size]` (from
+    /// [`clip_data::prefetch`], say), the batch split over [`threads`](Self::threads).
+    pub fn embed_pixels(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
+        as_f32(self.model.encode_image_threaded(pixels, self.threads))
     }
 
     /// Learnable parameters, counted as PyTorch counts them ([`Clip::parameter_count`]).
     pub fn parameter_count(&self) -> usize {
         self.model.parameter_count()
+    }
+}
+
+/// `t` in f32 (a no-op for f32): the embeddings of a half-precision model, as the `embed_*` methods
+/// return them.
+fn as_f32<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
+    if t.dtype() == DType::F32 {
+        t
+    } else {
+        t.cast(FloatDType::F32)
     }
 }
 
@@ -662,21 +683,22 @@ fn in_file(path: &Path, e: ClipError) -> ClipError {
     }
 }
 
-/// Reads the f16 / bf16 tensors of a burnpack (written by [`Pretrained::save_burn_half`]) as f32;
-/// f32 tensors pass unchanged. (burn's `HalfPrecisionAdapter` converts both ways, which would turn an
-/// f32 file into f16 on load.)
+/// Reads a burnpack's float tensors (f32, or f16 / bf16 from [`Pretrained::save_burn_half`]) in the
+/// dtype the model runs in (`crate::precision`). (burn's `HalfPrecisionAdapter` converts f32 and f16
+/// both ways, which would turn an f32 file into f16 on an f32 device.)
 #[derive(Clone, Debug)]
-struct UpcastToF32;
+struct ConvertFloats(DType);
 
-impl ModuleAdapter for UpcastToF32 {
+impl ModuleAdapter for ConvertFloats {
     fn adapt(&self, snapshot: &TensorSnapshot) -> TensorSnapshot {
-        if !matches!(snapshot.dtype, DType::F16 | DType::BF16) {
+        let target = self.0;
+        if !snapshot.dtype.is_float() || snapshot.dtype == target {
             return snapshot.clone();
         }
         let data = snapshot.clone_data_fn();
         TensorSnapshot::from_closure(
-            std::rc::Rc::new(move || Ok(data()?.convert_dtype(DType::F32))),
-            DType::F32,
+            std::rc::Rc::new(move || Ok(data()?.convert_dtype(target))),
+            target,
             snapshot.shape.clone(),
             snapshot.path_stack.clone().unwrap_or_default(),
             snapshot.container_stack.clone().unwrap_or_default(),

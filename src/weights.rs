@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::tensor::{backend::Backend, Bool, DType, Int, Tensor, TensorData};
+use burn::tensor::backend::{get_device_settings, Backend};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ModuleSnapshot, TensorSnapshot, TensorSnapshotError};
 use safetensors::tensor::{Dtype, Metadata, TensorInfo};
@@ -508,6 +509,10 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
     mut sd: StateDict,
 ) -> Result<Layout, ClipError> {
     let layout = sd.layout();
+    // the float dtype the model runs in: its device's (crate::precision)
+    let float = model.devices().first().map_or(DType::F32, |d| {
+        get_device_settings::<B>(d).float_dtype.into()
+    });
     let (tensors, source) = match layout {
         Layout::HuggingFace => hf_to_open_clip(&sd.path, std::mem::take(&mut sd.tensors))?,
         Layout::OpenClip => (std::mem::take(&mut sd.tensors), HashMap::new()),
@@ -560,6 +565,11 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
         }
         seen.insert(path.clone());
         let stack: Vec<String> = path.split('.').map(str::to_string).collect();
+        let data = if data.dtype.is_float() && data.dtype != float {
+            data.convert_dtype(float)
+        } else {
+            data
+        };
         snapshots.push(moving_snapshot(data, stack));
     }
     if let Some(missing) = expected.keys().find(|p| !seen.contains(*p)) {

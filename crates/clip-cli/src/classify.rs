@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::ElementConversion;
 use clip::zeroshot::{Templates, ZeroShotClassifier};
 use clip::{ClipError, Pretrained};
 use serde_json::{json, Value};
@@ -65,29 +65,26 @@ pub fn run<B: Backend>(
     };
     let classifier = classifier(&clip, o, device)?;
 
-    // decode every image first so that one bad file neither stops the others nor shifts the order
-    let mut results: Vec<Result<Vec<(usize, f32)>, String>> = Vec::with_capacity(images.len());
-    let mut decoded = Vec::new();
-    for path in images {
-        match clip::data::load_rgb(path) {
-            Ok(image) => {
-                decoded.push((results.len(), image));
-                results.push(Ok(Vec::new()));
+    // decoded on a pool of threads ahead of the model, batch by batch; a file that cannot be read is
+    // reported in its place and does not stop the others
+    let mut results: Vec<Result<Vec<(usize, f32)>, String>> =
+        (0..images.len()).map(|_| Ok(Vec::new())).collect();
+    let options = clip::data::prefetch::PrefetchOptions {
+        batch_size: o.batch_size,
+        ..Default::default()
+    };
+    let bar = progress(images.len(), "images");
+    for batch in clip::data::prefetch::prefetch(images.to_vec(), clip.preprocess.clone(), options) {
+        for (index, error) in &batch.failed {
+            results[*index] = Err(error.to_string());
+        }
+        if let Some(pixels) = batch.to_tensor::<B>(device) {
+            let embeds = clip.embed_pixels(pixels);
+            for (index, ranked) in batch.decoded.iter().zip(classifier.ranked(embeds, scale)) {
+                results[*index] = Ok(ranked);
             }
-            Err(e) => results.push(Err(e.to_string())),
         }
-    }
-    let bar = progress(decoded.len(), "images");
-    for chunk in decoded.chunks(o.batch_size) {
-        let pixels: Vec<_> = chunk.iter().map(|(_, img)| img.clone()).collect();
-        let embeds: Tensor<B, 2> = clip.model.encode_image_threaded(
-            clip::data::images_to_tensor::<B>(&pixels, &clip.preprocess, device),
-            clip.threads,
-        );
-        for ((index, _), ranked) in chunk.iter().zip(classifier.ranked(embeds, scale)) {
-            results[*index] = Ok(ranked);
-        }
-        bar.inc(chunk.len() as u64);
+        bar.inc((batch.len() + batch.failed.len()) as u64);
     }
     bar.finish_and_clear();
 

@@ -44,6 +44,10 @@ struct Cli {
     /// Backend and device: flex (CPU), ndarray, wgpu[:N], vulkan[:N], metal[:N], cuda[:N].
     #[arg(long, global = true)]
     device: Option<DeviceChoice>,
+    /// Float precision the model runs in: f32, f16 or bf16 (half precision on backends and devices that
+    /// compute in it: flex, cuda; f16 on GPUs with 16-bit shader floats). Embeddings are written as f32.
+    #[arg(long, global = true, default_value = "f32")]
+    dtype: clip::Precision,
     #[command(subcommand)]
     command: Command,
 }
@@ -229,6 +233,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let choice = cli.device.unwrap_or_else(DeviceChoice::default_choice);
+    let dtype = cli.dtype;
     match cli.command {
         Command::Embed {
             model,
@@ -254,7 +259,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     )));
                 }
             }
-            let result = dispatch!(choice, embed(model.as_deref(), &images, &texts, batch_size))?;
+            let result = dispatch!(
+                choice,
+                dtype,
+                embed(model.as_deref(), &images, &texts, batch_size)
+            )?;
             write_output(output.as_deref(), &result)
         }
         Command::Tokenize {
@@ -262,17 +271,22 @@ fn run(cli: Cli) -> Result<(), CliError> {
             jsonl,
             texts,
         } => tokenize(context_length, jsonl, texts),
-        Command::Info { model, json } => dispatch!(choice, info(model.as_deref(), json)),
+        Command::Info { model, json } => dispatch!(choice, dtype, info(model.as_deref(), json)),
         Command::Convert {
             model,
             output,
             half,
-        } => dispatch!(choice, convert(model.as_deref(), &output, half)),
+        } => dispatch!(choice, dtype, convert(model.as_deref(), &output, half)),
         Command::Train {
             config,
             resume,
             strict,
         } => {
+            if dtype != clip::Precision::F32 {
+                return Err(CliError::Usage(format!(
+                    "training runs in f32 (--dtype {dtype} is for embed, classify, similarity, eval, info)"
+                )));
+            }
             let mut config = clip_train::TrainConfig::from_file(&config)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
             if strict {
@@ -290,7 +304,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 Some(dir) => Some(PathBuf::from(dir)),
             };
-            dispatch!(choice, train(&config, resume.as_deref()))
+            dispatch!(choice, dtype, train(&config, resume.as_deref()))
         }
         Command::Classify {
             model,
@@ -324,7 +338,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 classifier,
                 batch_size: batch_size.max(1),
             };
-            dispatch!(choice, classify::run(model.as_deref(), &images, &options))
+            dispatch!(
+                choice,
+                dtype,
+                classify::run(model.as_deref(), &images, &options)
+            )
         }
         Command::Similarity {
             model,
@@ -334,6 +352,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             dispatch!(
                 choice,
+                dtype,
                 similarity::run(model.as_deref(), &images, &texts, plot.as_deref())
             )
         }
@@ -349,6 +368,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Templates::from_name_or_file(&templates).map_err(ClipError::from)?;
                 dispatch!(
                     choice,
+                    dtype,
                     eval::zeroshot(model.as_deref(), &data, &templates, json, batch_size.max(1))
                 )
             }
@@ -358,7 +378,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 samples,
             } => {
                 let data = data.unwrap_or_else(clip::data::fashion::default_dir);
-                dispatch!(choice, fashion_scenes(model.as_deref(), &data, samples))
+                dispatch!(
+                    choice,
+                    dtype,
+                    fashion_scenes(model.as_deref(), &data, samples)
+                )
             }
             EvalTask::Retrieval {
                 model,
@@ -368,6 +392,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             } => {
                 dispatch!(
                     choice,
+                    dtype,
                     eval::retrieval(model.as_deref(), &data, json, batch_size.max(1))
                 )
             }
@@ -392,20 +417,36 @@ pub(crate) fn write_output(path: Option<&Path>, value: &Value) -> Result<(), Cli
     }
 }
 
-/// Image files → raw embeddings, `batch` at a time, with a progress bar.
+/// Image files → raw embeddings, `batch` at a time, with a progress bar. Files are decoded and
+/// preprocessed on a pool of threads ahead of the model (`clip::data::prefetch`), so a GPU does not
+/// wait for the CPU between batches; the first file that cannot be read stops the run with its name.
 pub(crate) fn embed_images<B: Backend>(
     clip: &Pretrained<B>,
     paths: &[PathBuf],
     batch: usize,
     device: &B::Device,
 ) -> Result<Tensor<B, 2>, CliError> {
+    use clip::data::prefetch::{prefetch, PrefetchOptions};
     let bar = progress(paths.len(), "images");
+    let options = PrefetchOptions {
+        batch_size: batch,
+        ..PrefetchOptions::default()
+    };
     let mut parts = Vec::new();
-    for chunk in paths.chunks(batch) {
-        parts.push(clip.embed_image_files(chunk, device)?);
-        bar.inc(chunk.len() as u64);
+    for mut prepared in prefetch(paths.to_vec(), clip.preprocess.clone(), options) {
+        if let Some((_, error)) = std::mem::take(&mut prepared.failed).into_iter().next() {
+            return Err(ClipError::Image(error).into());
+        }
+        let count = prepared.len();
+        if let Some(pixels) = prepared.to_tensor::<B>(device) {
+            parts.push(clip.embed_pixels(pixels));
+        }
+        bar.inc(count as u64);
     }
     bar.finish_and_clear();
+    if parts.is_empty() {
+        return Err(CliError::Usage("no images to embed".into()));
+    }
     Ok(Tensor::cat(parts, 0))
 }
 

@@ -620,3 +620,48 @@ fn eval_fashion_scenes_measures_the_bundled_model() {
         "{stderr}"
     );
 }
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn dtype_runs_the_model_in_half_precision() {
+    let model = fixture("vit_tiny");
+    let image = fixture("images/chelsea.jpg");
+    let embed = |dtype: &str| -> (Vec<f32>, Vec<f32>) {
+        let (ok, stdout, stderr) = run(&[
+            "embed",
+            "--dtype",
+            dtype,
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--text",
+            "a cat",
+        ]);
+        assert!(ok, "--dtype {dtype}: {stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let row = |k: &str| -> Vec<f32> {
+            let rows: Vec<Vec<f32>> = serde_json::from_value(json[k].clone()).unwrap();
+            rows[0].clone()
+        };
+        (row("image_embeds"), row("text_embeds"))
+    };
+    let (image32, text32) = embed("f32");
+    for dtype in ["bf16", "f16"] {
+        let (image, text) = embed(dtype);
+        // computed in half precision: close to f32, not equal to it
+        assert_ne!(image, image32, "{dtype}");
+        let (ci, ct) = (cosine(&image, &image32), cosine(&text, &text32));
+        assert!(ci > 0.999 && ct > 0.999, "{dtype}: cosines {ci} {ct}");
+    }
+    // a dtype that does not exist, and training (f32 only): refused before any work
+    let (ok, _, stderr) = run(&["embed", "--dtype", "fp8", "--text", "a"]);
+    assert!(!ok && stderr.contains("unknown dtype \"fp8\""), "{stderr}");
+    let (ok, _, stderr) = run(&["train", "--dtype", "bf16", "--config", "missing.toml"]);
+    assert!(!ok && stderr.contains("training runs in f32"), "{stderr}");
+}

@@ -11,6 +11,8 @@
 //!   bit, center crop and normalization, with open_clip's/OpenAI's conventions
 //!   ([`PreprocessConfig::clip`]) or Hugging Face's ([`CropRounding::Floor`]); [`images_to_tensor`]
 //!   makes a `[batch, 3, size, size]` tensor on any burn backend.
+//! - [`prefetch`]: image files decoded and preprocessed on a pool of threads ahead of the model,
+//!   batch by batch, in bounded memory (what keeps a GPU busy when encoding a folder).
 //! - [`augment`]: training augmentation (random resized crop, colour jitter, grayscale),
 //!   deterministic for a given RNG state.
 //! - [`captions`]: image–caption datasets, a captions CSV or JSONL next to the images or webdataset
@@ -50,6 +52,7 @@ pub mod augment;
 pub mod captions;
 pub mod fashion;
 pub mod image_io;
+pub mod prefetch;
 pub mod preprocess;
 mod resample;
 

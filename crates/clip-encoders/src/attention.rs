@@ -102,8 +102,12 @@ impl<B: Backend> MultiheadAttention<B> {
             let [k, v] = self.head_views(self.project(x, 1, 3));
             [q, k, v]
         } else {
-            let [q] = self.heads(rows, 0);
-            let [k, v] = self.heads(x, 1);
+            // every part projected with the whole packed weight, then the parts picked from the
+            // output: a product against a column slice of the weight (its rows strided) is wrong
+            // under burn's fusion with autotune when it has one row, as q has at batch 1
+            // (`gemv_unit_perpendicular`, cubek 0.2; docs/gpu.md)
+            let [q, _, _] = self.heads::<3>(rows, 0);
+            let [_, k, v] = self.heads::<3>(x, 0);
             [q, k, v]
         };
         let keys = if causal { Keys::UpTo(at) } else { Keys::All };

@@ -63,9 +63,31 @@ fn conv_bn<B: Backend>(conv: &Conv2d<B>, bn: &BatchNorm<B>, x: Tensor<B, 4>) -> 
             return y;
         }
     }
+    if [kh, kw] == [1, 1] && conv.stride == [1, 1] && conv.groups == 1 {
+        return pointwise(x, weight.reshape([c_out, c_in]), bias);
+    }
     // CLIP's ResNet convolutions pad by half the kernel (see `conv`)
     let options = ConvOptions::new(conv.stride, [kh / 2, kw / 2], conv.dilation, conv.groups);
     burn::tensor::module::conv2d(x, weight, Some(bias), options)
+}
+
+/// A 1×1 convolution as what it is in NCHW, one product per image: `[c_out, c_in] × [c_in, h·w]`,
+/// both operands contiguous, the output already NCHW. burn's GPU backends run a 1×1 convolution as an
+/// NHWC product against the transposed weight, and with autotune one of the kernels it may pick
+/// (`matmul_double_unit_*`, cubek 0.2) gives wrong results for such a product when the channels are few
+/// (8 in the test fixture; `docs/gpu.md`); this form also skips the two layout copies.
+fn pointwise<B: Backend>(
+    x: Tensor<B, 4>,
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    let [batch, c_in, h, w] = x.dims();
+    let c_out = weight.dims()[0];
+    let y = weight
+        .reshape([1, c_out, c_in])
+        .expand([batch, c_out, c_in])
+        .matmul(x.reshape([batch, c_in, h * w]));
+    (y + bias.reshape([1, c_out, 1])).reshape([batch, c_out, h, w])
 }
 
 /// `pool` (k×k windows, stride k, no padding: every pool of this tower) on `x`; on `flex` by the

@@ -131,6 +131,8 @@ impl<B: Backend> LogitScale<B> {
     /// `exp(logit_scale) · norm(a) · norm(b)ᵀ` for `[n, d]` and `[m, d]` embeddings → `[n, m]`.
     pub fn logits(&self, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
         let cosine = l2_normalize(a).matmul(l2_normalize(b).transpose());
-        cosine * self.scale().unsqueeze()
+        // embeddings may come in another float dtype than the scale (f32 rows from a half model)
+        let scale = self.scale().cast(cosine.dtype());
+        cosine * scale.unsqueeze()
     }
 }

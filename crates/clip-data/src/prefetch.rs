@@ -1,0 +1,239 @@
+//! Image files decoded and preprocessed on a pool of CPU threads ahead of the model, batch by batch,
+//! so that a GPU encoding one batch does not wait for the next to be decoded.
+//!
+//! A producer thread walks the files in batches; each batch is decoded and preprocessed in parallel
+//! on a `workers`-thread pool, then queued. At most `depth` finished batches wait in the queue, so
+//! memory stays bounded whatever the number of files. Batches come out in order; a file that cannot be
+//! read or decoded is reported in its batch and does not stop the others.
+//!
+//! ```no_run
+//! use clip_data::prefetch::{prefetch, PrefetchOptions};
+//! use clip_data::PreprocessConfig;
+//!
+//! let files = vec!["a.jpg".into(), "b.png".into()];
+//! for batch in prefetch(files, PreprocessConfig::clip(224), PrefetchOptions::default()) {
+//!     for (index, error) in &batch.failed {
+//!         eprintln!("skipped file {index}: {error}");
+//!     }
+//!     // batch.pixels: [batch.len(), 3, 224, 224], ready for `batch.to_tensor::<B>(&device)`
+//! }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::thread::JoinHandle;
+
+use burn::tensor::{backend::Backend, Tensor, TensorData};
+use rayon::prelude::*;
+
+use crate::{load_rgb, normalize, resize_and_crop, ImageError, PreprocessConfig};
+
+/// How [`prefetch`] batches and parallelizes.
+#[derive(Clone, Copy, Debug)]
+pub struct PrefetchOptions {
+    /// Files per batch (at least 1).
+    pub batch_size: usize,
+    /// Decoding threads (at least 1); default: one per core.
+    pub workers: usize,
+    /// Finished batches allowed to wait for the consumer (at least 1).
+    pub depth: usize,
+}
+
+impl Default for PrefetchOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            depth: 2,
+        }
+    }
+}
+
+/// One batch of files, decoded and preprocessed.
+#[derive(Debug)]
+pub struct PreparedBatch {
+    /// `[len, 3, size, size]` normalized pixels of the files that decoded, in file order, flattened.
+    pub pixels: Vec<f32>,
+    /// Positions, in the list given to [`prefetch`], of the files whose pixels are in `pixels`.
+    pub decoded: Vec<usize>,
+    /// The batch's files that could not be read or decoded (position and error).
+    pub failed: Vec<(usize, ImageError)>,
+    /// Side of the square images.
+    pub size: usize,
+}
+
+impl PreparedBatch {
+    /// Images in `pixels`.
+    pub fn len(&self) -> usize {
+        self.decoded.len()
+    }
+
+    /// Whether no file of the batch decoded.
+    pub fn is_empty(&self) -> bool {
+        self.decoded.is_empty()
+    }
+
+    /// The pixels as a `[len, 3, size, size]` tensor on `device`; `None` when no file decoded.
+    pub fn to_tensor<B: Backend>(&self, device: &B::Device) -> Option<Tensor<B, 4>> {
+        (!self.is_empty()).then(|| {
+            let shape = [self.len(), 3, self.size, self.size];
+            Tensor::from_data(TensorData::new(self.pixels.clone(), shape), device)
+        })
+    }
+}
+
+/// The batches of [`prefetch`], in order. Dropping it stops the producer after the batch in hand.
+pub struct Prefetch {
+    batches: Option<Receiver<PreparedBatch>>,
+    producer: Option<JoinHandle<()>>,
+}
+
+impl Iterator for Prefetch {
+    type Item = PreparedBatch;
+
+    fn next(&mut self) -> Option<PreparedBatch> {
+        self.batches.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // closing the queue makes the producer's next send fail, and it returns
+        self.batches.take();
+        if let Some(producer) = self.producer.take() {
+            let _ = producer.join();
+        }
+    }
+}
+
+/// Starts decoding and preprocessing `paths` with `preprocess`, `options.batch_size` at a time, on
+/// `options.workers` threads, ahead of the consumer by at most `options.depth` batches.
+pub fn prefetch(
+    paths: Vec<PathBuf>,
+    preprocess: PreprocessConfig,
+    options: PrefetchOptions,
+) -> Prefetch {
+    let (sender, batches) = sync_channel(options.depth.max(1));
+    let batch_size = options.batch_size.max(1);
+    let workers = options.workers.max(1);
+    let producer = std::thread::spawn(move || {
+        // without a pool (the OS refused threads) the batch is decoded on this thread
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("clip-decode-{i}"))
+            .build()
+            .ok();
+        for (b, chunk) in paths.chunks(batch_size).enumerate() {
+            let start = b * batch_size;
+            let decode = || -> Vec<Result<Vec<f32>, ImageError>> {
+                chunk
+                    .par_iter()
+                    .map(|path| {
+                        let image = load_rgb(path)?;
+                        Ok(normalize(
+                            &resize_and_crop(&image, &preprocess),
+                            &preprocess,
+                        ))
+                    })
+                    .collect()
+            };
+            let results = match &pool {
+                Some(pool) => pool.install(decode),
+                None => decode(),
+            };
+            let mut batch = PreparedBatch {
+                pixels: Vec::with_capacity(chunk.len() * 3 * preprocess.size * preprocess.size),
+                decoded: Vec::with_capacity(chunk.len()),
+                failed: Vec::new(),
+                size: preprocess.size,
+            };
+            for (i, result) in results.into_iter().enumerate() {
+                match result {
+                    Ok(pixels) => {
+                        batch.pixels.extend(pixels);
+                        batch.decoded.push(start + i);
+                    }
+                    Err(e) => batch.failed.push((start + i, e)),
+                }
+            }
+            if sender.send(batch).is_err() {
+                return; // the consumer stopped
+            }
+        }
+    });
+    Prefetch {
+        batches: Some(batches),
+        producer: Some(producer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/images")
+            .join(name)
+    }
+
+    #[test]
+    fn batches_in_order_with_failures_reported() {
+        let names = [
+            "chelsea.jpg",
+            "not_an_image.jpg",
+            "coffee.png",
+            "rocket.jpg",
+            "missing.png",
+        ];
+        let paths: Vec<PathBuf> = names.iter().map(|n| fixture(n)).collect();
+        let config = PreprocessConfig::clip(32);
+        let options = PrefetchOptions {
+            batch_size: 2,
+            workers: 3,
+            depth: 1,
+        };
+        let batches: Vec<PreparedBatch> =
+            prefetch(paths.clone(), config.clone(), options).collect();
+        assert_eq!(batches.len(), 3);
+        let decoded: Vec<usize> = batches.iter().flat_map(|b| b.decoded.clone()).collect();
+        assert_eq!(decoded, [0, 2, 3]);
+        let failed: Vec<usize> = batches
+            .iter()
+            .flat_map(|b| b.failed.iter().map(|f| f.0))
+            .collect();
+        assert_eq!(failed, [1, 4]);
+        // the same numbers as decoding one file at a time
+        for (b, batch) in batches.iter().enumerate() {
+            for (row, &i) in batch.decoded.iter().enumerate() {
+                let one = normalize(
+                    &resize_and_crop(&load_rgb(&paths[i]).unwrap(), &config),
+                    &config,
+                );
+                let n = one.len();
+                assert_eq!(
+                    batch.pixels[row * n..(row + 1) * n],
+                    one[..],
+                    "batch {b}, file {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn dropping_early_stops_the_producer() {
+        let paths: Vec<PathBuf> = (0..64).map(|_| fixture("coffee.png")).collect();
+        let mut batches = prefetch(
+            paths,
+            PreprocessConfig::clip(16),
+            PrefetchOptions {
+                batch_size: 4,
+                workers: 2,
+                depth: 1,
+            },
+        );
+        let first = batches.next().expect("a batch");
+        assert_eq!(first.len(), 4);
+        drop(batches); // joins the producer: the test would hang if it kept going
+    }
+}
