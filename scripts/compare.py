@@ -142,14 +142,16 @@ def torch_train_worker(a, model, images, ids, device, dtype, autocast):
     print(json.dumps(report))
 
 
-def save_models(cache):
-    """Random-init open_clip models saved as open_clip directories, once."""
+def save_models(cache, presets):
+    """Random-init open_clip models saved as open_clip directories, once (those of `presets`)."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     dirs = {}
     for preset, name in MODELS.items():
+        if preset not in presets:
+            continue
         d = cache / name
         dirs[preset] = d
         if (d / "open_clip_model.safetensors").exists():
@@ -312,22 +314,27 @@ def main():
     # first, while no PyTorch thread of this process is spinning
     nominal = nominal_peak_gflops(a.threads) if a.device == "cpu" else None
     measured = measured_peak_gflops(Path(binary).with_name("fma_peak"), a.threads) if a.device == "cpu" else None
-    dirs = save_models(Path(a.cache)) if have_torch else {}
     env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
     cases = [
         ("vit-image", "ViT-B/32", "image", a.batch),
         ("vit-text", "ViT-B/32", "text", a.text_batch),
         ("vit-quickgelu-image", "ViT-B/32-quickgelu", "image", a.batch),
+        ("rn50-image", "RN50", "image", a.batch),
         ("vitl-image", "ViT-L/14", "image", a.batch),
         ("vit-train", "ViT-B/32", "train-step", a.batch),
-        ("rn50-image", "RN50", "image", a.batch),
     ]
     if a.only:
-        cases = [c for c in cases if c[0] in a.only.split(",")]
+        only = {k.strip() for k in a.only.split(",")}
+        unknown = only - {c[0] for c in cases}
+        if unknown:
+            sys.exit(f"--only: unknown case(s) {sorted(unknown)}; known: {[c[0] for c in cases]}")
+        cases = [c for c in cases if c[0] in only]
     else:
         cases = [c for c in cases if c[0] not in ("vitl-image", "vit-train")]  # on request (slow on CPUs)
     if a.batches:
-        cases = [(k, p_, t, int(b)) for k, p_, t, _ in cases for b in a.batches.split(",")]
+        # batch-major, in the order given: a run stopped by a time cap has every model at the first batches
+        cases = [(k, p_, t, int(b)) for b in a.batches.split(",") for k, p_, t, _ in cases]
+    dirs = save_models(Path(a.cache), {c[1] for c in cases}) if have_torch else {}
     common = ["--iters", str(a.iters), "--warmup", str(a.warmup), "--dtype", a.dtype]
     runs = []
     gpu = a.device != "cpu"
@@ -348,6 +355,8 @@ def main():
                     continue
                 rec.update(case=key, round=r, preset=preset, task=t)
                 runs.append(rec)
+                if a.json:  # written as it goes: a run stopped by a timeout keeps what it measured
+                    Path(a.json).write_text(json.dumps(runs, indent=1))
                 print(f"round {r} {preset} {t}: burn {rec['items_per_s']:.2f}/s", file=sys.stderr)
             if have_torch:
                 cmd = [sys.executable, __file__, "--torch-worker", "--preset", preset, "--task", task,
@@ -358,6 +367,8 @@ def main():
                     continue
                 rec.update(case=key, round=r, preset=preset)
                 runs.append(rec)
+                if a.json:
+                    Path(a.json).write_text(json.dumps(runs, indent=1))
                 print(f"round {r} {preset} {task}: pytorch {rec['items_per_s']:.2f}/s", file=sys.stderr)
     if a.json:
         Path(a.json).write_text(json.dumps(runs, indent=1))

@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
-# GPU checks for a machine with an NVIDIA GPU, in about 8 minutes, building nothing there:
+# GPU checks for a machine with an NVIDIA GPU, in at most 8 minutes (each step has a time cap; a step that
+# runs out keeps what it measured), building nothing there:
 #   1. parity: the open_clip / transformers references on the cuda and wgpu backends (f32), bf16 on cuda
 #      and f16 on cuda and wgpu against open_clip under torch.autocast (tests/precision_*.rs);
 #   2. throughput against open_clip on PyTorch, paired in one run (scripts/compare.py): ViT-B/32 image
 #      and text, ViT-L/14 image, RN50 image, at batch 1, 32 and 256, in f32 and bf16 (PyTorch: eval,
 #      inference_mode, torch.autocast for bf16), with each side's peak GPU memory.
 #   3. a training step (ViT-B/32, batch 128, random weights: both towers, CLIP's loss, backward, AdamW)
-#      against open_clip's (ClipLoss, torch.optim.AdamW), in f32 and bf16 (burn: bf16 weights; PyTorch:
-#      autocast).
+#      against open_clip's (ClipLoss, torch.optim.AdamW), in f32 and bf16 (not like for like: burn's bf16
+#      is pure bf16, weights and optimizer state; PyTorch's is autocast over f32 weights).
+# Caps: parity 80 + 40 + 40 s, throughput 2 × 110 s, training 2 × 45 s: 470 s, plus the summary.
 #
-#   scripts/gpu-check.sh --build DIR   build the programs here (no GPU needed) into DIR
+#   scripts/gpu-check.sh --build DIR   build the programs here (no GPU needed) into DIR, and pack them
+#                                      into DIR.tar.xz (about 24 MB: one large xz dictionary shares the
+#                                      code the four programs have in common)
 #   scripts/gpu-check.sh DIR           run the checks with the programs in DIR
+#   scripts/gpu-check.sh DIR.tar.xz    unpack them first (to /tmp), then run
 #
-# Results go to $OUT (default ./gpu-check-out): summary.md and summary.json, with the logs beside them.
+# Results go to $OUT (default ./gpu-check-out): summary.md, summary.json and logs.tar.gz (every log).
 # The PyTorch side needs torch (on the machine) and open_clip_torch: wheels in .whl/ are installed to
 # /tmp/site first (pip download --no-deps open_clip_torch ftfy wcwidth into .whl/).
 # The CUDA backend compiles its kernels at run time with NVRTC: the script looks for libnvrtc.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-FEATURES=flex,cuda,wgpu
+FEATURES=flex,cuda,wgpu,exact-jpeg  # exact-jpeg: the parity tests check preprocessing from JPEG files
 TESTS="parity precision_bf16 precision_f16"
 
 build() {
@@ -39,16 +44,22 @@ for l in sys.stdin:
     cp "${CARGO_TARGET_DIR:-target}/release/examples/throughput" "$dir/throughput"
     strip "$dir"/*
     rm "$dir/.tests"
-    ls -la "$dir"
+    tar cf - -C "$(dirname "$dir")" "$(basename "$dir")" | xz -9 --lzma2=preset=9,dict=256MiB >"$dir.tar.xz"
+    ls -la "$dir" "$dir.tar.xz"
 }
 
 if [ "${1:-}" = "--build" ]; then
     build "${2:?a directory}"
     exit
 fi
-BIN=${1:?the directory of the programs built with --build}
+BIN=${1:?the directory of the programs built with --build, or its .tar.xz}
+if [ -f "$BIN" ]; then
+    tar xJf "$BIN" -C /tmp || exit 1
+    BIN=/tmp/$(basename "$BIN" .tar.xz)
+fi
 OUT=${OUT:-$ROOT/gpu-check-out}
 mkdir -p "$OUT"
+rm -f "$OUT"/*
 start=$SECONDS
 
 if [ -d .whl ]; then
@@ -65,23 +76,23 @@ export CLIP_FIXTURES=$ROOT/fixtures
 
 {
     echo "== parity, f32: cuda and wgpu"
-    timeout 120 "$BIN/parity" --test-threads 1 --nocapture cuda:: wgpu::
+    timeout 80 "$BIN/parity" --test-threads 1 --nocapture cuda:: wgpu::
     echo "== bf16: cuda (wgpu has none: the refusal is checked)"
-    timeout 60 "$BIN/precision_bf16" --test-threads 1 --nocapture cuda_ wgpu_
+    timeout 40 "$BIN/precision_bf16" --test-threads 1 --nocapture cuda_ wgpu_
     echo "== f16: cuda and wgpu"
-    timeout 60 "$BIN/precision_f16" --test-threads 1 --nocapture cuda_ wgpu_
+    timeout 40 "$BIN/precision_f16" --test-threads 1 --nocapture cuda_ wgpu_
 } 2>&1 | tee "$OUT/parity.log"
 
 for dtype in ${DTYPES:-f32 bf16}; do
     echo "== throughput, $dtype ($((SECONDS - start)) s in)"
-    PYTHONUNBUFFERED=1 timeout 170 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
-        --backend cuda --dtype "$dtype" --torch-half autocast --batches "${BATCHES:-1,32,256}" \
-        --only vit-image,vit-text,vitl-image,rn50-image --rounds 1 --iters 5 --warmup 2 \
+    PYTHONUNBUFFERED=1 timeout 110 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+        --backend cuda --dtype "$dtype" --torch-half autocast --batches "${BATCHES:-256,32,1}" \
+        --only vit-image,vit-text,rn50-image,vitl-image --rounds 1 --iters 5 --warmup 2 \
         --threads "$(nproc)" --json "$OUT/compare-$dtype.json" 2>&1 | tee "$OUT/compare-$dtype.md"
 done
 for dtype in ${DTYPES:-f32 bf16}; do
     echo "== training step, ViT-B/32, batch 128, $dtype ($((SECONDS - start)) s in)"
-    PYTHONUNBUFFERED=1 timeout 90 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+    PYTHONUNBUFFERED=1 timeout 45 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
         --backend cuda --dtype "$dtype" --torch-half autocast --batches 128 --only vit-train \
         --rounds 1 --iters 3 --warmup 1 --threads "$(nproc)" --json "$OUT/compare-train-$dtype.json" 2>&1 |
         tee "$OUT/compare-train-$dtype.md"
@@ -106,4 +117,7 @@ for f in sorted(out.glob("compare-*.json")):
 (out / "summary.md").write_text("\n".join(md) + "\n")
 print("\n".join(md))
 PY
+# the device tool brings back at most 8 files: the summaries, and the logs in one archive
+(cd "$OUT" && tar czf logs.tar.gz --exclude summary.md --exclude summary.json --exclude logs.tar.gz -- * &&
+    find . -maxdepth 1 -type f ! -name 'summary.*' ! -name logs.tar.gz -delete)
 echo "gpu-check: $((SECONDS - start)) s"

@@ -453,7 +453,8 @@ impl<B: Backend> Pretrained<B> {
     }
 
     /// [`save_burn`](Self::save_burn) with the weights of linear, embedding, convolution and layer-norm
-    /// layers stored as f16: half the size, and [`load`](Self::load) reads them back as f32.
+    /// layers stored as f16: half the size; [`load`](Self::load) reads them back in the device's precision
+    /// (f32 unless [`set_precision`](crate::set_precision) chose another).
     pub fn save_burn_half(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
         self.write_burn(dir.as_ref(), true)
     }

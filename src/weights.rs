@@ -509,9 +509,12 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
     mut sd: StateDict,
 ) -> Result<Layout, ClipError> {
     let layout = sd.layout();
-    // the float dtype the model runs in: its device's (crate::precision)
-    let float = model.devices().first().map_or(DType::F32, |d| {
-        get_device_settings::<B>(d).float_dtype.into()
+    // the float dtype the model runs in: its device's (crate::precision), read without initializing
+    // its lazily created parameters
+    let mut first = FirstDevice::<B>(None);
+    model.visit(&mut first);
+    let float = first.0.map_or(DType::F32, |d| {
+        get_device_settings::<B>(&d).float_dtype.into()
     });
     let (tensors, source) = match layout {
         Layout::HuggingFace => hf_to_open_clip(&sd.path, std::mem::take(&mut sd.tensors))?,
@@ -610,6 +613,17 @@ fn parameter_shapes<B: Backend>(model: &Clip<B>) -> BTreeMap<String, Vec<usize>>
     let mut shapes = ParameterShapes::default();
     model.visit(&mut shapes);
     shapes.shapes
+}
+
+/// The device of a module's first float parameter, read without initializing it.
+struct FirstDevice<B: Backend>(Option<B::Device>);
+
+impl<B: Backend> ModuleVisitor<B> for FirstDevice<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.0.is_none() {
+            self.0 = Some(param.lazy_device());
+        }
+    }
 }
 
 #[derive(Default)]

@@ -276,7 +276,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             model,
             output,
             half,
-        } => dispatch!(choice, dtype, convert(model.as_deref(), &output, half)),
+        } => {
+            if dtype != clip::Precision::F32 {
+                return Err(CliError::Usage(format!(
+                    "convert reads and writes f32 weights (--half stores f16); --dtype {dtype} is for \
+                     embed, classify, similarity, eval and info"
+                )));
+            }
+            dispatch!(choice, dtype, convert(model.as_deref(), &output, half))
+        }
         Command::Train {
             config,
             resume,
@@ -284,7 +292,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             if dtype != clip::Precision::F32 {
                 return Err(CliError::Usage(format!(
-                    "training runs in f32 (--dtype {dtype} is for embed, classify, similarity, eval, info)"
+                    "training runs in f32 (--dtype {dtype} is for embed, classify, similarity, eval and info)"
                 )));
             }
             let mut config = clip_train::TrainConfig::from_file(&config)

@@ -659,9 +659,52 @@ fn dtype_runs_the_model_in_half_precision() {
         let (ci, ct) = (cosine(&image, &image32), cosine(&text, &text32));
         assert!(ci > 0.999 && ct > 0.999, "{dtype}: cosines {ci} {ct}");
     }
-    // a dtype that does not exist, and training (f32 only): refused before any work
+    // a classifier saved by a half-precision run is read back and used by the next one
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("classifier.safetensors");
+    let classify = || {
+        run(&[
+            "classify",
+            "--dtype",
+            "f16",
+            "--model",
+            model.to_str().unwrap(),
+            "--labels",
+            "cat,rocket",
+            "--classifier",
+            cache.to_str().unwrap(),
+            "--json",
+            image.to_str().unwrap(),
+        ])
+    };
+    let (ok, first, stderr) = classify();
+    assert!(ok && cache.is_file(), "{stderr}");
+    let (ok, second, stderr) = classify();
+    assert!(ok && !stderr.contains("rebuilding"), "{stderr}");
+    // the same probabilities (to rounding: the saved classifier is contiguous, the built one a transpose)
+    let probs = |out: &str| -> Vec<f64> {
+        let json: serde_json::Value = serde_json::from_str(out).unwrap();
+        json[0]["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["prob"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (probs(&first), probs(&second));
+    assert_eq!(a.len(), 2);
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+        "{a:?} {b:?}"
+    );
+    // a dtype that does not exist, and training or conversion (f32 only): refused before any work
     let (ok, _, stderr) = run(&["embed", "--dtype", "fp8", "--text", "a"]);
     assert!(!ok && stderr.contains("unknown dtype \"fp8\""), "{stderr}");
     let (ok, _, stderr) = run(&["train", "--dtype", "bf16", "--config", "missing.toml"]);
     assert!(!ok && stderr.contains("training runs in f32"), "{stderr}");
+    let (ok, _, stderr) = run(&["convert", "--dtype", "f16", "--output", "out"]);
+    assert!(
+        !ok && stderr.contains("convert reads and writes f32"),
+        "{stderr}"
+    );
 }

@@ -92,7 +92,18 @@ impl Iterator for Prefetch {
     type Item = PreparedBatch;
 
     fn next(&mut self) -> Option<PreparedBatch> {
-        self.batches.as_ref()?.recv().ok()
+        match self.batches.as_ref()?.recv() {
+            Ok(batch) => Some(batch),
+            Err(_) => {
+                // the producer is done; if it died, its panic goes on here rather than the batches
+                // silently ending early
+                self.batches.take();
+                if let Some(Err(panic)) = self.producer.take().map(JoinHandle::join) {
+                    std::panic::resume_unwind(panic);
+                }
+                None
+            }
+        }
     }
 }
 
@@ -117,7 +128,7 @@ pub fn prefetch(
     let batch_size = options.batch_size.max(1);
     let workers = options.workers.max(1);
     let producer = std::thread::spawn(move || {
-        // without a pool (the OS refused threads) the batch is decoded on this thread
+        // without a pool (the OS refused threads) each batch is decoded on this thread
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("clip-decode-{i}"))
@@ -125,21 +136,10 @@ pub fn prefetch(
             .ok();
         for (b, chunk) in paths.chunks(batch_size).enumerate() {
             let start = b * batch_size;
-            let decode = || -> Vec<Result<Vec<f32>, ImageError>> {
-                chunk
-                    .par_iter()
-                    .map(|path| {
-                        let image = load_rgb(path)?;
-                        Ok(normalize(
-                            &resize_and_crop(&image, &preprocess),
-                            &preprocess,
-                        ))
-                    })
-                    .collect()
-            };
-            let results = match &pool {
-                Some(pool) => pool.install(decode),
-                None => decode(),
+            let prepare = |path: &PathBuf| prepare_file(path, &preprocess);
+            let results: Vec<Result<Vec<f32>, ImageError>> = match &pool {
+                Some(pool) => pool.install(|| chunk.par_iter().map(prepare).collect()),
+                None => chunk.iter().map(prepare).collect(),
             };
             let mut batch = PreparedBatch {
                 pixels: Vec::with_capacity(chunk.len() * 3 * preprocess.size * preprocess.size),
@@ -165,6 +165,26 @@ pub fn prefetch(
         batches: Some(batches),
         producer: Some(producer),
     }
+}
+
+/// One file decoded and preprocessed. A decoder that panics on a file (a bug in it, not in the file's
+/// handling here) is reported as that file's decode error, so one file cannot end the whole run.
+fn prepare_file(path: &PathBuf, preprocess: &PreprocessConfig) -> Result<Vec<f32>, ImageError> {
+    let run = || -> Result<Vec<f32>, ImageError> {
+        let image = load_rgb(path)?;
+        Ok(normalize(&resize_and_crop(&image, preprocess), preprocess))
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the decoder panicked".into());
+        Err(ImageError::Decode {
+            path: path.clone(),
+            message,
+        })
+    })
 }
 
 #[cfg(test)]

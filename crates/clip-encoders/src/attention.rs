@@ -101,6 +101,10 @@ impl<B: Backend> MultiheadAttention<B> {
             let [q] = self.head_views(self.project(rows, 0, 1));
             let [k, v] = self.head_views(self.project(x, 1, 3));
             [q, k, v]
+        } else if B::ad_enabled(&device) {
+            let [q] = self.heads(rows, 0);
+            let [k, v] = self.heads(x, 1);
+            [q, k, v]
         } else {
             // every part projected with the whole packed weight, then the parts picked from the
             // output: a product against a column slice of the weight (its rows strided) is wrong

@@ -81,6 +81,12 @@ impl<B: Backend> ZeroShotClassifier<B> {
     /// Class probabilities `[images, classes]` = softmax(scale · norm(image) · W) for raw
     /// `[images, dim]` image embeddings; `scale` is usually [`DEFAULT_SCALE`].
     pub fn probabilities(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
+        // embeddings of a half-precision model meet the classifier in its dtype
+        let image_embeds = if image_embeds.dtype() == self.weights.dtype() {
+            image_embeds
+        } else {
+            image_embeds.cast(self.weights.dtype())
+        };
         softmax(
             l2_normalize(image_embeds).matmul(self.weights.clone()) * scale,
             1,
@@ -183,7 +189,11 @@ impl<B: Backend> ZeroShotClassifier<B> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         Ok(Self {
-            weights: Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device),
+            // f32 whatever the device's default dtype (the classifier is built from f32 embeddings)
+            weights: Tensor::from_data(
+                TensorData::new(values, [shape[0], shape[1]]),
+                (device, burn::tensor::DType::F32),
+            ),
             labels,
             templates,
             model,
