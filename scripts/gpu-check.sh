@@ -9,7 +9,9 @@
 #   3. a training step (ViT-B/32, batch 128, random weights: both towers, CLIP's loss, backward, AdamW)
 #      against open_clip's (ClipLoss, torch.optim.AdamW), in f32 and bf16 (not like for like: burn's bf16
 #      is pure bf16, weights and optimizer state; PyTorch's is autocast over f32 weights).
-# Caps: parity 80 + 40 + 40 s, throughput 2 × 110 s, training 2 × 45 s: 470 s, plus the summary.
+#   4. the data path: images/s from tensors and from JPEG files (decoded on a pool of all cores).
+# Caps: parity 80 + 40 + 40 s, throughput 2 × 95 s, training 2 × 40 s, data path 2 × 20 s: 470 s, plus
+# the summary.
 #
 #   scripts/gpu-check.sh --build DIR   build the programs here (no GPU needed) into DIR, and pack them
 #                                      into DIR.tar.xz (about 24 MB: one large xz dictionary shares the
@@ -85,18 +87,31 @@ export CLIP_FIXTURES=$ROOT/fixtures
 
 for dtype in ${DTYPES:-f32 bf16}; do
     echo "== throughput, $dtype ($((SECONDS - start)) s in)"
-    PYTHONUNBUFFERED=1 timeout 110 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+    PYTHONUNBUFFERED=1 timeout 95 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
         --backend cuda --dtype "$dtype" --torch-half autocast --batches "${BATCHES:-256,32,1}" \
         --only vit-image,vit-text,rn50-image,vitl-image --rounds 1 --iters 5 --warmup 2 \
         --threads "$(nproc)" --json "$OUT/compare-$dtype.json" 2>&1 | tee "$OUT/compare-$dtype.md"
 done
 for dtype in ${DTYPES:-f32 bf16}; do
     echo "== training step, ViT-B/32, batch 128, $dtype ($((SECONDS - start)) s in)"
-    PYTHONUNBUFFERED=1 timeout 45 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
+    PYTHONUNBUFFERED=1 timeout 40 python3 scripts/compare.py --binary "$BIN/throughput" --device cuda \
         --backend cuda --dtype "$dtype" --torch-half autocast --batches 128 --only vit-train \
         --rounds 1 --iters 3 --warmup 1 --threads "$(nproc)" --json "$OUT/compare-train-$dtype.json" 2>&1 |
         tee "$OUT/compare-train-$dtype.md"
 done
+
+# the data path: ViT-B/32 f32 at batch 256 from tensors, then from JPEG files decoded on all cores
+mkdir -p /tmp/gpucheck-jpegs
+for i in $(seq 1 128); do
+    cp fixtures/images/chelsea.jpg "/tmp/gpucheck-jpegs/c$i.jpg"
+    cp fixtures/images/rocket.jpg "/tmp/gpucheck-jpegs/r$i.jpg"
+done
+{
+    echo "== data path, ViT-B/32 f32 batch 256 ($((SECONDS - start)) s in)"
+    timeout 20 "$BIN/throughput" --backend cuda --task image --batch 256 --iters 4 --warmup 1
+    timeout 20 "$BIN/throughput" --backend cuda --task files --files /tmp/gpucheck-jpegs --batch 256 \
+        --iters 4 --warmup 1
+} 2>&1 | tee "$OUT/datapath.log"
 
 python3 - "$OUT" <<'PY'
 import json, re, sys
@@ -113,6 +128,10 @@ for f in sorted(out.glob("compare-*.json")):
     summary["throughput"][dtype] = json.loads(f.read_text())
     table = [l for l in (out / f"compare-{dtype}.md").read_text().splitlines() if l.startswith("|")]
     md += ["", f"## Throughput, {dtype}", ""] + table
+datapath = [json.loads(l) for l in (out / "datapath.log").read_text().splitlines() if l.startswith("{")]
+summary["datapath"] = datapath
+md += ["", "## Data path (ViT-B/32, f32, batch 256)", "", "| input | images/s |", "|---|---|"] + [
+    f"| {d.get('task')} | {d.get('items_per_s', 0):.1f} |" for d in datapath]
 (out / "summary.json").write_text(json.dumps(summary, indent=1))
 (out / "summary.md").write_text("\n".join(md) + "\n")
 print("\n".join(md))
