@@ -4,6 +4,7 @@ mod classify;
 mod device;
 mod eval;
 mod heatmap;
+mod search;
 mod similarity;
 
 use std::io::{BufRead, Write};
@@ -25,6 +26,8 @@ use device::DeviceChoice;
 pub enum CliError {
     #[error(transparent)]
     Clip(#[from] ClipError),
+    #[error(transparent)]
+    Search(#[from] clip_search::SearchError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot write {path}: {source}")]
@@ -73,6 +76,12 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
     },
+    /// Index folders of images for `clip search`: new and changed files are embedded, unchanged ones
+    /// skipped, renamed or copied ones reuse their vectors, vanished ones are left out.
+    Index(search::IndexArgs),
+    /// Search indexed images by text, by image, or by a weighted sum: `clip search "a blue bag"`,
+    /// `clip search beach + sunset - 2:people`, `clip search --like photo.jpg`.
+    Search(search::SearchArgs),
     /// Print the token ids of texts, one JSON array per line (padded to the context length).
     Tokenize {
         #[arg(long, default_value_t = clip::tokenizer::DEFAULT_CONTEXT_LENGTH)]
@@ -266,6 +275,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             )?;
             write_output(output.as_deref(), &result)
         }
+        Command::Index(args) => dispatch!(choice, dtype, search::index(&args)),
+        Command::Search(args) => dispatch!(choice, dtype, search::search(&args)),
         Command::Tokenize {
             context_length,
             jsonl,

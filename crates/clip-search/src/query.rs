@@ -105,7 +105,9 @@ pub fn parse(query: &str) -> Result<Vec<Term>, SearchError> {
         let text = words.join(" ");
         words.clear();
         if text.trim().is_empty() {
-            return Err(bad("a term is empty (two operators in a row, or one at the end?)"));
+            return Err(bad(
+                "a term is empty (two operators in a row, or one at the end?)",
+            ));
         }
         let path = PathBuf::from(&text);
         let kind = if is_image_path(&path) && path.is_file() {
@@ -180,14 +182,21 @@ mod tests {
         assert_eq!(parse("a blue bag").unwrap(), [text(1.0, "a blue bag")]);
         assert_eq!(
             parse("beach + sunset - 2:people").unwrap(),
-            [text(1.0, "beach"), text(1.0, "sunset"), text(-2.0, "people")]
+            [
+                text(1.0, "beach"),
+                text(1.0, "sunset"),
+                text(-2.0, "people")
+            ]
         );
         assert_eq!(
             parse("0.5:\"a t-shirt - red\" + 3:dog").unwrap(),
             [text(0.5, "a t-shirt - red"), text(3.0, "dog")]
         );
         assert_eq!(parse("a t-shirt").unwrap(), [text(1.0, "a t-shirt")]);
-        assert_eq!(parse("\"12:30 lunch\"").unwrap(), [text(1.0, "12:30 lunch")]);
+        assert_eq!(
+            parse("\"12:30 lunch\"").unwrap(),
+            [text(1.0, "12:30 lunch")]
+        );
         assert_eq!(parse("- cats").unwrap(), [text(-1.0, "cats")]);
     }
 

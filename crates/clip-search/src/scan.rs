@@ -10,9 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::SearchError;
 
 /// File extensions indexed (lower case): what `clip_data` decodes.
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff",
-];
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
 
 /// What [`scan`] walks into.
 #[derive(Clone, Debug, Default)]
@@ -90,15 +88,22 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions) -> Result<Scan, SearchErro
             .into_iter()
             .filter_entry(|e| {
                 e.depth() == 0
-                    || ((options.include_hidden || !e.file_name().to_string_lossy().starts_with('.'))
+                    || ((options.include_hidden
+                        || !e.file_name().to_string_lossy().starts_with('.'))
                         && !excluded.is_match(e.path())
-                        && !e.path().strip_prefix(&root).is_ok_and(|r| excluded.is_match(r)))
+                        && !e
+                            .path()
+                            .strip_prefix(&root)
+                            .is_ok_and(|r| excluded.is_match(r)))
             });
         for entry in walker {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.clone());
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
                     out.unreadable.push((path, e.to_string()));
                     continue;
                 }
@@ -114,7 +119,9 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions) -> Result<Scan, SearchErro
                     size: meta.len(),
                 }),
                 Ok(_) => {}
-                Err(e) => out.unreadable.push((entry.path().to_path_buf(), e.to_string())),
+                Err(e) => out
+                    .unreadable
+                    .push((entry.path().to_path_buf(), e.to_string())),
             }
         }
     }
@@ -146,7 +153,9 @@ pub fn content_hash(path: &Path, size: u64) -> std::io::Result<Vec<u8>> {
     hasher.update(&head);
     if size > HASH_HEAD {
         let mut tail = Vec::with_capacity(HASH_TAIL as usize);
-        file.seek(SeekFrom::Start(size.saturating_sub(HASH_TAIL).max(HASH_HEAD)))?;
+        file.seek(SeekFrom::Start(
+            size.saturating_sub(HASH_TAIL).max(HASH_HEAD),
+        ))?;
         file.take(HASH_TAIL).read_to_end(&mut tail)?;
         hasher.update(&tail);
     }
@@ -190,7 +199,10 @@ mod tests {
             include_hidden: true,
             exclude: vec!["thumbs".into(), "sub/*.webp".into()],
         };
-        assert_eq!(names(&options), [".hidden/d.jpg", "B.PNG", "a.jpg", "sub/.e.png"]);
+        assert_eq!(
+            names(&options),
+            [".hidden/d.jpg", "B.PNG", "a.jpg", "sub/.e.png"]
+        );
         let bad = ScanOptions {
             exclude: vec!["a[".into()],
             ..ScanOptions::default()
@@ -209,7 +221,9 @@ mod tests {
     #[test]
     fn hash_sees_head_tail_and_size_but_not_the_name() {
         let dir = tempfile::tempdir().unwrap();
-        let big: Vec<u8> = (0..(HASH_HEAD as usize + 5000)).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..(HASH_HEAD as usize + 5000))
+            .map(|i| (i % 251) as u8)
+            .collect();
         let a = dir.path().join("a.jpg");
         let b = dir.path().join("b.jpg");
         std::fs::write(&a, &big).unwrap();

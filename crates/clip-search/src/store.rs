@@ -588,7 +588,9 @@ impl Index {
     pub fn unreadable(&self) -> Result<Vec<(PathBuf, String)>, SearchError> {
         let mut statement = self
             .conn
-            .prepare("SELECT path, error FROM images WHERE deleted = 0 AND vector IS NULL ORDER BY path")
+            .prepare(
+                "SELECT path, error FROM images WHERE deleted = 0 AND vector IS NULL ORDER BY path",
+            )
             .map_err(|e| self.db_error(e))?;
         let rows = statement
             .query_map([], |r| {
@@ -705,8 +707,14 @@ mod tests {
         let text = dir.path().join("notes.txt");
         std::fs::write(&text, "hello, not a database at all").unwrap();
         let err = Index::open_or_create(&text).unwrap_err().to_string();
-        assert!(err.contains("notes.txt") && err.contains("not a SQLite database"), "{err}");
-        assert_eq!(std::fs::read(&text).unwrap(), b"hello, not a database at all");
+        assert!(
+            err.contains("notes.txt") && err.contains("not a SQLite database"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&text).unwrap(),
+            b"hello, not a database at all"
+        );
 
         let foreign = dir.path().join("other.db");
         let conn = Connection::open(&foreign).unwrap();
@@ -715,7 +723,10 @@ mod tests {
         drop(conn);
         let before = std::fs::read(&foreign).unwrap();
         let err = Index::open_or_create(&foreign).unwrap_err().to_string();
-        assert!(err.contains("another program") && err.contains("photos"), "{err}");
+        assert!(
+            err.contains("another program") && err.contains("photos"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&foreign).unwrap(), before);
     }
 
@@ -731,7 +742,10 @@ mod tests {
         // the same model in another precision: probes within 0.999
         index.adopt_model(&model(0.01)).unwrap();
         let err = index.adopt_model(&model(1.0)).unwrap_err().to_string();
-        assert!(err.contains("m0") && err.contains("m1") && err.contains("--reindex"), "{err}");
+        assert!(
+            err.contains("m0") && err.contains("m1") && err.contains("--reindex"),
+            "{err}"
+        );
         index.reset(&model(1.0)).unwrap();
         assert_eq!(index.model().unwrap().unwrap().name, "m1");
     }
@@ -757,7 +771,10 @@ mod tests {
         index
             .apply(&[
                 store(&odd, Content::Vector(vec![0.6, 0.8, 0.0])),
-                store(Path::new("/photos/bad.jpg"), Content::Error("truncated".into())),
+                store(
+                    Path::new("/photos/bad.jpg"),
+                    Content::Error("truncated".into()),
+                ),
             ])
             .unwrap();
         let rows = index.rows().unwrap();
@@ -767,7 +784,11 @@ mod tests {
         assert_eq!(index.row_by_id(id).unwrap().unwrap().1, vec![0.6, 0.8, 0.0]);
         assert_eq!(
             index.counts().unwrap(),
-            Counts { searchable: 1, unreadable: 1, deleted: 0 }
+            Counts {
+                searchable: 1,
+                unreadable: 1,
+                deleted: 0
+            }
         );
         index.apply(&[Change::Delete { id }]).unwrap();
         assert_eq!(index.vectors(3).unwrap().len(), 0);

@@ -1,0 +1,420 @@
+//! `clip index` and `clip search` end to end, with the bundled model on rendered Fashion-MNIST scenes:
+//! queries find what they name, re-indexing reads only what changed, a killed run leaves a sound
+//! index that the next run completes, and bad input is refused with a named error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use clip::data::fashion::{FashionMnist, SceneSampler, CLASSES, COLOURS};
+use serde_json::Value;
+
+fn clip_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clip"))
+}
+
+fn run(args: &[&str]) -> Output {
+    clip_bin().args(args).output().expect("run clip")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "clip {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "clip {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `n` scenes of the committed Fashion-MNIST test subset as PNG files `scene_0000.png`…, with their
+/// (class, colour).
+fn render(dir: &Path, n: usize, seed: u64) -> Vec<(PathBuf, usize, usize)> {
+    let subset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist");
+    let sampler = SceneSampler {
+        items: FashionMnist::load(subset, false).unwrap(),
+        seed,
+        canvas: 48,
+        exclude_held_out: false,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let scene = sampler.sample(i as u64);
+            let path = dir.join(format!("scene_{i:04}.png"));
+            scene.image.save(&path).unwrap();
+            (path, scene.class, scene.colour)
+        })
+        .collect()
+}
+
+fn report(stdout: &str) -> Value {
+    serde_json::from_str::<Value>(stdout).unwrap()["report"].clone()
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    match &report[key] {
+        Value::Array(a) => a.len() as u64,
+        v => v.as_u64().unwrap_or_else(|| panic!("{key} in {report}")),
+    }
+}
+
+fn search_paths(db: &Path, query: &[&str], n: usize) -> Vec<PathBuf> {
+    let mut args = vec!["search", "--db", s(db), "--json", "-n"];
+    let n = n.to_string();
+    args.push(&n);
+    args.extend(query);
+    ok(&args)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            PathBuf::from(v["path"].as_str().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn text_queries_find_the_scenes_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = render(&dir.path().join("scenes"), 400, 5);
+    let db = dir.path().join("index.sqlite3");
+    let out = ok(&[
+        "index",
+        s(&dir.path().join("scenes")),
+        "--db",
+        s(&db),
+        "--json",
+    ]);
+    assert_eq!(count(&report(&out), "embedded"), 400);
+
+    let truth = |p: &Path| {
+        scenes
+            .iter()
+            .find(|(q, ..)| q == p)
+            .map(|&(_, c, k)| (c, k))
+    };
+    // precision@k, with k the number of relevant scenes up to 10 (R-precision for rare pairs)
+    let precision = |query: &str, relevant: &dyn Fn(usize, usize) -> bool| -> f64 {
+        let k = scenes
+            .iter()
+            .filter(|&&(_, c, o)| relevant(c, o))
+            .count()
+            .min(10);
+        let hits = search_paths(&db, &[query], k);
+        assert_eq!(hits.len(), k);
+        let good = hits
+            .iter()
+            .filter(|p| truth(p).is_some_and(|(c, o)| relevant(c, o)))
+            .count();
+        good as f64 / k as f64
+    };
+    // a class and a colour: the scenes with both, then those with either word
+    let mut pair_scores = Vec::new();
+    for (class, colour) in [(8, 2), (7, 0), (3, 3), (5, 1), (4, 4), (0, 6)] {
+        let query = format!("a {} {}", COLOURS[colour].0, CLASSES[class]);
+        let both = precision(&query, &|c, k| c == class && k == colour);
+        let either = precision(&query, &|c, k| c == class || k == colour);
+        println!("{query:?}: precision {both:.2} (both words), {either:.2} (either)");
+        pair_scores.push((query, both, either));
+    }
+    let mut class_scores = Vec::new();
+    for (class, name) in CLASSES.iter().enumerate() {
+        let query = format!("a photo of a {name}");
+        let p = precision(&query, &|c, _| c == class);
+        println!("{query:?}: precision@10 {p:.1}");
+        class_scores.push(p);
+    }
+    let mut colour_scores = Vec::new();
+    for (colour, (name, _)) in COLOURS.iter().enumerate() {
+        let query = format!("something {name}");
+        let p = precision(&query, &|_, k| k == colour);
+        println!("{query:?}: precision@10 {p:.1}");
+        colour_scores.push(p);
+    }
+    // chance: 1/70 for a pair, 1/10 for a class, 1/7 for a colour
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let both: Vec<f64> = pair_scores.iter().map(|p| p.1).collect();
+    println!(
+        "means: pairs {:.3}, classes {:.3}, colours {:.3}",
+        mean(&both),
+        mean(&class_scores),
+        mean(&colour_scores)
+    );
+    assert!(mean(&both) >= 0.65, "{pair_scores:?}");
+    assert!(pair_scores.iter().all(|p| p.2 >= 0.9), "{pair_scores:?}");
+    assert!(mean(&class_scores) >= 0.6, "{class_scores:?}");
+    assert!(colour_scores.iter().all(|&p| p >= 0.9), "{colour_scores:?}");
+}
+
+#[test]
+fn reindexing_reads_only_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let scenes = render(&photos, 20, 11);
+    let db = dir.path().join("index.sqlite3");
+    let index = || report(&ok(&["index", s(&photos), "--db", s(&db), "--json"]));
+    let first = index();
+    assert_eq!(
+        (count(&first, "scanned"), count(&first, "embedded")),
+        (20, 20)
+    );
+
+    // rename 3, copy 2 (one into a new sub-folder), delete 2, touch 1 (time only), rewrite 1 (new
+    // content), add 4 new (one with a name that is not UTF-8)
+    let path = |i: usize| scenes[i].0.clone();
+    for i in 0..3 {
+        std::fs::rename(path(i), photos.join(format!("renamed_{i}.png"))).unwrap();
+    }
+    std::fs::create_dir(photos.join("album")).unwrap();
+    std::fs::copy(path(3), photos.join("album/copy_3.png")).unwrap();
+    std::fs::copy(path(4), photos.join("copy_4.png")).unwrap();
+    std::fs::remove_file(path(5)).unwrap();
+    std::fs::remove_file(path(6)).unwrap();
+    let touched = std::fs::File::options().write(true).open(path(7)).unwrap();
+    touched
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(touched);
+    std::fs::copy(path(19), path(8)).unwrap_or_else(|_| panic!("rewrite"));
+    let extra = render(&dir.path().join("extra"), 24, 99);
+    let odd = {
+        use std::os::unix::ffi::OsStrExt;
+        photos.join(std::ffi::OsStr::from_bytes(b"caf\xe9.png"))
+    };
+    std::fs::copy(&extra[20].0, &odd).unwrap();
+    for (i, (file, ..)) in extra[21..].iter().enumerate() {
+        std::fs::copy(file, photos.join(format!("new_{i}.png"))).unwrap();
+    }
+
+    let second = index();
+    let counts: Vec<(&str, u64)> = [
+        "scanned",
+        "unchanged",
+        "reused",
+        "touched",
+        "embedded",
+        "deleted",
+        "failed",
+    ]
+    .iter()
+    .map(|k| (*k, count(&second, k)))
+    .collect();
+    // 20 - 3 renamed - 2 deleted + 3 new names + 2 copies + 4 new = 24 files; unchanged: 20 - 3
+    // renamed - 2 deleted - touched - rewritten = 13; reused: 3 renames + 2 copies + the rewrite
+    // (now scene 19's bytes, which the index holds); deleted: the 3 old names and 2 deleted
+    assert_eq!(
+        counts,
+        [
+            ("scanned", 24),
+            ("unchanged", 13),
+            ("reused", 6),
+            ("touched", 1),
+            ("embedded", 4),
+            ("deleted", 5),
+            ("failed", 0)
+        ]
+    );
+    assert_eq!(second["counts"]["searchable"], 24);
+    assert_eq!(second["counts"]["deleted"], 5);
+
+    // a third run reads nothing
+    let third = index();
+    assert_eq!(
+        (
+            count(&third, "unchanged"),
+            count(&third, "embedded"),
+            count(&third, "reused")
+        ),
+        (24, 0, 0)
+    );
+
+    // results hold the new names and the non-UTF-8 one, never the deleted or old names
+    let all = search_paths(&db, &["a bag"], 100);
+    assert_eq!(all.len(), 24);
+    for gone in [path(0), path(1), path(2), path(5), path(6)] {
+        assert!(!all.contains(&gone), "{} is gone", gone.display());
+    }
+    assert!(all.contains(&photos.join("album/copy_3.png")));
+    let json = ok(&["search", "--db", s(&db), "--json", "-n", "100", "a bag"]);
+    let odd_line = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v.get("path_bytes").is_some())
+        .expect("the non-UTF-8 name is listed");
+    let bytes: Vec<u8> = serde_json::from_value(odd_line["path_bytes"].clone()).unwrap();
+    assert!(bytes.ends_with(b"/caf\xe9.png"));
+    let raw = run(&[
+        "search",
+        "--db",
+        s(&db),
+        "--paths-only",
+        "-n",
+        "100",
+        "a bag",
+    ])
+    .stdout;
+    assert!(raw.windows(8).any(|w| w == b"caf\xe9.png"));
+    assert_eq!(raw.iter().filter(|&&b| b == b'\n').count(), 24);
+
+    // "more like this": a copy's twin comes first and the file itself is left out
+    let like = search_paths(&db, &["--like", s(&photos.join("copy_4.png"))], 3);
+    assert_eq!(like[0], path(4));
+    assert!(!like.contains(&photos.join("copy_4.png")));
+
+    // --purge drops the deleted rows; a deleted file put back would be embedded again only if changed
+    let purged = report(&ok(&[
+        "index",
+        s(&photos),
+        "--db",
+        s(&db),
+        "--json",
+        "--purge",
+    ]));
+    assert_eq!(
+        (
+            count(&purged, "purged"),
+            purged["counts"]["deleted"].as_u64()
+        ),
+        (5, Some(0))
+    );
+}
+
+#[test]
+fn a_killed_run_leaves_a_sound_index_that_the_next_run_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let n = 1500;
+    render(&photos, n, 3);
+    let db = dir.path().join("index.sqlite3");
+    // one image per batch and commit, one decoding thread: a slow run to kill in the middle
+    let mut child = clip_bin()
+        .args([
+            "index",
+            s(&photos),
+            "--db",
+            s(&db),
+            "--batch-size",
+            "1",
+            "--workers",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stored = || -> u64 {
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("SELECT count(*) FROM images", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while stored() < 20 && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let before = stored();
+    println!("killed after {before} of {n} stored");
+    assert!(
+        before >= 20 && before < n as u64,
+        "killed after {before} of {n}"
+    );
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(conn);
+    let next = report(&ok(&["index", s(&photos), "--db", s(&db), "--json"]));
+    assert_eq!(
+        (count(&next, "unchanged"), count(&next, "embedded")),
+        (before, n as u64 - before)
+    );
+    assert_eq!(next["counts"]["searchable"], n as u64);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    render(&photos, 3, 1);
+    let db = dir.path().join("index.sqlite3");
+    let missing = dir.path().join("nope");
+    let err = fails(&["index", s(&missing), "--db", s(&db)]);
+    assert!(
+        err.contains("nope") && err.contains("not a folder"),
+        "{err}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), "no images here").unwrap();
+    let err = fails(&["index", s(&empty), "--db", s(&db)]);
+    assert!(
+        err.contains("no image files under") && err.contains("empty"),
+        "{err}"
+    );
+
+    // a file that is not an index: refused, untouched
+    let foreign = dir.path().join("notes.db");
+    std::fs::write(&foreign, "my notes, not SQLite").unwrap();
+    let err = fails(&["index", s(&photos), "--db", s(&foreign)]);
+    assert!(
+        err.contains("notes.db") && err.contains("not a clip search index"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&foreign).unwrap(),
+        "my notes, not SQLite"
+    );
+
+    ok(&["index", s(&photos), "--db", s(&db)]);
+    // another model: refused, naming both, until --reindex
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/vit_tiny");
+    let err = fails(&["index", s(&photos), "--db", s(&db), "--model", s(&other)]);
+    assert!(
+        err.contains("bundled") && err.contains("vit_tiny") && err.contains("--reindex"),
+        "{err}"
+    );
+    let err = fails(&["search", "--db", s(&db), "--model", s(&other), "a bag"]);
+    assert!(err.contains("vit_tiny"), "{err}");
+
+    // queries
+    for (args, needle) in [
+        (vec!["search", "--db", s(&db)], "nothing to search for"),
+        (vec!["search", "--db", s(&db), "a bag +"], "ends with"),
+        (vec!["search", "--db", s(&db), "\"a bag"], "not closed"),
+        (
+            vec!["search", "--db", s(&dir.path().join("none.db")), "a bag"],
+            "no index at",
+        ),
+        (
+            vec!["search", "--db", s(&db), "--like", s(&missing)],
+            "not in the index",
+        ),
+    ] {
+        let err = fails(&args);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let truncated =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/images/truncated.jpg");
+    let err = fails(&["search", "--db", s(&db), "--image", s(&truncated)]);
+    assert!(err.contains("truncated.jpg"), "{err}");
+
+    // another writer holds the index: wait, then say so
+    let holder = std::fs::File::open(&db).unwrap();
+    holder.lock().unwrap();
+    let err = fails(&["index", s(&photos), "--db", s(&db)]);
+    assert!(err.contains("another process"), "{err}");
+    drop(holder);
+    ok(&["index", s(&photos), "--db", s(&db)]);
+}
