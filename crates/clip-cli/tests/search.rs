@@ -45,6 +45,7 @@ fn render(dir: &Path, n: usize, seed: u64) -> Vec<(PathBuf, usize, usize)> {
         seed,
         canvas: 48,
         exclude_held_out: false,
+        plain_captions: 0.0,
     };
     std::fs::create_dir_all(dir).unwrap();
     (0..n)

@@ -282,6 +282,10 @@ pub struct Scene {
     pub class: usize,
     /// The item's colour, indexing [`COLOURS`].
     pub colour: usize,
+    /// The size word of the scene ("small", "large", …).
+    pub size: &'static str,
+    /// Where the item is ("top left", "center", …).
+    pub position: &'static str,
 }
 
 /// Renders item `item` (class `class`) in colour `colour` at a random size and position on a
@@ -324,6 +328,23 @@ pub fn render_scene(
         caption,
         class,
         colour,
+        size: size_word,
+        position: where_,
+    }
+}
+
+/// A caption of `scene` that names its class but not its colour — "a sneaker", "a photo of a bag",
+/// "a small coat in the top left" — as people type search queries. Training on a share of these
+/// ([`SceneSampler::plain_captions`]) teaches the model class words on their own.
+pub fn plain_caption(scene: &Scene, rng: &mut impl Rng) -> String {
+    let (k, size, where_) = (CLASSES[scene.class], scene.size, scene.position);
+    match rng.random_range(0..6) {
+        0 => format!("a {k}"),
+        1 => format!("a photo of a {k}"),
+        2 => format!("a {size} {k}"),
+        3 => format!("a {k} in the {where_}"),
+        4 => format!("a {k} on a black background"),
+        _ => format!("{k}, {size}"),
     }
 }
 
@@ -339,6 +360,9 @@ pub struct SceneSampler {
     pub canvas: u32,
     /// Leave out the held-out (class, colour) pairs (training); keep them (evaluation).
     pub exclude_held_out: bool,
+    /// Share of scenes (0 to 1) captioned without their colour ([`plain_caption`]); 0 keeps every
+    /// caption (and the sequence of scenes) as it was before this option existed.
+    pub plain_captions: f32,
 }
 
 impl SceneSampler {
@@ -355,7 +379,11 @@ impl SceneSampler {
                 break c;
             }
         };
-        render_scene(&self.items.item(i), class, colour, self.canvas, &mut rng)
+        let mut scene = render_scene(&self.items.item(i), class, colour, self.canvas, &mut rng);
+        if self.plain_captions > 0.0 && rng.random::<f32>() < self.plain_captions {
+            scene.caption = plain_caption(&scene, &mut rng);
+        }
+        scene
     }
 }
 
@@ -365,6 +393,34 @@ mod tests {
 
     fn subset() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist")
+    }
+
+    #[test]
+    fn plain_captions_name_the_class_and_no_colour() {
+        let items = FashionMnist::load(subset(), false).unwrap();
+        let sampler = |plain_captions| SceneSampler {
+            items: items.clone(),
+            seed: 3,
+            canvas: 32,
+            exclude_held_out: true,
+            plain_captions,
+        };
+        let (never, always, some) = (sampler(0.0), sampler(1.0), sampler(0.25));
+        let mut plain = 0;
+        for i in 0..200 {
+            let (a, b, c) = (never.sample(i), always.sample(i), some.sample(i));
+            // the same scene whatever the share: only the caption changes
+            assert_eq!((a.image.as_raw(), a.class, a.colour), (b.image.as_raw(), b.class, b.colour));
+            assert!(a.caption.contains(COLOURS[a.colour].0), "{}", a.caption);
+            assert!(b.caption.contains(CLASSES[b.class]), "{}", b.caption);
+            assert!(
+                COLOURS.iter().all(|(colour, _)| !b.caption.contains(colour)),
+                "{}",
+                b.caption
+            );
+            plain += usize::from(c.caption != a.caption);
+        }
+        assert!((30..=70).contains(&plain), "{plain} of 200 plain at 0.25");
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub enum DataConfig {
         /// The directory of the four IDX files.
         #[serde(default = "clip_data::fashion::default_dir")]
         dir: PathBuf,
+        /// Share of scenes captioned without their colour ("a sneaker", "a photo of a bag"), 0 to 1
+        /// (default 0).
+        #[serde(default)]
+        plain_captions: f32,
     },
     /// Images with a captions CSV (`image,caption` header) or JSONL file; unreadable images are skipped
     /// and counted, or refused with `strict`.
@@ -238,6 +242,11 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.patch_dropout) {
             return bad("patch_dropout must be in [0, 1)");
+        }
+        if let DataConfig::FashionScenes { plain_captions, .. } = &self.data {
+            if !(0.0..=1.0).contains(plain_captions) {
+                return bad("data.plain_captions must be in [0, 1]");
+            }
         }
         if self.lock_image && self.lock_text {
             return bad("locking both towers leaves nothing to train");

@@ -101,7 +101,10 @@ pub(crate) fn load_source(
         })
     };
     match &config.data {
-        DataConfig::FashionScenes { dir } => {
+        DataConfig::FashionScenes {
+            dir,
+            plain_captions,
+        } => {
             let train_items = FashionMnist::load(dir, true)?;
             let test_items = FashionMnist::load(dir, false)?;
             Ok((
@@ -110,6 +113,7 @@ pub(crate) fn load_source(
                     seed: config.seed,
                     canvas,
                     exclude_held_out: true,
+                    plain_captions: *plain_captions,
                 }),
                 Some(test_items),
             ))

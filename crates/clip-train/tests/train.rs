@@ -46,6 +46,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
         },
         data: DataConfig::FashionScenes {
             dir: FASHION.into(),
+            plain_captions: 0.0,
         },
         output: output.to_path_buf(),
         seed: 5,
@@ -219,6 +220,7 @@ fn bad_configs_are_refused() {
     let mut config = tiny(dir.path(), 5);
     config.data = DataConfig::FashionScenes {
         dir: dir.path().join("missing"),
+        plain_captions: 0.0,
     };
     assert!(train::<AD>(&config, None, &Default::default())
         .unwrap_err()
