@@ -82,6 +82,9 @@ enum Command {
     /// Search indexed images by text, by image, or by a weighted sum: `clip search "a blue bag"`,
     /// `clip search beach + sunset - 2:people`, `clip search --like photo.jpg`.
     Search(search::SearchArgs),
+    /// Serve an index over HTTP: a web page to search by text or by a dropped image, "more like
+    /// this", zero-shot classification, and a JSON API (docs/search.md).
+    Serve(search::ServeArgs),
     /// Print the token ids of texts, one JSON array per line (padded to the context length).
     Tokenize {
         #[arg(long, default_value_t = clip::tokenizer::DEFAULT_CONTEXT_LENGTH)]
@@ -277,6 +280,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Index(args) => dispatch!(choice, dtype, search::index(&args)),
         Command::Search(args) => dispatch!(choice, dtype, search::search(&args)),
+        Command::Serve(args) => dispatch!(choice, dtype, search::serve(&args)),
         Command::Tokenize {
             context_length,
             jsonl,

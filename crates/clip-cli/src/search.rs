@@ -387,3 +387,73 @@ pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), C
     }
     Ok(())
 }
+
+/// `clip serve` arguments.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The index file (default: index.sqlite3 in your data directory).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// The model (default: the one the index was built with).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free one. Anything but loopback lets other machines
+    /// search your images and see their thumbnails.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Embedding requests allowed to wait for the model (more get 503 Service Unavailable).
+    #[arg(long, default_value_t = 16)]
+    pub queue: usize,
+    /// Largest request body in MiB (an uploaded image travels as base64: 4/3 of its size).
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mib: usize,
+}
+
+/// `clip serve`.
+pub fn serve<B: Backend>(device: &B::Device, args: &ServeArgs) -> Result<(), CliError> {
+    let path = db_path(&args.db);
+    if !path.exists() {
+        return Err(CliError::Usage(format!(
+            "no index at {}: run `clip index DIR` first{}",
+            path.display(),
+            if args.db.is_some() {
+                " with the same --db"
+            } else {
+                ""
+            }
+        )));
+    }
+    let index = Index::open(&path)?;
+    let (clip, name) = search_model::<B>(&index, args.model.as_deref(), device)?;
+    let model = model_info(&clip, &name, device)?;
+    if let Some(recorded) = index.model()?.filter(|r| !r.matches(&model)) {
+        return Err(clip_search::SearchError::ModelMismatch {
+            path,
+            indexed: recorded.describe(),
+            current: model.describe(),
+        }
+        .into());
+    }
+    if !args.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: listening on {}: anyone who can reach this machine can search your images and \
+             see their thumbnails",
+            args.addr
+        );
+    }
+    let images = index.counts()?.searchable;
+    let options = clip_search::server::ServeOptions {
+        addr: args.addr,
+        queue: args.queue.max(1),
+        max_body: args.max_body_mib.max(1) << 20,
+        ..Default::default()
+    };
+    clip_search::server::serve(index, clip, model, device.clone(), options, |addr| {
+        println!(
+            "serving {} ({images} images) at http://{addr}/ — Ctrl-C stops",
+            path.display()
+        );
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}

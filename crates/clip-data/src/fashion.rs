@@ -410,11 +410,16 @@ mod tests {
         for i in 0..200 {
             let (a, b, c) = (never.sample(i), always.sample(i), some.sample(i));
             // the same scene whatever the share: only the caption changes
-            assert_eq!((a.image.as_raw(), a.class, a.colour), (b.image.as_raw(), b.class, b.colour));
+            assert_eq!(
+                (a.image.as_raw(), a.class, a.colour),
+                (b.image.as_raw(), b.class, b.colour)
+            );
             assert!(a.caption.contains(COLOURS[a.colour].0), "{}", a.caption);
             assert!(b.caption.contains(CLASSES[b.class]), "{}", b.caption);
             assert!(
-                COLOURS.iter().all(|(colour, _)| !b.caption.contains(colour)),
+                COLOURS
+                    .iter()
+                    .all(|(colour, _)| !b.caption.contains(colour)),
                 "{}",
                 b.caption
             );

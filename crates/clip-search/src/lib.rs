@@ -33,6 +33,8 @@ pub mod indexer;
 pub mod query;
 pub mod scan;
 pub mod search;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod store;
 
 pub use error::SearchError;

@@ -86,8 +86,19 @@ fn weight_prefix(word: &str) -> Option<(f32, &str)> {
     number.parse::<f32>().ok().map(|w| (w, rest))
 }
 
-/// Parses a query (the words of `clip search`, joined by spaces).
+/// Parses a query (the words of `clip search`, joined by spaces); a term naming an existing image
+/// file is that image.
 pub fn parse(query: &str) -> Result<Vec<Term>, SearchError> {
+    parse_with(query, true)
+}
+
+/// Parses a query whose terms are all text, whatever files exist: what a server takes from a client,
+/// who must not make it read files by naming them.
+pub fn parse_text(query: &str) -> Result<Vec<Term>, SearchError> {
+    parse_with(query, false)
+}
+
+fn parse_with(query: &str, files: bool) -> Result<Vec<Term>, SearchError> {
     let bad = |reason: &str| SearchError::BadQuery {
         query: query.to_string(),
         reason: reason.to_string(),
@@ -110,7 +121,7 @@ pub fn parse(query: &str) -> Result<Vec<Term>, SearchError> {
             ));
         }
         let path = PathBuf::from(&text);
-        let kind = if is_image_path(&path) && path.is_file() {
+        let kind = if files && is_image_path(&path) && path.is_file() {
             TermKind::Image(path)
         } else {
             TermKind::Text(text)
@@ -211,13 +222,18 @@ mod tests {
             [
                 Term {
                     weight: 1.0,
-                    kind: TermKind::Image(photo)
+                    kind: TermKind::Image(photo.clone())
                 },
                 text(-2.0, "snow")
             ]
         );
-        // a missing file is just text
+        // a missing file is just text, and so is every term of a client's query
         assert_eq!(parse("missing.jpg").unwrap(), [text(1.0, "missing.jpg")]);
+        let path = photo.display().to_string();
+        assert_eq!(
+            parse_text(&format!("\"{path}\"")).unwrap(),
+            [text(1.0, &path)]
+        );
     }
 
     #[test]

@@ -604,6 +604,14 @@ impl Index {
         rows
     }
 
+    /// A number that changes whenever another connection commits to the database (`PRAGMA
+    /// data_version`): a server's cue to reload its vectors after a `clip index` run.
+    pub fn data_version(&self) -> Result<i64, SearchError> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| self.db_error(e))
+    }
+
     /// Whether SQLite finds the file sound (`PRAGMA integrity_check`).
     pub fn integrity_ok(&self) -> Result<bool, SearchError> {
         let result: String = self
