@@ -48,6 +48,10 @@ pub struct IndexArgs {
     /// Remove the rows of files that vanished (kept, left out of results, until then).
     #[arg(long)]
     pub purge: bool,
+    /// Build (or update) the approximate index now, whatever the collection's size; it is built on
+    /// its own from 1,000,000 images and kept up to date once it exists.
+    #[arg(long)]
+    pub ann: bool,
     /// Print the run's report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -134,11 +138,13 @@ pub fn index<B: Backend>(device: &B::Device, args: &IndexArgs) -> Result<(), Cli
             .max(1),
         reindex: args.reindex,
         purge: args.purge,
+        ann: args.ann,
     };
     let spinner = bar("{spinner} {msg}");
     spinner.set_message("scanning folders");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let embedding = bar("embedding [{bar:30}] {pos}/{len} files ({per_sec}, eta {eta}) {msg}");
+    let ann_bar = bar("approximate index [{bar:30}] {pos}/{len} vectors ({per_sec}, eta {eta})");
     let mut started: Option<Instant> = None;
     let report = index_folders(
         &mut index,
@@ -153,6 +159,12 @@ pub fn index<B: Backend>(device: &B::Device, args: &IndexArgs) -> Result<(), Cli
                 spinner.set_message(format!("hashing {total} new or changed files"))
             }
             Progress::Hashing { .. } => {}
+            Progress::Ann { done, total } => {
+                spinner.finish_and_clear();
+                embedding.finish_and_clear();
+                ann_bar.set_length(total as u64);
+                ann_bar.set_position(done as u64);
+            }
             Progress::Embedding {
                 done,
                 total,
@@ -181,6 +193,7 @@ pub fn index<B: Backend>(device: &B::Device, args: &IndexArgs) -> Result<(), Cli
     );
     spinner.finish_and_clear();
     embedding.finish_and_clear();
+    ann_bar.finish_and_clear();
     let report = report?;
     if args.json {
         println!("{}", json!({"db": path, "report": report}));
@@ -212,6 +225,12 @@ pub fn index<B: Backend>(device: &B::Device, args: &IndexArgs) -> Result<(), Cli
                 String::new()
             }
         );
+        if let Some(ann) = &r.ann {
+            eprintln!(
+                "approximate index: {} vectors ({} added, {} removed) in {:.1} s",
+                ann.size, ann.added, ann.removed, ann.seconds
+            );
+        }
         const SHOWN: usize = 20;
         for (file, why) in r.failed.iter().chain(&r.scan_errors).take(SHOWN) {
             eprintln!("unreadable: {}: {why}", file.display());
@@ -333,9 +352,10 @@ pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), C
             query = clip_search::exact::normalize(query);
         }
     }
-    let vectors = index.vectors(model.dim)?;
+    // the approximate index when it is current (memory-mapped: no load), else every stored vector
+    let searcher = clip_search::Searcher::load(&index, model.dim, true)?;
     let hits =
-        clip_search::search::search(&index, &vectors, &query, args.top, args.min_score, like)?;
+        clip_search::search::search(&index, &searcher, &query, args.top, args.min_score, like)?;
     let mut out = std::io::stdout().lock();
     let write_error = |source| CliError::Write {
         path: "standard output".into(),
@@ -370,7 +390,7 @@ pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), C
         if hits.is_empty() {
             eprintln!(
                 "no results ({} searchable images in {})",
-                vectors.len(),
+                searcher.len(),
                 path.display()
             );
         }

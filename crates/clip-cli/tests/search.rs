@@ -419,3 +419,64 @@ fn bad_input_is_refused_with_a_named_error() {
     drop(holder);
     ok(&["index", s(&photos), "--db", s(&db)]);
 }
+
+#[test]
+fn the_approximate_index_follows_the_collection_and_finds_what_exact_search_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let scenes = render(&photos, 300, 41);
+    let (ann_db, exact_db) = (
+        dir.path().join("ann.sqlite3"),
+        dir.path().join("exact.sqlite3"),
+    );
+    let first = report(&ok(&[
+        "index",
+        s(&photos),
+        "--db",
+        s(&ann_db),
+        "--ann",
+        "--json",
+    ]));
+    assert_eq!(
+        (
+            first["ann"]["size"].as_u64(),
+            first["ann"]["added"].as_u64()
+        ),
+        (Some(300), Some(300))
+    );
+    assert!(dir.path().join("ann.sqlite3.usearch").is_file());
+    let same_results = |label: &str| {
+        for query in [
+            "a blue bag",
+            "something red",
+            "a photo of a sneaker",
+            "a yellow dress - 2:yellow",
+        ] {
+            let approximate = search_paths(&ann_db, &[query], 10);
+            let exact = search_paths(&exact_db, &[query], 10);
+            assert_eq!(approximate, exact, "{label}: {query}");
+        }
+    };
+    ok(&["index", s(&photos), "--db", s(&exact_db)]);
+    same_results("built");
+
+    // delete 10, add 5: the next run removes and adds just those
+    for (file, ..) in &scenes[..10] {
+        std::fs::remove_file(file).unwrap();
+    }
+    render(&photos.join("new"), 5, 1234);
+    let next = report(&ok(&["index", s(&photos), "--db", s(&ann_db), "--json"]));
+    assert_eq!(
+        (
+            next["ann"]["removed"].as_u64(),
+            next["ann"]["added"].as_u64(),
+            next["ann"]["size"].as_u64()
+        ),
+        (Some(10), Some(5), Some(295))
+    );
+    ok(&["index", s(&photos), "--db", s(&exact_db)]);
+    same_results("updated");
+    let all = search_paths(&ann_db, &["a bag"], 400);
+    assert_eq!(all.len(), 295);
+    assert!(all.iter().all(|p| p.exists()));
+}

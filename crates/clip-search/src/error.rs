@@ -73,6 +73,9 @@ pub enum SearchError {
     /// A query names a file that the index does not hold (`--like`).
     #[error("{0} is not in the index (index it first, or search with --image to embed it)")]
     NotIndexed(PathBuf),
+    /// The build lacks a cargo feature the request needs.
+    #[error("this build of clip has no {0}: rebuild with the `{1}` feature")]
+    Unsupported(&'static str, &'static str),
     /// The model failed (loading, an image of a query, …).
     #[error(transparent)]
     Clip(#[from] clip::ClipError),

@@ -51,6 +51,12 @@ impl VectorSet {
         );
     }
 
+    /// Appends row `id`.
+    pub(crate) fn push_f32(&mut self, id: i64, row: &[f32]) {
+        self.ids.push(id);
+        self.data.extend_from_slice(row);
+    }
+
     /// Vectors held.
     pub fn len(&self) -> usize {
         self.ids.len()

@@ -36,7 +36,14 @@ pub struct IndexOptions {
     pub reindex: bool,
     /// Remove the rows of deleted files at the end.
     pub purge: bool,
+    /// Build (or update) the approximate index whatever the collection's size (`ann` feature); it
+    /// is built on its own from [`ANN_THRESHOLD`](crate::indexer::ANN_THRESHOLD) searchable images,
+    /// and kept up to date once it exists.
+    pub ann: bool,
 }
+
+/// Searchable images from which a run builds the approximate index on its own.
+pub const ANN_THRESHOLD: u64 = 1_000_000;
 
 impl Default for IndexOptions {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for IndexOptions {
             workers: PrefetchOptions::default().workers,
             reindex: false,
             purge: false,
+            ann: false,
         }
     }
 }
@@ -60,6 +68,13 @@ pub enum Progress {
         /// Hashed so far.
         done: usize,
         /// To hash.
+        total: usize,
+    },
+    /// Adding vectors to the approximate index: `done` of `total`.
+    Ann {
+        /// Added so far.
+        done: usize,
+        /// To add.
         total: usize,
     },
     /// Decoding and embedding: `done` files of `total` (`failed` of them unreadable), committed.
@@ -98,6 +113,9 @@ pub struct IndexReport {
     pub deleted: usize,
     /// Rows of deleted files removed (`purge`).
     pub purged: usize,
+    /// What the run did to the approximate index, when there is one.
+    #[cfg(feature = "ann")]
+    pub ann: Option<crate::ann::AnnReport>,
     /// Seconds the run took.
     pub seconds: f64,
     /// The index's rows after the run.
@@ -322,6 +340,18 @@ pub fn index_folders<B: Backend>(
         });
     }
 
+    let searchable = index.counts()?.searchable;
+    #[cfg(feature = "ann")]
+    if options.ann || searchable >= ANN_THRESHOLD || crate::ann::ann_path(index.path()).exists() {
+        report.ann = Some(crate::ann::sync(index, model.dim, &mut |done, total| {
+            progress(Progress::Ann { done, total })
+        })?);
+    }
+    #[cfg(not(feature = "ann"))]
+    if options.ann {
+        return Err(SearchError::Unsupported("approximate index", "ann"));
+    }
+    let _ = searchable;
     if options.purge {
         report.purged = index.purge()?;
     }

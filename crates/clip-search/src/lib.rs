@@ -17,9 +17,9 @@
 //! let report = index_folders(&mut index, &clip, &model, &["Photos".into()], &IndexOptions::default(),
 //!     &device, |_| ())?;
 //! println!("{} embedded, {} unchanged", report.embedded, report.unchanged);
-//! let vectors = index.vectors(model.dim)?;
+//! let searcher = search::Searcher::load(&index, model.dim, true)?; // exact, or the ANN when current
 //! let q = search::query_vector(&clip, &query::parse("a blue bag - 0.5:dark")?, &device)?;
-//! for hit in search::search(&index, &vectors, &q, 10, -1.0, None)? {
+//! for hit in search::search(&index, &searcher, &q, 10, -1.0, None)? {
 //!     println!("{} {:.3} {}", hit.rank, hit.score, hit.path.display());
 //! }
 //! # Ok(()) }
@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "ann")]
+pub mod ann;
 pub mod error;
 pub mod exact;
 pub mod indexer;
@@ -41,4 +43,5 @@ pub use error::SearchError;
 pub use exact::{Hit, VectorSet};
 pub use indexer::{index_folders, model_info, IndexOptions, IndexReport, Progress};
 pub use scan::ScanOptions;
+pub use search::Searcher;
 pub use store::{default_path, Index, ModelInfo};

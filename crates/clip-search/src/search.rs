@@ -46,23 +46,71 @@ pub fn query_vector<B: Backend>(
     Ok(normalize(sum))
 }
 
+/// How a search finds its candidates.
+#[derive(Debug)]
+pub enum Searcher {
+    /// Every stored vector scored (always right).
+    Exact(VectorSet),
+    /// The approximate index (`ann` feature), re-scored exactly.
+    #[cfg(feature = "ann")]
+    Approximate(crate::ann::Ann),
+}
+
+impl Searcher {
+    /// The approximate index of `index` when it is current (`view`: memory-map it), else the stored
+    /// vectors for an exact search.
+    pub fn load(index: &Index, dim: usize, view: bool) -> Result<Self, SearchError> {
+        #[cfg(feature = "ann")]
+        if let Some(ann) = crate::ann::current(index, view)? {
+            return Ok(Searcher::Approximate(ann));
+        }
+        let _ = view;
+        Ok(Searcher::Exact(index.vectors(dim)?))
+    }
+
+    /// Vectors searched.
+    pub fn len(&self) -> usize {
+        match self {
+            Searcher::Exact(v) => v.len(),
+            #[cfg(feature = "ann")]
+            Searcher::Approximate(a) => a.len(),
+        }
+    }
+
+    /// Whether there is nothing to search.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether results are approximate.
+    pub fn is_approximate(&self) -> bool {
+        !matches!(self, Searcher::Exact(_))
+    }
+}
+
 /// The `k` best files for the unit vector `query` with a score of at least `min_score`, best first;
 /// `exclude` leaves one row out (the file of a "more like this" query).
 pub fn search(
     index: &Index,
-    vectors: &VectorSet,
+    searcher: &Searcher,
     query: &[f32],
     k: usize,
     min_score: f32,
     exclude: Option<i64>,
 ) -> Result<Vec<SearchHit>, SearchError> {
-    let extra = usize::from(exclude.is_some());
-    let hits: Vec<_> = vectors
-        .top_k(query, k + extra, min_score)
-        .into_iter()
-        .filter(|h| Some(h.id) != exclude)
-        .take(k)
-        .collect();
+    let hits: Vec<_> = match searcher {
+        Searcher::Exact(vectors) => {
+            let extra = usize::from(exclude.is_some());
+            vectors
+                .top_k(query, k + extra, min_score)
+                .into_iter()
+                .filter(|h| Some(h.id) != exclude)
+                .take(k)
+                .collect()
+        }
+        #[cfg(feature = "ann")]
+        Searcher::Approximate(ann) => crate::ann::search(index, ann, query, k, min_score, exclude)?,
+    };
     let ids: Vec<i64> = hits.iter().map(|h| h.id).collect();
     let paths = index.paths(&ids)?;
     Ok(hits

@@ -37,9 +37,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::exact::VectorSet;
 use crate::indexer::unit_rows;
 use crate::query::{parse_text, Term};
+use crate::search::Searcher;
 use crate::store::{Index, ModelInfo};
 use crate::SearchError;
 
@@ -200,7 +200,7 @@ fn encoder<B: Backend>(
 struct App {
     queue: SyncSender<Work>,
     index: Mutex<Index>,
-    vectors: RwLock<(i64, Arc<VectorSet>)>,
+    vectors: RwLock<(i64, Arc<Searcher>)>,
     model: ModelInfo,
     db: PathBuf,
     options: ServeOptions,
@@ -239,8 +239,9 @@ impl App {
         })?
     }
 
-    /// The vectors, reloaded first when the database changed since they were read.
-    fn vectors(&self) -> Result<Arc<VectorSet>, ApiError> {
+    /// The vectors (or the approximate index), reloaded first when the database changed since they
+    /// were read.
+    fn vectors(&self) -> Result<Arc<Searcher>, ApiError> {
         let index = self.index.lock().map_err(|_| poisoned())?;
         let version = index.data_version()?;
         if let Ok(current) = self.vectors.read() {
@@ -248,7 +249,7 @@ impl App {
                 return Ok(current.1.clone());
             }
         }
-        let fresh = Arc::new(index.vectors(self.model.dim)?);
+        let fresh = Arc::new(Searcher::load(&index, self.model.dim, false)?);
         if let Ok(mut slot) = self.vectors.write() {
             *slot = (version, fresh.clone());
         }
@@ -483,9 +484,14 @@ async fn thumb(State(app): State<Shared>, UrlPath(id): UrlPath<i64>) -> Result<R
 
 async fn status(State(app): State<Shared>) -> Result<Json<Value>, ApiError> {
     let app2 = app.clone();
-    let images = blocking(move || Ok(app2.vectors()?.len())).await?;
+    let (images, approximate) = blocking(move || {
+        let searcher = app2.vectors()?;
+        Ok((searcher.len(), searcher.is_approximate()))
+    })
+    .await?;
     Ok(Json(json!({
         "images": images, "model": app.model.name, "dim": app.model.dim, "db": app.db.to_string_lossy(),
+        "approximate": approximate,
     })))
 }
 
@@ -540,7 +546,7 @@ pub fn serve<B: Backend>(
         .spawn(move || encoder(clip, device, work))
         .map_err(io)?;
     let version = index.data_version()?;
-    let vectors = Arc::new(index.vectors(model.dim)?);
+    let vectors = Arc::new(Searcher::load(&index, model.dim, false)?);
     let app = Arc::new(App {
         queue,
         db: index.path().to_path_buf(),

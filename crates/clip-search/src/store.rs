@@ -35,7 +35,9 @@ CREATE TABLE images (
     hash BLOB NOT NULL,
     vector BLOB,
     error TEXT,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    -- 1 while the approximate index (ann.rs) holds this row's current vector
+    ann INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX images_hash ON images (hash);
 ";
@@ -436,7 +438,7 @@ impl Index {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
                      ON CONFLICT (path) DO UPDATE SET mtime_ns = excluded.mtime_ns,
                          size = excluded.size, hash = excluded.hash, vector = excluded.vector,
-                         error = excluded.error, deleted = 0",
+                         error = excluded.error, deleted = 0, ann = 0",
                 )
                 .map_err(err)?;
             let mut touch = tx
@@ -602,6 +604,67 @@ impl Index {
             .and_then(|rows| rows.collect())
             .map_err(|e| self.db_error(e));
         rows
+    }
+
+    /// What the approximate index lacks: ids to remove from it (deleted, or stored anew since it took
+    /// them) and ids to add (searchable, not in it with their current vector).
+    pub fn ann_pending(&self) -> Result<(Vec<i64>, Vec<i64>), SearchError> {
+        let ids = |sql: &str| -> Result<Vec<i64>, SearchError> {
+            let mut statement = self.conn.prepare(sql).map_err(|e| self.db_error(e))?;
+            let rows = statement
+                .query_map([], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.db_error(e));
+            rows
+        };
+        Ok((
+            ids("SELECT id FROM images WHERE ann = 1 AND (deleted = 1 OR vector IS NULL)")?,
+            ids("SELECT id FROM images WHERE ann = 0 AND deleted = 0 AND vector IS NOT NULL ORDER BY id")?,
+        ))
+    }
+
+    /// Records that the approximate index now holds `added` and no longer `removed` (one transaction,
+    /// after its file was written).
+    pub fn mark_ann(&mut self, added: &[i64], removed: &[i64]) -> Result<(), SearchError> {
+        let path = self.path.clone();
+        let err = |e| db(&path, e);
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut set = tx
+                .prepare_cached("UPDATE images SET ann = ?2 WHERE id = ?1")
+                .map_err(err)?;
+            for id in added {
+                set.execute([id, &1]).map_err(err)?;
+            }
+            for id in removed {
+                set.execute([id, &0]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(|e| self.db_error(e))
+    }
+
+    /// Forgets that any row is in the approximate index (its file is being rebuilt from nothing).
+    pub fn clear_ann(&mut self) -> Result<(), SearchError> {
+        self.conn
+            .execute("UPDATE images SET ann = 0 WHERE ann = 1", [])
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// The searchable vectors of `ids` (which must be sorted), in one array.
+    pub fn vectors_of(&self, dim: usize, ids: &[i64]) -> Result<VectorSet, SearchError> {
+        let all = self.vectors(dim)?;
+        if all.len() == ids.len() {
+            return Ok(all);
+        }
+        let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+        let mut set = VectorSet::new(dim);
+        for (id, row) in all.ids().iter().zip(all.data().chunks_exact(dim.max(1))) {
+            if wanted.contains(id) {
+                set.push_f32(*id, row);
+            }
+        }
+        Ok(set)
     }
 
     /// A number that changes whenever another connection commits to the database (`PRAGMA
