@@ -9,9 +9,9 @@
 //! | route | body | answer |
 //! |---|---|---|
 //! | `GET /` | | the web page |
-//! | `GET /api/status` | | `{"images", "model", "dim", "db"}` |
+//! | `GET /api/status` | | `{"images", "model", "dim", "db", "approximate"}` |
 //! | `POST /api/search` | `{"query": "a blue bag - 0.5:dark"}`, `{"image": BASE64}` or `{"id": 7}`; `"k"`, `"min_score"` | `{"results": [{"rank", "score", "id", "path"}], "took_ms"}` |
-//! | `POST /api/classify` | `{"image": BASE64, "labels": [...], "templates": "simple"` or `[...]`} | `{"labels": [{"label", "probability"}]}`, best first |
+//! | `POST /api/classify` | `{"image": BASE64, "labels": [...], "templates": "simple" or [...]}` | `{"labels": [{"label", "probability"}]}`, best first |
 //! | `GET /api/thumb/{id}` | | a JPEG at most 256 px on a side |
 
 use std::collections::HashMap;
@@ -512,7 +512,7 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// The router over an index and a model thread (what [`serve`] listens with; tests can drive it).
+/// The router over an index and a model thread (what [`serve`] listens with).
 fn router(app: Shared) -> Router {
     let max_body = app.options.max_body;
     Router::new()

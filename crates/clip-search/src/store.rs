@@ -52,7 +52,7 @@ pub struct ModelInfo {
     pub dim: usize,
     /// The image preprocessing, as JSON.
     pub preprocess: serde_json::Value,
-    /// Unit embedding of a fixed synthetic image ([`crate::probe`]): two models that agree on it (and
+    /// Unit embedding of a fixed synthetic image ([`crate::indexer::model_info`]): two models that agree on it (and
     /// on `probe_text`) put images and texts in the same space, whatever backend or precision each
     /// ran in.
     pub probe_image: Vec<f32>,
@@ -97,7 +97,7 @@ pub struct Row {
     pub mtime_ns: i64,
     /// Size in bytes.
     pub size: u64,
-    /// Content hash ([`crate::hash::content_hash`]).
+    /// Content hash ([`crate::scan::content_hash`]).
     pub hash: Vec<u8>,
     /// Marked deleted (vanished at the last scan).
     pub deleted: bool,
