@@ -199,12 +199,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .collect();
             rescored.sort_by(|a, b| b.0.total_cmp(&a.0));
             ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            raw += hits.iter().take(10).filter(|h| truth.contains(&h.id)).count();
-            reranked += rescored.iter().take(10).filter(|(_, id)| truth.contains(id)).count();
+            raw += hits
+                .iter()
+                .take(10)
+                .filter(|h| truth.contains(&h.id))
+                .count();
+            reranked += rescored
+                .iter()
+                .take(10)
+                .filter(|(_, id)| truth.contains(id))
+                .count();
         }
         ms.sort_by(f64::total_cmp);
         let total = (10 * queries.len()) as f64;
-        sweeps.push((ef, percentile(&ms, 0.5), percentile(&ms, 0.99), raw as f64 / total, reranked as f64 / total));
+        sweeps.push((
+            ef,
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            raw as f64 / total,
+            reranked as f64 / total,
+        ));
     }
     std::fs::remove_file(&file).ok();
 
