@@ -37,7 +37,7 @@ pub struct IndexOptions {
     /// Remove the rows of deleted files at the end.
     pub purge: bool,
     /// Build (or update) the approximate index whatever the collection's size (`ann` feature); it
-    /// is built on its own from [`ANN_THRESHOLD`](crate::indexer::ANN_THRESHOLD) searchable images,
+    /// is built on its own from [`ANN_THRESHOLD`] searchable images,
     /// and kept up to date once it exists.
     pub ann: bool,
 }
