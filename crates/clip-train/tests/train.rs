@@ -404,3 +404,24 @@ fn patch_dropout_acts_only_while_training() {
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff < 1e-6, "evaluation must see every patch ({diff})");
 }
+
+#[test]
+fn the_shipped_configs_parse_and_differ_only_in_plain_captions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let bundled = TrainConfig::from_file(&dir.join("fashion-scenes.toml")).unwrap();
+    let mut plain = TrainConfig::from_file(&dir.join("fashion-scenes-plain.toml")).unwrap();
+    match (&bundled.data, &mut plain.data) {
+        (
+            DataConfig::FashionScenes {
+                plain_captions: 0.0,
+                ..
+            },
+            DataConfig::FashionScenes { plain_captions, .. },
+        ) => {
+            assert_eq!(*plain_captions, 0.25);
+            *plain_captions = 0.0;
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(bundled, plain);
+}
