@@ -282,20 +282,46 @@ fn search_model<B: Backend>(
     Ok((Pretrained::load(&path, device)?, recorded.name))
 }
 
-/// `clip search`.
-pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), CliError> {
-    let path = db_path(&args.db);
+/// The index at `--db` (or the default), which must exist.
+fn open_existing(db: &Option<PathBuf>) -> Result<(PathBuf, Index), CliError> {
+    let path = db_path(db);
     if !path.exists() {
         return Err(CliError::Usage(format!(
             "no index at {}: run `clip index DIR` first{}",
             path.display(),
-            if args.db.is_some() {
+            if db.is_some() {
                 " with the same --db"
             } else {
                 ""
             }
         )));
     }
+    let index = Index::open(&path)?;
+    Ok((path, index))
+}
+
+/// The model for queries on `index` (`--model`, else the recorded one), checked against the index.
+fn checked_model<B: Backend>(
+    index: &Index,
+    model: Option<&Path>,
+    device: &B::Device,
+) -> Result<(Pretrained<B>, clip_search::ModelInfo), CliError> {
+    let (clip, name) = search_model::<B>(index, model, device)?;
+    let info = model_info(&clip, &name, device)?;
+    if let Some(recorded) = index.model()?.filter(|r| !r.matches(&info)) {
+        return Err(clip_search::SearchError::ModelMismatch {
+            path: index.path().to_path_buf(),
+            indexed: recorded.describe(),
+            current: info.describe(),
+        }
+        .into());
+    }
+    Ok((clip, info))
+}
+
+/// `clip search`.
+pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), CliError> {
+    let (path, index) = open_existing(&args.db)?;
     let mut terms = if args.query.iter().any(|w| !w.trim().is_empty()) {
         clip_search::query::parse(&args.query.join(" "))?
     } else {
@@ -313,7 +339,6 @@ pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), C
             kind: TermKind::Image(image.clone()),
         });
     }
-    let index = Index::open(&path)?;
     let like = match &args.like {
         Some(file) => {
             let absolute = std::path::absolute(file).unwrap_or_else(|_| file.clone());
@@ -330,17 +355,7 @@ pub fn search<B: Backend>(device: &B::Device, args: &SearchArgs) -> Result<(), C
             "nothing to search for: give a QUERY, --image FILE or --like FILE".into(),
         ));
     }
-    let (clip, name) = search_model::<B>(&index, args.model.as_deref(), device)?;
-    let model = model_info(&clip, &name, device)?;
-    let recorded = index.model()?;
-    if let Some(recorded) = recorded.filter(|r| !r.matches(&model)) {
-        return Err(clip_search::SearchError::ModelMismatch {
-            path: path.clone(),
-            indexed: recorded.describe(),
-            current: model.describe(),
-        }
-        .into());
-    }
+    let (clip, model) = checked_model::<B>(&index, args.model.as_deref(), device)?;
     let mut query = if terms.is_empty() {
         vec![0.0; model.dim]
     } else {
@@ -431,29 +446,8 @@ pub struct ServeArgs {
 
 /// `clip serve`.
 pub fn serve<B: Backend>(device: &B::Device, args: &ServeArgs) -> Result<(), CliError> {
-    let path = db_path(&args.db);
-    if !path.exists() {
-        return Err(CliError::Usage(format!(
-            "no index at {}: run `clip index DIR` first{}",
-            path.display(),
-            if args.db.is_some() {
-                " with the same --db"
-            } else {
-                ""
-            }
-        )));
-    }
-    let index = Index::open(&path)?;
-    let (clip, name) = search_model::<B>(&index, args.model.as_deref(), device)?;
-    let model = model_info(&clip, &name, device)?;
-    if let Some(recorded) = index.model()?.filter(|r| !r.matches(&model)) {
-        return Err(clip_search::SearchError::ModelMismatch {
-            path,
-            indexed: recorded.describe(),
-            current: model.describe(),
-        }
-        .into());
-    }
+    let (path, index) = open_existing(&args.db)?;
+    let (clip, model) = checked_model::<B>(&index, args.model.as_deref(), device)?;
     if !args.addr.ip().is_loopback() {
         eprintln!(
             "warning: listening on {}: anyone who can reach this machine can search your images and \
