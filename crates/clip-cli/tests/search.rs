@@ -5,7 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clip::data::fashion::{FashionMnist, SceneSampler, CLASSES, COLOURS};
+#[path = "support/scenes.rs"]
+mod scenes;
+
+use clip::data::fashion::{CLASSES, COLOURS};
+use scenes::render;
 use serde_json::Value;
 
 fn clip_bin() -> Command {
@@ -36,28 +40,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `n` scenes of the committed Fashion-MNIST test subset as PNG files `scene_0000.png`…, with their
-/// (class, colour).
-fn render(dir: &Path, n: usize, seed: u64) -> Vec<(PathBuf, usize, usize)> {
-    let subset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist");
-    let sampler = SceneSampler {
-        items: FashionMnist::load(subset, false).unwrap(),
-        seed,
-        canvas: 48,
-        exclude_held_out: false,
-        plain_captions: 0.0,
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    (0..n)
-        .map(|i| {
-            let scene = sampler.sample(i as u64);
-            let path = dir.join(format!("scene_{i:04}.png"));
-            scene.image.save(&path).unwrap();
-            (path, scene.class, scene.colour)
-        })
-        .collect()
-}
-
 fn report(stdout: &str) -> Value {
     serde_json::from_str::<Value>(stdout).unwrap()["report"].clone()
 }
@@ -86,7 +68,7 @@ fn search_paths(db: &Path, query: &[&str], n: usize) -> Vec<PathBuf> {
 #[test]
 fn text_queries_find_the_scenes_they_name() {
     let dir = tempfile::tempdir().unwrap();
-    let scenes = render(&dir.path().join("scenes"), 400, 5);
+    let scenes = render(&dir.path().join("scenes"), 400, 5, 48);
     let db = dir.path().join("index.sqlite3");
     let out = ok(&[
         "index",
@@ -160,7 +142,7 @@ fn text_queries_find_the_scenes_they_name() {
 fn reindexing_reads_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
-    let scenes = render(&photos, 20, 11);
+    let scenes = render(&photos, 20, 11, 48);
     let db = dir.path().join("index.sqlite3");
     let index = || report(&ok(&["index", s(&photos), "--db", s(&db), "--json"]));
     let first = index();
@@ -186,7 +168,7 @@ fn reindexing_reads_only_what_changed() {
         .unwrap();
     drop(touched);
     std::fs::copy(path(19), path(8)).unwrap_or_else(|_| panic!("rewrite"));
-    let extra = render(&dir.path().join("extra"), 24, 99);
+    let extra = render(&dir.path().join("extra"), 24, 99, 48);
     #[cfg(unix)]
     let odd = {
         use std::os::unix::ffi::OsStrExt;
@@ -304,7 +286,7 @@ fn a_killed_run_leaves_a_sound_index_that_the_next_run_completes() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     let n = 1500;
-    render(&photos, n, 3);
+    render(&photos, n, 3, 48);
     let db = dir.path().join("index.sqlite3");
     // one image per batch and commit, one decoding thread: a slow run to kill in the middle
     let mut child = clip_bin()
@@ -358,7 +340,7 @@ fn a_killed_run_leaves_a_sound_index_that_the_next_run_completes() {
 fn bad_input_is_refused_with_a_named_error() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
-    render(&photos, 3, 1);
+    render(&photos, 3, 1, 48);
     let db = dir.path().join("index.sqlite3");
     let missing = dir.path().join("nope");
     let err = fails(&["index", s(&missing), "--db", s(&db)]);
@@ -434,7 +416,7 @@ fn bad_input_is_refused_with_a_named_error() {
 fn the_approximate_index_follows_the_collection_and_finds_what_exact_search_finds() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
-    let scenes = render(&photos, 300, 41);
+    let scenes = render(&photos, 300, 41, 48);
     let (ann_db, exact_db) = (
         dir.path().join("ann.sqlite3"),
         dir.path().join("exact.sqlite3"),
@@ -474,7 +456,7 @@ fn the_approximate_index_follows_the_collection_and_finds_what_exact_search_find
     for (file, ..) in &scenes[..10] {
         std::fs::remove_file(file).unwrap();
     }
-    render(&photos.join("new"), 5, 1234);
+    render(&photos.join("new"), 5, 1234, 48);
     let next = report(&ok(&["index", s(&photos), "--db", s(&ann_db), "--json"]));
     assert_eq!(
         (

@@ -7,12 +7,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use clip::data::fashion::{FashionMnist, SceneSampler, CLASSES, COLOURS};
+#[path = "support/scenes.rs"]
+mod scenes;
+
+use clip::data::fashion::{CLASSES, COLOURS};
+use scenes::render;
 use serde_json::{json, Value};
 
 fn clip_bin() -> Command {
@@ -21,31 +25,6 @@ fn clip_bin() -> Command {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Scenes of the committed Fashion-MNIST test subset as PNGs, with (class, colour).
-fn render(dir: &Path, n: usize, seed: u64, canvas: u32) -> Vec<(PathBuf, usize, usize)> {
-    let subset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fashion-mnist");
-    let sampler = SceneSampler {
-        items: FashionMnist::load(subset, false).unwrap(),
-        seed,
-        canvas,
-        exclude_held_out: false,
-        plain_captions: 0.0,
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    (0..n)
-        .map(|i| {
-            let scene = sampler.sample(i as u64);
-            let name = format!(
-                "{:03}_{}_{}.png",
-                i, COLOURS[scene.colour].0, CLASSES[scene.class]
-            );
-            let path = dir.join(name.replace(' ', "_"));
-            scene.image.save(&path).unwrap();
-            (path, scene.class, scene.colour)
-        })
-        .collect()
 }
 
 /// A running `clip serve`, stopped when dropped.
