@@ -132,9 +132,10 @@ fn text_queries_find_the_scenes_they_name() {
         mean(&class_scores),
         mean(&colour_scores)
     );
-    assert!(mean(&both) >= 0.65, "{pair_scores:?}");
+    // measured with the bundled model: pairs 0.867, classes (colour-free queries) 0.780, colours 1
+    assert!(mean(&both) >= 0.75, "{pair_scores:?}");
     assert!(pair_scores.iter().all(|p| p.2 >= 0.9), "{pair_scores:?}");
-    assert!(mean(&class_scores) >= 0.6, "{class_scores:?}");
+    assert!(mean(&class_scores) >= 0.7, "{class_scores:?}");
     assert!(colour_scores.iter().all(|&p| p >= 0.9), "{colour_scores:?}");
 }
 

@@ -187,7 +187,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // each ef: the graph's own top 10, and the top 10 of its best 21 re-scored exactly (what
     // `clip search` does with the stored f32 vectors)
     let mut sweeps = Vec::new();
-    for ef in [64, 128, 256, 512] {
+    for ef in [64, 128, 256, 512, 1024] {
         ann.set_expansion_search(ef);
         let (mut ms, mut raw, mut reranked) = (Vec::new(), 0, 0);
         for (q, truth) in queries.iter().zip(&truth) {

@@ -138,8 +138,14 @@ impl DataConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// The architecture to train from scratch.
+    /// The architecture: trained from scratch, or the architecture of the [`init`](Self::init) weights.
     pub model: ClipConfig,
+    /// Start from these weights instead of a random initialisation (fine-tuning): a model directory or
+    /// weights file as [`clip::Pretrained::load`] takes them (this library's, open_clip's, Hugging
+    /// Face's or OpenAI's layout). Its architecture must be `model`. Resuming ignores it: the
+    /// checkpoint holds the weights. Relative paths are relative to the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// The training data.
     pub data: DataConfig,
     /// Directory of the run: `checkpoints/step-NNNNNNN/` and, at the end, the model in `model/`.

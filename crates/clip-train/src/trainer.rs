@@ -96,6 +96,27 @@ pub fn latest_checkpoint(config: &TrainConfig) -> Option<PathBuf> {
     found.pop().map(|(_, p)| p)
 }
 
+/// The weights a fine-tuning run starts from ([`TrainConfig::init`]), checked against the config's
+/// architecture. A mismatch is a [`TrainError::Architecture`] that prints the file's architecture as
+/// the `[model]` table to put in the config.
+fn initial_weights<B: AutodiffBackend>(
+    path: &Path,
+    model: &clip::ClipConfig,
+    device: &B::Device,
+) -> Result<clip::Clip<B>, TrainError> {
+    let pretrained = clip::Pretrained::<B>::load(path, device)?;
+    if &pretrained.config != model {
+        let table = toml::to_string(&pretrained.config)
+            .unwrap_or_else(|e| format!("(cannot be shown as TOML: {e})"));
+        return Err(TrainError::Architecture(format!(
+            "init {} is another architecture than the config's [model]; its own, as [model]:\n{table}",
+            path.display()
+        )));
+    }
+    eprintln!("fine-tuning from {}", path.display());
+    Ok(pretrained.model)
+}
+
 /// Trains as `config` says, resuming from `resume` (a checkpoint directory) when given, on `device`
 /// of the autodiff backend `B`.
 ///
@@ -119,8 +140,12 @@ pub fn train<B: AutodiffBackend>(
     // the same seed gives the same initial weights (and so the same run); the backend's RNG is
     // process-wide, so two runs in one process must not initialise concurrently
     B::seed(device, config.seed);
+    let fine_tune = config.init.as_deref().filter(|_| resume.is_none());
     let mut model = TrainModel {
-        clip: config.model.init::<B>(device)?,
+        clip: match fine_tune {
+            Some(path) => initial_weights::<B>(path, &config.model, device)?,
+            None => config.model.init::<B>(device)?,
+        },
         logit_bias: matches!(config.loss, LossConfig::Siglip).then(|| {
             Param::from_tensor(Tensor::from_floats([SIGLIP_LOGIT_BIAS_INIT as f32], device))
         }),
@@ -130,7 +155,8 @@ pub fn train<B: AutodiffBackend>(
     }
     let threads = crate::replicas::thread_count(&model, config.threads, config.batch_size);
     eprintln!("training on {threads} thread(s) per micro-batch");
-    if matches!(config.loss, LossConfig::Siglip) {
+    // SigLIP starts from its own temperature; a fine-tuned model keeps the one it learned
+    if matches!(config.loss, LossConfig::Siglip) && fine_tune.is_none() {
         model.clip.logit_scale =
             clip_heads::LogitScale::new(clip_loss::SIGLIP_LOGIT_SCALE_INIT, device);
     }

@@ -78,6 +78,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
         patch_dropout: 0.0,
         threads: 2,
         half_precision_model: false,
+        init: None,
     }
 }
 
@@ -101,6 +102,79 @@ fn a_short_run_learns_and_transfers_to_held_out_pairs() {
     // the final model is a directory `clip` loads
     let model = report.final_dir.unwrap();
     clip::Pretrained::<Flex>::load(&model, &Default::default()).unwrap();
+}
+
+/// Text embeddings of a fixed prompt set from a saved model, flattened.
+fn text_embeddings(model: &std::path::Path) -> Vec<f32> {
+    let device = Default::default();
+    let loaded = clip::Pretrained::<Flex>::load(model, &device).unwrap();
+    let texts = ["a red bag", "a small white sneaker in the top left", "coat"];
+    loaded
+        .embed_texts(&texts, &device)
+        .unwrap()
+        .into_data()
+        .to_vec()
+        .unwrap()
+}
+
+fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn fine_tuning_starts_from_the_init_weights() {
+    let _turn = serial();
+    let device = Default::default();
+    let base_dir = tempfile::tempdir().unwrap();
+    let base = train::<AD>(&tiny(base_dir.path(), 5), None, &device).unwrap();
+    let base_model = base.final_dir.unwrap();
+    let base_embeddings = text_embeddings(&base_model);
+
+    // one step at a negligible learning rate keeps whatever the run started from
+    let still = |dir: &std::path::Path, init: Option<&std::path::Path>| TrainConfig {
+        lr: 1e-12,
+        init: init.map(|p| p.to_path_buf()),
+        ..tiny(dir, 1)
+    };
+    let from_init = tempfile::tempdir().unwrap();
+    let kept = train::<AD>(&still(from_init.path(), Some(&base_model)), None, &device).unwrap();
+    let from_scratch = tempfile::tempdir().unwrap();
+    let fresh = train::<AD>(&still(from_scratch.path(), None), None, &device).unwrap();
+    let kept_diff =
+        max_abs_difference(&text_embeddings(&kept.final_dir.unwrap()), &base_embeddings);
+    let fresh_diff = max_abs_difference(
+        &text_embeddings(&fresh.final_dir.unwrap()),
+        &base_embeddings,
+    );
+    println!("max |Δ| from the init model: fine-tuned {kept_diff:e}, from scratch {fresh_diff:e}");
+    assert!(kept_diff < 1e-5, "{kept_diff}");
+    assert!(fresh_diff > 1e-2, "{fresh_diff}");
+
+    // at a real learning rate the loaded weights train: their gradients flow
+    let moving = tempfile::tempdir().unwrap();
+    let config = TrainConfig {
+        init: Some(base_model.clone()),
+        ..tiny(moving.path(), 3)
+    };
+    let moved = train::<AD>(&config, None, &device).unwrap();
+    let moved_diff = max_abs_difference(
+        &text_embeddings(&moved.final_dir.unwrap()),
+        &base_embeddings,
+    );
+    assert!(moved_diff > 1e-3, "{moved_diff}");
+
+    // another architecture is refused, and the message shows the file's own
+    let mut other = config.clone();
+    other.model.embed_dim = 16;
+    let err = train::<AD>(&other, None, &device).unwrap_err().to_string();
+    assert!(
+        err.contains("another architecture") && err.contains("embed_dim = 32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -406,22 +480,27 @@ fn patch_dropout_acts_only_while_training() {
 }
 
 #[test]
-fn the_shipped_configs_parse_and_differ_only_in_plain_captions() {
+fn the_shipped_fine_tuning_config_starts_from_the_base_run() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
-    let bundled = TrainConfig::from_file(&dir.join("fashion-scenes.toml")).unwrap();
-    let mut plain = TrainConfig::from_file(&dir.join("fashion-scenes-plain.toml")).unwrap();
-    match (&bundled.data, &mut plain.data) {
+    let base = TrainConfig::from_file(&dir.join("fashion-scenes.toml")).unwrap();
+    let plain = TrainConfig::from_file(&dir.join("fashion-scenes-plain.toml")).unwrap();
+    assert_eq!(base.init, None);
+    // the second stage fine-tunes the first one's final model, with the same architecture and loss
+    assert_eq!(plain.init, Some(base.output.join("model")));
+    assert_ne!(plain.output, base.output);
+    assert_eq!((&plain.model, &plain.loss), (&base.model, &base.loss));
+    match (&base.data, &plain.data) {
         (
             DataConfig::FashionScenes {
+                dir: a,
                 plain_captions: 0.0,
-                ..
             },
-            DataConfig::FashionScenes { plain_captions, .. },
-        ) => {
-            assert_eq!(*plain_captions, 0.25);
-            *plain_captions = 0.0;
-        }
+            DataConfig::FashionScenes {
+                dir: b,
+                plain_captions,
+            },
+        ) => assert_eq!((a, *plain_captions), (b, 0.25)),
         other => panic!("{other:?}"),
     }
-    assert_eq!(bundled, plain);
+    assert!(plain.steps < base.steps / 5 && plain.lr < base.lr);
 }
