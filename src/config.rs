@@ -172,6 +172,9 @@ impl ClipConfig {
             .with_vocab_size(self.text.vocab_size)
             .with_mlp_ratio(self.text.mlp_ratio)
             .with_activation(self.text.activation)
+            // CLIP's BPE puts the start and end tokens last (49406, 49407 of 49408): a model with
+            // another vocabulary size pools at its own last id, as OpenAI's argmax(ids) would
+            .with_end_of_text(self.text.vocab_size as i64 - 1)
     }
 
     pub(crate) fn image_tower(&self) -> ImageTower {

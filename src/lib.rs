@@ -58,6 +58,7 @@ pub mod error;
 pub mod model;
 pub mod precision;
 pub mod pretrained;
+pub mod torchscript;
 pub mod weights;
 
 pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};

@@ -63,13 +63,20 @@ impl StateDict {
             source,
         };
         let mut file = std::fs::File::open(path).map_err(io)?;
-        let tensors = match safetensors_header(&mut file).map_err(io)? {
-            Some(header) => read_safetensors(path, &mut file, &header)?,
-            None => {
-                drop(file);
-                read_pytorch(path)?
-            }
-        };
+        let tensors =
+            match safetensors_header(&mut file).map_err(io)? {
+                Some(header) => read_safetensors(path, &mut file, &header)?,
+                None => {
+                    drop(file);
+                    if crate::torchscript::is_torchscript(path) {
+                        without_derived(crate::torchscript::read_state_dict(path).map_err(|e| {
+                            weights_error(path, format!("TorchScript archive: {e}"))
+                        })?)
+                    } else {
+                        read_pytorch(path)?
+                    }
+                }
+            };
         if tensors.is_empty() {
             return Err(weights_error(path, "the file holds no tensors"));
         }
@@ -192,7 +199,7 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorData>, ClipError> 
     let reader = PytorchReader::new(path).map_err(|e| {
         weights_error(
             path,
-            format!("not a safetensors file, and not a PyTorch checkpoint burn can read ({e}); TorchScript archives must be converted to a state dict first"),
+            format!("not a safetensors file, a PyTorch checkpoint or a TorchScript archive ({e})"),
         )
     })?;
     reader
@@ -205,6 +212,22 @@ fn read_pytorch(path: &Path) -> Result<BTreeMap<String, TensorData>, ClipError> 
                 .map_err(|e| weights_error(path, format!("tensor {name}: {e:?}")))
         })
         .collect()
+}
+
+/// A scripted model's state dict less what the model derives rather than learns: the causal
+/// `attn_mask` (open_clip's non-persistent buffer, persistent once traced) and the
+/// `input_resolution`, `context_length` and `vocab_size` that OpenAI's files carry as tensors (the
+/// architecture is read from the weights' shapes, which say the same).
+fn without_derived(mut tensors: BTreeMap<String, TensorData>) -> BTreeMap<String, TensorData> {
+    tensors.retain(|key, _| {
+        !(key == "attn_mask"
+            || key.ends_with(".attn_mask")
+            || matches!(
+                key.as_str(),
+                "input_resolution" | "context_length" | "vocab_size"
+            ))
+    });
+    tensors
 }
 
 /// `{"state_dict": {...}}` checkpoints come out flattened as `state_dict.…`; DDP adds `module.`.
