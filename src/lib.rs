@@ -58,6 +58,7 @@ pub mod error;
 pub mod model;
 pub mod precision;
 pub mod pretrained;
+mod resolution;
 pub mod torchscript;
 pub mod weights;
 

@@ -515,7 +515,22 @@ impl<B: Backend> Pretrained<B> {
         texts: &[S],
         device: &B::Device,
     ) -> Result<Tensor<B, 2, Int>, ClipError> {
+        self.check_vocabulary()?;
         Ok(self.tokenizer.tokenize_batch(texts, device)?)
+    }
+
+    /// CLIP's tokenizer emits ids up to 49407: a model with a smaller token table (a custom
+    /// vocabulary) cannot embed its output, and would read past its table.
+    fn check_vocabulary(&self) -> Result<(), ClipError> {
+        let table = self.config.text.vocab_size;
+        if table < clip_tokenizer::VOCAB_SIZE {
+            return Err(ClipError::Input(format!(
+                "this model's token table has {table} rows, CLIP's tokenizer needs {}: it was \
+                 trained with another vocabulary; pass token ids to `model.encode_text` instead",
+                clip_tokenizer::VOCAB_SIZE
+            )));
+        }
+        Ok(())
     }
 
     /// Raw text embeddings `[n, embed_dim]`, in f32 whatever precision the model runs in.
@@ -528,6 +543,7 @@ impl<B: Backend> Pretrained<B> {
         texts: &[S],
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, ClipError> {
+        self.check_vocabulary()?;
         let ids = tokenize_trimmed(&self.tokenizer, texts, device)?;
         Ok(as_f32(self.model.encode_text_threaded(ids, self.threads)))
     }

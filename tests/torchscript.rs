@@ -91,6 +91,12 @@ fn a_scripted_model_loads_and_gives_open_clips_embeddings() {
     let t = relative_error(&values(text), &want_text);
     println!("vit_openai.pt: image embeds relative error {e:.2e}, text {t:.2e}");
     assert!(e < 1e-5 && t < 1e-5, "{e} {t}");
+    // its 512-token table cannot take CLIP's tokenizer output: an error, not an out-of-bounds read
+    let err = clip
+        .embed_texts(&["a cat"], &device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("512") && err.contains("49408"), "{err}");
 }
 
 /// A copy of the fixture archive with one entry replaced.

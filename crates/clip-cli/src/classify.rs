@@ -50,7 +50,7 @@ pub fn run<B: Backend>(
     images: &[PathBuf],
     o: &Options,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = crate::load_model::<B>(model, device)?;
     let scale = match o.scale.as_str() {
         "model" => f64::from(clip.model.logit_scale.scale().into_scalar().elem::<f32>()),
         s => s

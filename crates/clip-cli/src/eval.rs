@@ -8,7 +8,6 @@ use clip::zeroshot::{
     argmax, confusion_matrix, mean_per_class_recall, retrieval_recall, top_k_accuracy, Templates,
     DEFAULT_SCALE,
 };
-use clip::Pretrained;
 use serde_json::json;
 
 use crate::{embed_images, embed_texts, progress, CliError};
@@ -71,7 +70,7 @@ pub fn zeroshot<B: Backend>(
             data.display()
         )));
     }
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = crate::load_model::<B>(model, device)?;
     let bar = progress(labels.len(), "classes");
     let classifier =
         clip.zero_shot_classifier(&labels, templates, device, |n| bar.inc(n as u64))?;
@@ -142,7 +141,7 @@ pub fn retrieval<B: Backend>(
             data.display()
         )));
     }
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = crate::load_model::<B>(model, device)?;
     let image_embeds = embed_images(&clip, &images, batch, device)?;
     let text_embeds = embed_texts(&clip, &captions, batch, device)?;
     let similarity =

@@ -51,6 +51,13 @@ struct Cli {
     /// compute in it: flex, cuda; f16 on GPUs with 16-bit shader floats). Embeddings are written as f32.
     #[arg(long, global = true, default_value = "f32")]
     dtype: clip::Precision,
+    /// Run a ViT at this input size (a multiple of its patch size): its position grid is resized as
+    /// open_clip's resize_pos_embed does, and images are cropped to the new size.
+    #[arg(long, global = true)]
+    image_size: Option<usize>,
+    /// Read at most this many tokens per text (at most the model's own context length).
+    #[arg(long, global = true)]
+    context_length: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -243,8 +250,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--image-size` and `--context-length`, applied to every model a command loads.
+static MODEL_SIZE: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
+
+/// The model at `path` (the bundled one when `None`), at the `--image-size` and `--context-length`
+/// asked for.
+pub(crate) fn load_model<B: Backend>(
+    path: Option<&Path>,
+    device: &B::Device,
+) -> Result<Pretrained<B>, ClipError> {
+    let mut clip = Pretrained::<B>::load_or_bundled(path, device)?;
+    let (image_size, context_length) = MODEL_SIZE.get().copied().unwrap_or_default();
+    if let Some(size) = image_size {
+        clip = clip.with_image_size(size)?;
+    }
+    if let Some(length) = context_length {
+        clip = clip.with_context_length(length)?;
+    }
+    Ok(clip)
+}
+
 fn run(cli: Cli) -> Result<(), CliError> {
     let choice = cli.device.unwrap_or_else(DeviceChoice::default_choice);
+    let _ = MODEL_SIZE.set((cli.image_size, cli.context_length));
     let dtype = cli.dtype;
     match cli.command {
         Command::Embed {
@@ -507,7 +535,7 @@ fn embed<B: Backend>(
     texts: &[String],
     batch_size: usize,
 ) -> Result<Value, CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = load_model::<B>(model, device)?;
     let mut out = serde_json::Map::new();
     let image_embeds = (!images.is_empty())
         .then(|| embed_images(&clip, images, batch_size, device))
@@ -598,7 +626,7 @@ fn convert<B: Backend>(
     output: &Path,
     half: bool,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = load_model::<B>(model, device)?;
     if half {
         clip.save_burn_half(output)?;
     } else {
@@ -613,7 +641,7 @@ fn fashion_scenes<B: Backend>(
     data: &Path,
     samples: usize,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = load_model::<B>(model, device)?;
     let test = clip_train::benchmark::FashionMnist::load(data, false)
         .map_err(|e| CliError::Usage(e.to_string()))?;
     let tokenizer = clip::tokenizer::ClipTokenizer::new()
@@ -637,7 +665,7 @@ fn info<B: Backend>(
     model: Option<&Path>,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = load_model::<B>(model, device)?;
     let c = &clip.config;
     let vision = match &c.vision {
         VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(

@@ -124,7 +124,7 @@ pub fn index<B: Backend>(device: &B::Device, args: &IndexArgs) -> Result<(), Cli
     let path = db_path(&args.db);
     // Open (and check) the index before loading the model: a foreign file fails fast.
     let mut index = Index::open_or_create(&path)?;
-    let clip = Pretrained::<B>::load_or_bundled(args.model.as_deref(), device)?;
+    let clip = crate::load_model::<B>(args.model.as_deref(), device)?;
     let model = model_info(&clip, &model_name(args.model.as_deref()), device)?;
     let options = IndexOptions {
         scan: ScanOptions {
@@ -270,7 +270,7 @@ fn search_model<B: Backend>(
         ))
     })?;
     if recorded.name == BUNDLED {
-        return Ok((Pretrained::load_or_bundled(None, device)?, recorded.name));
+        return Ok((crate::load_model(None, device)?, recorded.name));
     }
     let path = PathBuf::from(&recorded.name);
     if !path.exists() {

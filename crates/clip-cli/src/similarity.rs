@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use clip::heads::l2_normalize;
-use clip::Pretrained;
 
 use crate::CliError;
 use clip::zeroshot::to_rows;
@@ -16,7 +15,7 @@ pub fn run<B: Backend>(
     texts: &[String],
     plot: Option<&Path>,
 ) -> Result<(), CliError> {
-    let clip = Pretrained::<B>::load_or_bundled(model, device)?;
+    let clip = crate::load_model::<B>(model, device)?;
     let decoded = images
         .iter()
         .map(clip::data::load_rgb)

@@ -174,6 +174,61 @@ fn info_describes_the_model() {
 }
 
 #[test]
+fn other_sizes_and_openai_torchscript_files() {
+    // a ViT at another resolution and a shorter context, on every command that loads a model
+    let vit = fixture("vit_tiny");
+    let (ok, stdout, stderr) = run(&[
+        "info",
+        "--model",
+        vit.to_str().unwrap(),
+        "--image-size",
+        "96",
+        "--context-length",
+        "32",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["config"]["vision"]["image_size"], 96);
+    assert_eq!(json["config"]["text"]["context_length"], 32);
+    let chelsea = fixture("images/chelsea.jpg");
+    let (ok, stdout, stderr) = run(&[
+        "embed",
+        "--model",
+        vit.to_str().unwrap(),
+        "--image-size",
+        "96",
+        "--image",
+        chelsea.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("image_embeds"));
+    let (ok, _, stderr) = run(&[
+        "info",
+        "--model",
+        vit.to_str().unwrap(),
+        "--image-size",
+        "50",
+    ]);
+    assert!(!ok && stderr.contains("patch size 16"), "{stderr}");
+
+    // OpenAI's TorchScript format
+    let pt = fixture("torchscript/vit_openai.pt");
+    let (ok, stdout, stderr) = run(&["info", "--model", pt.to_str().unwrap(), "--json"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["config"]["vision"]["image_size"], 32);
+    let (ok, stdout, stderr) = run(&[
+        "embed",
+        "--model",
+        pt.to_str().unwrap(),
+        "--image",
+        chelsea.to_str().unwrap(),
+    ]);
+    assert!(ok && stdout.contains("image_embeds"), "{stderr}");
+}
+
+#[test]
 fn bad_inputs_fail_with_a_named_error() {
     let model = fixture("vit_tiny");
     let m = model.to_str().unwrap();

@@ -56,6 +56,8 @@ pub mod prefetch;
 pub mod preprocess;
 mod resample;
 
+pub use resample::resize_planes_bicubic;
+
 pub use augment::AugmentConfig;
 pub use image_io::{decode_rgb, load_rgb, probe_image, ImageError};
 pub use preprocess::{

@@ -50,48 +50,97 @@ struct Coefficients {
     ksize: usize,
 }
 
-fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients {
+/// For each output index: the first input index and the normalized f64 weights of the inputs it
+/// reads (Pillow's `precompute_coeffs`, and PyTorch's antialiased interpolation, which follows it).
+fn float_coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<(usize, Vec<f64>)> {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
-    let ksize = support.ceil() as usize * 2 + 1;
+    let ss = 1.0 / filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            // C's (int) truncates toward zero; both values are ≥ −0.5 + 0.5 here or clamped below
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let mut k: Vec<f64> = (0..xmax.saturating_sub(xmin))
+                .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
+                .collect();
+            let total: f64 = k.iter().sum();
+            if total != 0.0 {
+                k.iter_mut().for_each(|w| *w /= total);
+            }
+            (xmin, k)
+        })
+        .collect()
+}
+
+fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients {
+    let scale = in_size as f64 / out_size as f64;
+    let ksize = (filter.support() * scale.max(1.0)).ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut weights = vec![0i32; out_size * ksize];
-    let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
-        let center = (xx as f64 + 0.5) * scale;
-        let ss = 1.0 / filterscale;
-        // C's (int) truncates toward zero; both values are ≥ −0.5 + 0.5 here or clamped below
-        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let count = xmax.saturating_sub(xmin);
-        let mut total = 0.0;
-        for (x, w) in k.iter_mut().enumerate().take(count) {
-            *w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
-            total += *w;
-        }
-        for x in 0..ksize {
-            let w = if x < count && total != 0.0 {
-                k[x] / total
-            } else if x < count {
-                k[x]
-            } else {
-                0.0
-            };
+    for (xx, (xmin, k)) in float_coefficients(in_size, out_size, filter)
+        .into_iter()
+        .enumerate()
+    {
+        for (x, w) in k.iter().enumerate() {
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 {
+            weights[xx * ksize + x] = if *w < 0.0 {
                 (fixed - 0.5) as i32
             } else {
                 (fixed + 0.5) as i32
             };
         }
-        bounds.push((xmin, count));
+        bounds.push((xmin, k.len()));
     }
     Coefficients {
         bounds,
         weights,
         ksize,
     }
+}
+
+/// Resizes `planes` stacked planes of `from = (height, width)` f32 values (`[planes, height, width]`,
+/// row-major) to `to = (height, width)` with Keys' cubic (a = −0.5), the support widened when
+/// shrinking: PyTorch's `F.interpolate(x, size, mode="bicubic", antialias=True, align_corners=False)`
+/// on a float tensor, computed in f64 (PyTorch accumulates in f32: they agree to f32 rounding). This is
+/// how open_clip's `resize_pos_embed` resizes a ViT's position grid.
+pub fn resize_planes_bicubic(
+    values: &[f32],
+    planes: usize,
+    from: (usize, usize),
+    to: (usize, usize),
+) -> Vec<f32> {
+    let ((in_h, in_w), (out_h, out_w)) = (from, to);
+    let horiz = float_coefficients(in_w, out_w, Filter::Bicubic);
+    let vert = float_coefficients(in_h, out_h, Filter::Bicubic);
+    let mut out = Vec::with_capacity(planes * out_h * out_w);
+    let mut rows = vec![0f64; in_h * out_w];
+    for plane in values.chunks_exact(in_h * in_w).take(planes) {
+        // along the width, then the height
+        for y in 0..in_h {
+            let line = &plane[y * in_w..(y + 1) * in_w];
+            for (xx, (xmin, k)) in horiz.iter().enumerate() {
+                rows[y * out_w + xx] = k
+                    .iter()
+                    .enumerate()
+                    .map(|(x, w)| line[xmin + x] as f64 * w)
+                    .sum();
+            }
+        }
+        for (ymin, k) in &vert {
+            for xx in 0..out_w {
+                let v: f64 = k
+                    .iter()
+                    .enumerate()
+                    .map(|(y, w)| rows[(ymin + y) * out_w + xx] * w)
+                    .sum();
+                out.push(v as f32);
+            }
+        }
+    }
+    out
 }
 
 fn clip8(v: i64) -> u8 {
