@@ -455,6 +455,21 @@ impl ClipConfig {
         let top = cfg
             .as_object()
             .ok_or_else(|| ClipError::Config("the model config is not a JSON object".into()))?;
+        // towers from other libraries first: their many options would otherwise be reported one by one
+        for (section, key, what) in [
+            ("vision_cfg", "timm_model_name", "a timm image tower"),
+            ("text_cfg", "hf_model_name", "a Hugging Face text tower"),
+        ] {
+            if let Some(name) = top
+                .get(section)
+                .and_then(|c| c.get(key))
+                .filter(|n| !n.is_null())
+            {
+                return Err(ClipError::Config(format!(
+                    "{section}.{key} {name}: {what}, which this library does not implement yet"
+                )));
+            }
+        }
         check_keys(
             top,
             "model_cfg",

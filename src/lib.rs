@@ -56,6 +56,7 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod named;
 pub mod precision;
 pub mod pretrained;
 mod resolution;
@@ -65,6 +66,7 @@ pub mod weights;
 pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};
 pub use error::ClipError;
 pub use model::{Clip, ImageEncoder};
+pub use named::{open_clip_config, open_clip_config_names};
 pub use precision::{set_precision, Precision};
 pub use pretrained::{
     default_threads, encode_texts, tokenize_trimmed, trimmed_ids, ConfigSource, Pretrained,

@@ -47,6 +47,8 @@ pub enum ConfigSource {
     Inferred,
     /// The model compiled into the library.
     Bundled,
+    /// A bundled open_clip config, by name ([`Pretrained::load_named`]).
+    Named(String),
 }
 
 /// A model ready to embed: weights, architecture, preprocessing and tokenizer.
@@ -331,6 +333,29 @@ impl<B: Backend> Pretrained<B> {
             }
             (config, preprocess, ConfigSource::Inferred)
         };
+        Self::from_state_dict(state_dict, config, preprocess, config_source, device)
+    }
+
+    /// The model of `config` with the weights in `path` (any file [`StateDict::read`] takes).
+    pub(crate) fn from_state_dict_file(
+        path: &Path,
+        config: ClipConfig,
+        preprocess: PreprocessConfig,
+        config_source: ConfigSource,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let state_dict = StateDict::read(path)?;
+        Self::from_state_dict(state_dict, config, preprocess, config_source, device)
+    }
+
+    fn from_state_dict(
+        state_dict: StateDict,
+        config: ClipConfig,
+        preprocess: PreprocessConfig,
+        config_source: ConfigSource,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let weights = state_dict.path.clone();
         let mut model = config.init::<B>(device)?;
         let layout = load_state_dict_owned(&mut model, state_dict)?;
         let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;

@@ -117,3 +117,134 @@ fn hf_default_config_is_vit_b_32() {
         .to_string()
         .contains("vision_config.hidden_act"));
 }
+
+/// The open_clip 3.3.0 configs with only the standard towers' plain options (computed from its
+/// `model_configs/` in Python: no timm or Hugging Face tower, no CoCa, and no vision or text option
+/// beyond sizes, `head_width`, `mlp_ratio` and `quick_gelu`).
+const PLAIN_OPEN_CLIP_CONFIGS: [&str; 41] = [
+    "RN101-quickgelu",
+    "RN101",
+    "RN50-quickgelu",
+    "RN50",
+    "RN50x16-quickgelu",
+    "RN50x16",
+    "RN50x4-quickgelu",
+    "RN50x4",
+    "RN50x64-quickgelu",
+    "RN50x64",
+    "ViT-B-16-plus-240",
+    "ViT-B-16-plus",
+    "ViT-B-16-quickgelu",
+    "ViT-B-16",
+    "ViT-B-32-256",
+    "ViT-B-32-plus-256",
+    "ViT-B-32-quickgelu",
+    "ViT-B-32",
+    "ViT-H-14-378-quickgelu",
+    "ViT-H-14-378",
+    "ViT-H-14-quickgelu",
+    "ViT-H-14",
+    "ViT-H-16",
+    "ViT-L-14-280",
+    "ViT-L-14-336-quickgelu",
+    "ViT-L-14-336",
+    "ViT-L-14-quickgelu",
+    "ViT-L-14",
+    "ViT-L-16-320",
+    "ViT-L-16",
+    "ViT-M-16",
+    "ViT-M-32-alt",
+    "ViT-M-32",
+    "ViT-S-16-alt",
+    "ViT-S-16",
+    "ViT-S-32-alt",
+    "ViT-S-32",
+    "ViT-bigG-14-quickgelu",
+    "ViT-bigG-14",
+    "ViT-e-14",
+    "ViT-g-14",
+];
+
+#[test]
+fn bundled_open_clip_configs_load_by_name_or_are_refused_naming_the_option() {
+    let names = clip::open_clip_config_names();
+    assert_eq!(names.len(), 144);
+    let mut loaded = Vec::new();
+    for name in names {
+        match ClipConfig::named(name) {
+            Ok(_) => loaded.push(name),
+            Err(e) => {
+                let e = e.to_string();
+                // the refusal names the config and an option it uses
+                assert!(e.contains(name), "{e}");
+                assert!(
+                    [
+                        "timm_model_name",
+                        "hf_model_name",
+                        "hf_tokenizer_name",
+                        "ls_init_value",
+                        "no_ln_pre",
+                        "pool_type",
+                        "multimodal_cfg",
+                        "no_causal_mask",
+                        "eos_id",
+                        "final_ln_after_pool",
+                        "tokenizer_kwargs",
+                        "custom_text",
+                        "init_logit_bias",
+                        "attentional_pool",
+                        "proj_type",
+                        "act_kwargs",
+                        "norm_kwargs",
+                    ]
+                    .iter()
+                    .any(|o| e.contains(o)),
+                    "{e}"
+                );
+            }
+        }
+    }
+    let mut plain = PLAIN_OPEN_CLIP_CONFIGS.to_vec();
+    plain.sort_unstable();
+    assert_eq!(loaded, plain);
+    // the non-default shapes come through: 80-wide heads, 240 px, a 4.9231 MLP
+    let ViT { heads, .. } = vit(ClipConfig::named("ViT-H-14").unwrap()) else {
+        unreachable!()
+    };
+    assert_eq!(heads, 16);
+    let c = ClipConfig::named("ViT-B-16-plus-240").unwrap();
+    assert_eq!((c.image_size(), c.embed_dim), (240, 640));
+    let err = ClipConfig::named("ViT-B-32x").unwrap_err().to_string();
+    assert!(err.contains("ViT-B-32"), "{err}");
+}
+
+use VisionConfig::Vit as ViT;
+
+fn vit(c: ClipConfig) -> VisionConfig {
+    c.vision
+}
+
+#[test]
+fn load_named_reads_weights_into_the_named_architecture() {
+    let device = Default::default();
+    type B = burn::backend::Flex;
+    let config = fixture("vit_tiny/open_clip_config.json");
+    let weights = fixture("vit_tiny/open_clip_model.safetensors");
+    let clip =
+        clip::Pretrained::<B>::load_named(config.to_str().unwrap(), &weights, &device).unwrap();
+    let reference = Reference::open("reference/vit_tiny.safetensors");
+    let image = clip
+        .model
+        .encode_image(reference.tensor4::<B>("pixel_values", &device));
+    let (want, _) = reference.f32("image_embeds");
+    let e = relative_error(&values(image), &want);
+    assert!(e < 1e-5, "{e}");
+    // weights of another architecture are refused, naming a tensor
+    let err = clip::Pretrained::<B>::load_named("RN50", &weights, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("open_clip_model.safetensors") && err.contains("has shape"),
+        "{err}"
+    );
+}

@@ -58,6 +58,10 @@ struct Cli {
     /// Read at most this many tokens per text (at most the model's own context length).
     #[arg(long, global = true)]
     context_length: Option<usize>,
+    /// Weights file for `--model NAME|CONFIG`: a bundled open_clip config name (`ViT-B-16-plus-240`) or
+    /// an open_clip config file, as open_clip's create_model_and_transforms(name, pretrained=FILE).
+    #[arg(long, global = true)]
+    weights: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,8 +188,13 @@ enum Command {
     /// Describe a model: architecture, parameters, weight layout, preprocessing.
     Info {
         /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         model: Option<PathBuf>,
+        /// Describe an architecture without weights: an open_clip config name (`clip info --config
+        /// list` lists them), an open_clip model config JSON, an open_clip_config.json or a
+        /// transformers config.json. Exits non-zero, naming the option, for one this library cannot run.
+        #[arg(long)]
+        config: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -253,13 +262,27 @@ fn main() -> ExitCode {
 /// `--image-size` and `--context-length`, applied to every model a command loads.
 static MODEL_SIZE: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sync::OnceLock::new();
 
+/// `--weights`: `--model` then names the architecture, not a checkpoint.
+static WEIGHTS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 /// The model at `path` (the bundled one when `None`), at the `--image-size` and `--context-length`
 /// asked for.
 pub(crate) fn load_model<B: Backend>(
     path: Option<&Path>,
     device: &B::Device,
 ) -> Result<Pretrained<B>, ClipError> {
-    let mut clip = Pretrained::<B>::load_or_bundled(path, device)?;
+    let mut clip =
+        match (WEIGHTS.get().and_then(Option::as_ref), path) {
+            (Some(weights), Some(config)) => {
+                Pretrained::<B>::load_named(&config.to_string_lossy(), weights, device)?
+            }
+            (Some(_), None) => return Err(ClipError::Input(
+                "--weights needs --model NAME (a bundled open_clip config) or an open_clip config \
+                 file for its architecture"
+                    .into(),
+            )),
+            (None, path) => Pretrained::<B>::load_or_bundled(path, device)?,
+        };
     let (image_size, context_length) = MODEL_SIZE.get().copied().unwrap_or_default();
     if let Some(size) = image_size {
         clip = clip.with_image_size(size)?;
@@ -273,6 +296,7 @@ pub(crate) fn load_model<B: Backend>(
 fn run(cli: Cli) -> Result<(), CliError> {
     let choice = cli.device.unwrap_or_else(DeviceChoice::default_choice);
     let _ = MODEL_SIZE.set((cli.image_size, cli.context_length));
+    let _ = WEIGHTS.set(cli.weights.clone());
     let dtype = cli.dtype;
     match cli.command {
         Command::Embed {
@@ -314,7 +338,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             jsonl,
             texts,
         } => tokenize(context_length, jsonl, texts),
-        Command::Info { model, json } => dispatch!(choice, dtype, info(model.as_deref(), json)),
+        Command::Info {
+            config: Some(config),
+            json,
+            ..
+        } => describe_config(&config, json),
+        Command::Info { model, json, .. } => {
+            dispatch!(choice, dtype, info(model.as_deref(), json))
+        }
         Command::Convert {
             model,
             output,
@@ -660,13 +691,8 @@ fn fashion_scenes<B: Backend>(
     Ok(())
 }
 
-fn info<B: Backend>(
-    device: &B::Device,
-    model: Option<&Path>,
-    as_json: bool,
-) -> Result<(), CliError> {
-    let clip = load_model::<B>(model, device)?;
-    let c = &clip.config;
+/// One line for each tower of `c`.
+fn towers(c: &clip::ClipConfig) -> (String, String) {
     let vision = match &c.vision {
         VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
             "ViT: {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
@@ -680,6 +706,70 @@ fn info<B: Backend>(
         "Transformer: context {}, vocab {}, width {}, {} layers, {} heads, {:?}",
         t.context_length, t.vocab_size, t.width, t.layers, t.heads, t.activation
     );
+    (vision, text)
+}
+
+/// `clip info --config NAME|FILE`: the architecture a config describes, or why it cannot run.
+fn describe_config(config: &str, as_json: bool) -> Result<(), CliError> {
+    if config == "list" {
+        for name in clip::open_clip_config_names() {
+            let status = match clip::ClipConfig::named(name) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("refused: {e}"),
+            };
+            println!("{name}\t{status}");
+        }
+        return Ok(());
+    }
+    let path = Path::new(config);
+    let (parsed, source) = if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| ClipError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let json: Value = serde_json::from_str(&text).map_err(|source| ClipError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let hf = json.get("text_config").is_some() || json.get("vision_config").is_some();
+        let parsed = if hf {
+            clip::ClipConfig::from_hf_json(&json)
+        } else {
+            clip::ClipConfig::from_open_clip_json(&json)
+        }
+        .map_err(|e| CliError::Usage(format!("{config}: {e}")))?;
+        let kind = if hf {
+            "transformers config.json"
+        } else {
+            "open_clip config"
+        };
+        (parsed, format!("{kind} {config}"))
+    } else {
+        (
+            clip::ClipConfig::named(config)?,
+            format!("bundled open_clip config {config}"),
+        )
+    };
+    let (vision, text) = towers(&parsed);
+    if as_json {
+        println!("{}", json!({ "config_source": source, "config": parsed }));
+    } else {
+        println!("config from:   {source}");
+        println!("embedding dim: {}", parsed.embed_dim);
+        println!("image tower:   {vision}");
+        println!("text tower:    {text}");
+    }
+    Ok(())
+}
+
+fn info<B: Backend>(
+    device: &B::Device,
+    model: Option<&Path>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let clip = load_model::<B>(model, device)?;
+    let c = &clip.config;
+    let (vision, text) = towers(c);
     let layout = clip.layout.map(|l| l.name()).unwrap_or("burnpack");
     let source = format!("{:?}", clip.config_source);
     let p = &clip.preprocess;

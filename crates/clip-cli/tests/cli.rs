@@ -229,6 +229,55 @@ fn other_sizes_and_openai_torchscript_files() {
 }
 
 #[test]
+fn info_describes_configs_without_weights_and_models_load_by_config_name() {
+    let (ok, stdout, stderr) = run(&["info", "--config", "ViT-B-16-plus-240", "--json"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["config"]["vision"]["image_size"], 240);
+    assert_eq!(json["config"]["embed_dim"], 640);
+    // a config this library cannot run: non-zero, naming the option
+    let (ok, _, stderr) = run(&["info", "--config", "ViT-M-16-alt"]);
+    assert!(!ok && stderr.contains("ls_init_value"), "{stderr}");
+    let (ok, _, stderr) = run(&["info", "--config", "ViT-B-16-SigLIP"]);
+    assert!(!ok && stderr.contains("timm"), "{stderr}");
+    // files: transformers' config.json, open_clip's
+    for file in ["hf_tiny/config.json", "vit_tiny/open_clip_config.json"] {
+        let (ok, stdout, stderr) = run(&["info", "--config", fixture(file).to_str().unwrap()]);
+        assert!(ok && stdout.contains("image tower"), "{file}: {stderr}");
+    }
+    let (ok, stdout, _) = run(&["info", "--config", "list"]);
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 144);
+    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 41);
+    // --model CONFIG --weights FILE, as create_model_and_transforms(name, pretrained=FILE)
+    let (ok, stdout, stderr) = run(&[
+        "embed",
+        "--model",
+        fixture("vit_tiny/open_clip_config.json").to_str().unwrap(),
+        "--weights",
+        fixture("vit_tiny/open_clip_model.safetensors")
+            .to_str()
+            .unwrap(),
+        "--text",
+        "a cat",
+    ]);
+    assert!(ok && stdout.contains("text_embeds"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "embed",
+        "--weights",
+        fixture("vit_tiny/open_clip_model.safetensors")
+            .to_str()
+            .unwrap(),
+        "--text",
+        "a cat",
+    ]);
+    assert!(
+        !ok && stderr.contains("--weights needs --model"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_inputs_fail_with_a_named_error() {
     let model = fixture("vit_tiny");
     let m = model.to_str().unwrap();

@@ -1,0 +1,118 @@
+//! open_clip's model configs by name (`ViT-B-16-plus-240`, `RN50x4`, …), bundled from the open_clip
+//! release in `configs/open_clip_configs.json` (scripts/gen_open_clip_configs.py), so that
+//! `Pretrained::load_named(name, weights)` works as `create_model_and_transforms(name, pretrained=file)`.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use burn::tensor::backend::Backend;
+use serde_json::Value;
+
+use crate::config::ClipConfig;
+use crate::error::ClipError;
+use crate::pretrained::{preprocess_from_open_clip, ConfigSource, Pretrained};
+
+static BUNDLED: &str = include_str!("../configs/open_clip_configs.json");
+
+fn bundled() -> &'static serde_json::Map<String, Value> {
+    static PARSED: OnceLock<serde_json::Map<String, Value>> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        serde_json::from_str::<Value>(BUNDLED)
+            .ok()
+            .and_then(|v| v.get("configs").and_then(Value::as_object).cloned())
+            .unwrap_or_default()
+    })
+}
+
+/// The names of every bundled open_clip config, sorted (open_clip 3.3.0 ships 144; those with timm
+/// or Hugging Face towers are refused by [`ClipConfig::named`], naming the option).
+pub fn open_clip_config_names() -> Vec<&'static str> {
+    bundled().keys().map(String::as_str).collect()
+}
+
+/// open_clip's config JSON for `name`, as its package ships it.
+pub fn open_clip_config(name: &str) -> Option<&'static Value> {
+    bundled().get(name)
+}
+
+impl ClipConfig {
+    /// The architecture of open_clip's config `name` (e.g. `"ViT-B-16-plus-240"`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Config`] for an unknown name (with the closest known ones) or a config using an
+    /// option this library does not implement (named).
+    pub fn named(name: &str) -> Result<Self, ClipError> {
+        let json = open_clip_config(name).ok_or_else(|| unknown(name))?;
+        ClipConfig::from_open_clip_json(json).map_err(|e| {
+            let reason = match e {
+                ClipError::Config(message) => message,
+                other => other.to_string(),
+            };
+            ClipError::Config(format!("open_clip config {name}: {reason}"))
+        })
+    }
+}
+
+fn unknown(name: &str) -> ClipError {
+    let lower = name.to_lowercase();
+    let close: Vec<&str> = open_clip_config_names()
+        .into_iter()
+        .filter(|n| {
+            let n = n.to_lowercase();
+            n.contains(&lower) || lower.contains(&n)
+        })
+        .take(8)
+        .collect();
+    ClipError::Config(if close.is_empty() {
+        format!(
+            "no open_clip config is named {name:?} ({} are bundled; `clip info --config NAME`)",
+            open_clip_config_names().len()
+        )
+    } else {
+        format!(
+            "no open_clip config is named {name:?}; close: {}",
+            close.join(", ")
+        )
+    })
+}
+
+impl<B: Backend> Pretrained<B> {
+    /// Loads `weights` (any file [`Pretrained::load`] reads) into the architecture of `config`: a
+    /// bundled open_clip config name, or a config file (an open_clip model config JSON or an
+    /// `open_clip_config.json`). The preprocessing is the config's `preprocess_cfg`, else open_clip's
+    /// defaults at its image size.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClipConfig::named`] and of reading the weights; weights of another architecture are
+    /// refused naming the first tensor that does not fit.
+    pub fn load_named(
+        config: &str,
+        weights: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<Self, ClipError> {
+        let as_file = Path::new(config);
+        let (json, source) = if as_file.is_file() {
+            let text = std::fs::read_to_string(as_file).map_err(|source| ClipError::Io {
+                path: as_file.to_path_buf(),
+                source,
+            })?;
+            let json: Value = serde_json::from_str(&text).map_err(|source| ClipError::Json {
+                path: as_file.to_path_buf(),
+                source,
+            })?;
+            (json, ConfigSource::OpenClip(as_file.to_path_buf()))
+        } else {
+            let json = open_clip_config(config)
+                .cloned()
+                .ok_or_else(|| unknown(config))?;
+            (json, ConfigSource::Named(config.to_string()))
+        };
+        let model_config = ClipConfig::from_open_clip_json(&json)
+            .map_err(|e| ClipError::Config(format!("config {config}: {e}")))?;
+        let preprocess =
+            preprocess_from_open_clip(json.get("preprocess_cfg"), model_config.image_size())?;
+        Self::from_state_dict_file(weights.as_ref(), model_config, preprocess, source, device)
+    }
+}
