@@ -55,6 +55,7 @@
 
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod model;
 pub mod named;
 pub mod precision;
@@ -65,6 +66,7 @@ pub mod weights;
 
 pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};
 pub use error::ClipError;
+pub use export::StorageType;
 pub use model::{Clip, ImageEncoder};
 pub use named::{open_clip_config, open_clip_config_names};
 pub use precision::{set_precision, Precision};

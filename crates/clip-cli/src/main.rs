@@ -66,6 +66,18 @@ struct Cli {
     command: Command,
 }
 
+/// `clip convert --to`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportLayout {
+    /// `clip_config.json` + `model.bpk`.
+    Burn,
+    /// `open_clip_model.safetensors` + `open_clip_config.json`.
+    #[value(name = "open_clip")]
+    OpenClip,
+    /// `model.safetensors` + `config.json` + `preprocessor_config.json`.
+    Hf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Embed images and/or texts; writes JSON {"image_embeds", "text_embeds", "logits_per_image"}.
@@ -174,14 +186,23 @@ enum Command {
     },
     /// Write a model (any layout `--model` reads) in this library's burn format: `clip_config.json`
     /// and `model.bpk`.
+    ///
+    /// `clip convert IN OUT`, `clip convert OUT` (the bundled model), or `--model IN --output OUT`.
+    /// `--dtype` chooses how the weights are stored (f16 and bf16: half the size).
     Convert {
-        /// The model directory or weights file; the bundled Fashion-MNIST scenes model when absent.
+        /// IN (any model `clip` loads) and OUT (a directory), or OUT alone.
+        #[arg(num_args = 0..=2)]
+        paths: Vec<PathBuf>,
+        /// The model directory or weights file (instead of IN).
         #[arg(long)]
         model: Option<PathBuf>,
-        /// The directory to write.
+        /// The directory to write (instead of OUT).
         #[arg(long)]
-        output: PathBuf,
-        /// Store the weights in f16 (half the size; read back as f32).
+        output: Option<PathBuf>,
+        /// The layout to write: burn (this library's), open_clip, or hf (a transformers CLIPModel).
+        #[arg(long, default_value = "burn")]
+        to: ExportLayout,
+        /// Store the weights in f16 (the same as --dtype f16).
         #[arg(long)]
         half: bool,
     },
@@ -347,17 +368,37 @@ fn run(cli: Cli) -> Result<(), CliError> {
             dispatch!(choice, dtype, info(model.as_deref(), json))
         }
         Command::Convert {
+            paths,
             model,
             output,
+            to,
             half,
         } => {
-            if dtype != clip::Precision::F32 {
-                return Err(CliError::Usage(format!(
-                    "convert reads and writes f32 weights (--half stores f16); --dtype {dtype} is for \
-                     embed, classify, similarity, eval and info"
-                )));
-            }
-            dispatch!(choice, dtype, convert(model.as_deref(), &output, half))
+            let (model, output) =
+                match (paths.as_slice(), model, output) {
+                    ([input, out], None, None) => (Some(input.clone()), out.clone()),
+                    ([out], model, None) => (model, out.clone()),
+                    ([], model, Some(out)) => (model, out),
+                    _ => return Err(CliError::Usage(
+                        "give IN OUT, OUT alone (the bundled model), or --model IN --output OUT"
+                            .into(),
+                    )),
+                };
+            let storage = match (dtype, half) {
+                (clip::Precision::F32, false) => clip::StorageType::F32,
+                (clip::Precision::F32 | clip::Precision::F16, true)
+                | (clip::Precision::F16, false) => clip::StorageType::F16,
+                (clip::Precision::Bf16, false) => clip::StorageType::BF16,
+                (clip::Precision::Bf16, true) => {
+                    return Err(CliError::Usage("--half and --dtype bf16 disagree".into()))
+                }
+            };
+            // the model is read in f32 whatever it is stored as
+            dispatch!(
+                choice,
+                clip::Precision::F32,
+                convert(model.as_deref(), &output, to, storage)
+            )
         }
         Command::Train {
             config,
@@ -655,14 +696,30 @@ fn convert<B: Backend>(
     device: &B::Device,
     model: Option<&Path>,
     output: &Path,
-    half: bool,
+    to: ExportLayout,
+    storage: clip::StorageType,
 ) -> Result<(), CliError> {
     let clip = load_model::<B>(model, device)?;
-    if half {
-        clip.save_burn_half(output)?;
-    } else {
-        clip.save_burn(output)?;
+    match (to, storage) {
+        (ExportLayout::Burn, clip::StorageType::F32) => clip.save_burn(output)?,
+        (ExportLayout::Burn, clip::StorageType::F16) => clip.save_burn_half(output)?,
+        (ExportLayout::Burn, clip::StorageType::BF16) => {
+            return Err(CliError::Usage(
+                "this library's format stores f32 or f16; bf16 is for --to open_clip or hf".into(),
+            ))
+        }
+        (ExportLayout::OpenClip, storage) => clip.save_open_clip_as(output, storage)?,
+        (ExportLayout::Hf, storage) => clip.save_hf(output, storage)?,
     }
+    if matches!(to, ExportLayout::Hf)
+        && clip.preprocess.crop_rounding != clip::data::CropRounding::Floor
+    {
+        eprintln!(
+            "note: transformers' CLIPImageProcessor rounds its center crop down, this model's \
+             preprocessing to nearest: crops of odd margins can be one pixel apart"
+        );
+    }
+    eprintln!("wrote {} ({to:?}, {storage:?})", output.display());
     Ok(())
 }
 

@@ -278,6 +278,49 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
 }
 
 #[test]
+fn convert_writes_each_layout_that_loads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let vit = fixture("vit_tiny");
+    for (to, dtype, file) in [
+        ("hf", "f16", "model.safetensors"),
+        ("open_clip", "bf16", "open_clip_model.safetensors"),
+        ("burn", "f32", "model.bpk"),
+    ] {
+        let out = dir.path().join(format!("{to}-{dtype}"));
+        let (ok, _, stderr) = run(&[
+            "convert",
+            vit.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--to",
+            to,
+            "--dtype",
+            dtype,
+        ]);
+        assert!(ok && out.join(file).is_file(), "{to}: {stderr}");
+        let (ok, stdout, stderr) = run(&["info", "--model", out.to_str().unwrap(), "--json"]);
+        assert!(ok, "{to}: {stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(json["config"]["vision"]["image_size"], 64, "{to}");
+    }
+    let (ok, _, stderr) = run(&[
+        "convert",
+        vit.to_str().unwrap(),
+        dir.path().join("x").to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(!ok && stderr.contains("bf16"), "{stderr}");
+    let (ok, _, stderr) = run(&[
+        "convert",
+        fixture("rn_tiny").to_str().unwrap(),
+        dir.path().join("rn").to_str().unwrap(),
+        "--to",
+        "hf",
+    ]);
+    assert!(!ok && stderr.contains("ModifiedResNet"), "{stderr}");
+}
+
+#[test]
 fn bad_inputs_fail_with_a_named_error() {
     let model = fixture("vit_tiny");
     let m = model.to_str().unwrap();
@@ -806,9 +849,7 @@ fn dtype_runs_the_model_in_half_precision() {
     assert!(!ok && stderr.contains("unknown dtype \"fp8\""), "{stderr}");
     let (ok, _, stderr) = run(&["train", "--dtype", "bf16", "--config", "missing.toml"]);
     assert!(!ok && stderr.contains("training runs in f32"), "{stderr}");
-    let (ok, _, stderr) = run(&["convert", "--dtype", "f16", "--output", "out"]);
-    assert!(
-        !ok && stderr.contains("convert reads and writes f32"),
-        "{stderr}"
-    );
+    // for convert, --dtype is how the weights are stored; --half says f16 too
+    let (ok, _, stderr) = run(&["convert", "--dtype", "bf16", "--half", "--output", "out"]);
+    assert!(!ok && stderr.contains("disagree"), "{stderr}");
 }

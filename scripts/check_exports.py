@@ -1,0 +1,53 @@
+"""Checks that transformers and open_clip load what `clip convert` writes and compute the embeddings of
+the model it came from (the vit_tiny fixture's references). Not run in CI (no Python there); run by hand:
+
+    cargo build -p clip-cli
+    /tmp/venv/bin/python scripts/check_exports.py target/debug/clip
+"""
+import json
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import open_clip
+import torch
+import transformers
+from safetensors.torch import load_file
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIX = ROOT / "fixtures"
+
+
+def rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def main(clip_bin):
+    ref = load_file(FIX / "reference" / "vit_tiny.safetensors")
+    pixels, ids = ref["pixel_values"], ref["text_ids"].long()
+    with tempfile.TemporaryDirectory() as tmp:
+        for dtype in ["f32", "f16"]:
+            hf_dir = pathlib.Path(tmp) / f"hf-{dtype}"
+            subprocess.run([clip_bin, "convert", str(FIX / "vit_tiny"), str(hf_dir), "--to", "hf", "--dtype", dtype], check=True)
+            model = transformers.CLIPModel.from_pretrained(hf_dir, torch_dtype=torch.float32).eval()
+            with torch.no_grad():
+                image = model.get_image_features(pixel_values=pixels)
+                text = model.get_text_features(input_ids=ids)
+            image = getattr(image, "pooler_output", image)
+            text = getattr(text, "pooler_output", text)
+            print(f"transformers {transformers.__version__} on --to hf --dtype {dtype}: "
+                  f"image {rel(image, ref['image_embeds']):.2e}, text {rel(text, ref['text_embeds']):.2e}")
+            oc_dir = pathlib.Path(tmp) / f"oc-{dtype}"
+            subprocess.run([clip_bin, "convert", str(FIX / "vit_tiny"), str(oc_dir), "--to", "open_clip", "--dtype", dtype], check=True)
+            cfg = json.loads((oc_dir / "open_clip_config.json").read_text())["model_cfg"]
+            oc = open_clip.CLIP(**cfg).eval()
+            oc.load_state_dict({k: v.float() for k, v in load_file(oc_dir / "open_clip_model.safetensors").items()})
+            with torch.no_grad():
+                image, text = oc.encode_image(pixels), oc.encode_text(ids)
+            print(f"open_clip {open_clip.__version__} on --to open_clip --dtype {dtype}: "
+                  f"image {rel(image, ref['image_embeds']):.2e}, text {rel(text, ref['text_embeds']):.2e}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "debug" / "clip"))

@@ -1,0 +1,298 @@
+//! Writing a model in the layouts other tools load: open_clip's directory and a transformers
+//! `CLIPModel` directory, with the weights stored in f32, f16 or bf16.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, TensorData};
+use clip_data::Interpolation;
+use serde_json::{json, Value};
+
+use crate::config::{ClipConfig, VisionConfig};
+use crate::encoders::Activation;
+use crate::error::ClipError;
+use crate::pretrained::Pretrained;
+use crate::weights::{open_clip_state_dict, write_atomic, write_safetensors};
+
+/// The element type weights are stored in by an export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageType {
+    /// 32-bit floats (exact).
+    F32,
+    /// IEEE half precision (half the size).
+    F16,
+    /// bfloat16 (half the size, f32's range).
+    BF16,
+}
+
+impl StorageType {
+    fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::BF16 => DType::BF16,
+        }
+    }
+}
+
+/// Float tensors in `storage`'s type; integer tensors as they are.
+fn stored(
+    tensors: BTreeMap<String, TensorData>,
+    storage: StorageType,
+) -> BTreeMap<String, TensorData> {
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if v.dtype.is_float() {
+                v.convert_dtype(storage.dtype())
+            } else {
+                v
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// transformers' name for an activation.
+fn hf_act(a: Activation) -> &'static str {
+    match a {
+        Activation::QuickGelu => "quick_gelu",
+        Activation::Gelu => "gelu",
+        Activation::Relu => "relu",
+    }
+}
+
+impl ClipConfig {
+    /// This architecture as a transformers `CLIPConfig` (`config.json`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Config`] for what `CLIPModel` cannot hold: a ModifiedResNet image tower, or
+    /// projections with a bias.
+    pub fn to_hf_json(&self) -> Result<Value, ClipError> {
+        let VisionConfig::Vit {
+            image_size,
+            patch_size,
+            width,
+            layers,
+            heads,
+            mlp_ratio,
+            activation,
+        } = &self.vision
+        else {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel has no ModifiedResNet image tower; export to open_clip instead"
+                    .into(),
+            ));
+        };
+        if self.projection_bias {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel has no projection bias".into(),
+            ));
+        }
+        let t = &self.text;
+        Ok(json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "projection_dim": self.embed_dim,
+            "logit_scale_init_value": 2.6592,
+            "text_config": {
+                "model_type": "clip_text_model",
+                "hidden_size": t.width,
+                "intermediate_size": (t.width as f64 * t.mlp_ratio).round() as usize,
+                "num_attention_heads": t.heads,
+                "num_hidden_layers": t.layers,
+                "max_position_embeddings": t.context_length,
+                "vocab_size": t.vocab_size,
+                "hidden_act": hf_act(t.activation),
+                "layer_norm_eps": 1e-5,
+                "projection_dim": self.embed_dim,
+                "bos_token_id": 49406,
+                "eos_token_id": 49407,
+                "pad_token_id": 1,
+            },
+            "vision_config": {
+                "model_type": "clip_vision_model",
+                "hidden_size": width,
+                "intermediate_size": (*width as f64 * mlp_ratio).round() as usize,
+                "num_attention_heads": heads,
+                "num_hidden_layers": layers,
+                "image_size": image_size,
+                "patch_size": patch_size,
+                "num_channels": 3,
+                "hidden_act": hf_act(*activation),
+                "layer_norm_eps": 1e-5,
+                "projection_dim": self.embed_dim,
+            },
+        }))
+    }
+}
+
+/// open_clip names → transformers names: q, k and v unpacked, projections transposed to `[out, in]`.
+fn open_clip_to_hf(
+    tensors: BTreeMap<String, TensorData>,
+) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    let mut out = BTreeMap::new();
+    for (key, data) in tensors {
+        let block = [
+            (
+                "visual.transformer.resblocks.",
+                "vision_model.encoder.layers.",
+            ),
+            ("transformer.resblocks.", "text_model.encoder.layers."),
+        ]
+        .iter()
+        .find_map(|(from, to)| key.strip_prefix(from).map(|rest| (*to, rest)));
+        if let Some((prefix, rest)) = block {
+            let (layer, tail) = rest.split_once('.').unwrap_or((rest, ""));
+            if let Some(kind) = tail.strip_prefix("attn.in_proj_") {
+                // rows [q; k; v]
+                let rows = data.shape[0] / 3;
+                let values = data
+                    .clone()
+                    .convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| ClipError::Input(format!("{key}: {e:?}")))?;
+                let per = values.len() / 3;
+                let mut shape = data.shape.to_vec();
+                shape[0] = rows;
+                for (i, slot) in ["q", "k", "v"].iter().enumerate() {
+                    out.insert(
+                        format!("{prefix}{layer}.self_attn.{slot}_proj.{kind}"),
+                        TensorData::new(values[i * per..(i + 1) * per].to_vec(), shape.clone()),
+                    );
+                }
+                continue;
+            }
+            let tail = tail
+                .replace("attn.out_proj", "self_attn.out_proj")
+                .replace("ln_1", "layer_norm1")
+                .replace("ln_2", "layer_norm2")
+                .replace("mlp.c_fc", "mlp.fc1")
+                .replace("mlp.c_proj", "mlp.fc2");
+            out.insert(format!("{prefix}{layer}.{tail}"), data);
+            continue;
+        }
+        let (name, data) = match key.as_str() {
+            "token_embedding.weight" => {
+                ("text_model.embeddings.token_embedding.weight".into(), data)
+            }
+            "positional_embedding" => (
+                "text_model.embeddings.position_embedding.weight".into(),
+                data,
+            ),
+            "visual.class_embedding" => ("vision_model.embeddings.class_embedding".into(), data),
+            "visual.conv1.weight" => (
+                "vision_model.embeddings.patch_embedding.weight".into(),
+                data,
+            ),
+            "visual.positional_embedding" => (
+                "vision_model.embeddings.position_embedding.weight".into(),
+                data,
+            ),
+            "visual.proj" => ("visual_projection.weight".into(), transposed(&key, data)?),
+            "text_projection" => ("text_projection.weight".into(), transposed(&key, data)?),
+            "logit_scale" => ("logit_scale".into(), data),
+            other => {
+                let renamed = other
+                    .replace("ln_final", "text_model.final_layer_norm")
+                    .replace("visual.ln_pre", "vision_model.pre_layrnorm")
+                    .replace("visual.ln_post", "vision_model.post_layernorm");
+                if renamed == other {
+                    return Err(ClipError::Config(format!(
+                        "{other} has no place in transformers' CLIPModel"
+                    )));
+                }
+                (renamed, data)
+            }
+        };
+        out.insert(name, data);
+    }
+    Ok(out)
+}
+
+/// A `[rows, cols]` matrix as `[cols, rows]`.
+fn transposed(key: &str, data: TensorData) -> Result<TensorData, ClipError> {
+    let [rows, cols] = data.shape[..] else {
+        return Err(ClipError::Input(format!("{key} is not a matrix")));
+    };
+    let v = data
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| ClipError::Input(format!("{key}: {e:?}")))?;
+    let mut t = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = v[r * cols + c];
+        }
+    }
+    Ok(TensorData::new(t, [cols, rows]))
+}
+
+impl<B: Backend> Pretrained<B> {
+    /// Exports a transformers `CLIPModel` directory: `model.safetensors`, `config.json` and
+    /// `preprocessor_config.json` (`CLIPImageProcessor`), the weights stored as `storage`. No tokenizer
+    /// files are written (CLIP's are the standard ones). Checked before anything is written.
+    /// `CLIPImageProcessor` rounds its center crop down: a model whose preprocessing rounds to nearest
+    /// (open_clip's) can see crops one pixel apart there.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`ClipConfig::to_hf_json`], and I/O errors naming the file.
+    pub fn save_hf(&self, dir: impl AsRef<Path>, storage: StorageType) -> Result<(), ClipError> {
+        let dir = dir.as_ref();
+        let config = self.config.to_hf_json()?;
+        let tensors = stored(
+            open_clip_to_hf(open_clip_state_dict(&self.model)?)?,
+            storage,
+        );
+        std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        write_safetensors(&dir.join("model.safetensors"), &tensors)?;
+        let p = &self.preprocess;
+        let preprocessor = json!({
+            "image_processor_type": "CLIPImageProcessor",
+            "do_resize": true,
+            "size": {"shortest_edge": p.resize_size},
+            "resample": match p.interpolation { Interpolation::Bicubic => 3, Interpolation::Bilinear => 2 },
+            "do_center_crop": true,
+            "crop_size": {"height": p.size, "width": p.size},
+            "do_rescale": true,
+            "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true,
+            "image_mean": p.mean,
+            "image_std": p.std,
+            "do_convert_rgb": true,
+        });
+        write_atomic(
+            &dir.join("preprocessor_config.json"),
+            serde_json::to_string_pretty(&preprocessor)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("config.json"),
+            serde_json::to_string_pretty(&config)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    }
+
+    /// [`save_open_clip`](Self::save_open_clip) with the weights stored as `storage`.
+    pub fn save_open_clip_as(
+        &self,
+        dir: impl AsRef<Path>,
+        storage: StorageType,
+    ) -> Result<(), ClipError> {
+        let dir = dir.as_ref();
+        self.save_open_clip(dir)?;
+        if storage != StorageType::F32 {
+            let tensors = stored(open_clip_state_dict(&self.model)?, storage);
+            write_safetensors(&dir.join(crate::pretrained::WEIGHT_FILES[0]), &tensors)?;
+        }
+        Ok(())
+    }
+}
