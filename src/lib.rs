@@ -68,7 +68,7 @@ pub use config::{ClipConfig, TextConfig, VisionConfig, PRESETS};
 pub use error::ClipError;
 pub use export::StorageType;
 pub use model::{Clip, ImageEncoder};
-pub use named::{open_clip_config, open_clip_config_names};
+pub use named::{open_clip_config, open_clip_config_names, supported_models_table};
 pub use precision::{set_precision, Precision};
 pub use pretrained::{
     default_threads, encode_texts, tokenize_trimmed, trimmed_ids, ConfigSource, Pretrained,

@@ -116,3 +116,121 @@ impl<B: Backend> Pretrained<B> {
         Self::from_state_dict_file(weights.as_ref(), model_config, preprocess, source, device)
     }
 }
+
+/// The family a bundled open_clip config belongs to, for the supported-models table.
+fn family(name: &str) -> &'static str {
+    let has = |s: &str| name.contains(s);
+    if has("SigLIP2") {
+        "SigLIP 2"
+    } else if has("SigLIP") || has("siglip") {
+        "SigLIP"
+    } else if has("CLIPA") {
+        "CLIPA"
+    } else if has("worldwide") {
+        "MetaCLIP 2 (worldwide)"
+    } else if name.starts_with("RN") {
+        "ModifiedResNet (OpenAI)"
+    } else if name.starts_with("EVA") {
+        "EVA-CLIP"
+    } else if name.starts_with("MobileCLIP") {
+        "MobileCLIP"
+    } else if name.starts_with("PE-Core") {
+        "Perception Encoder"
+    } else if name.starts_with("ViTamin") {
+        "ViTamin"
+    } else if name.starts_with("coca") {
+        "CoCa"
+    } else if name.starts_with("convnext") {
+        "ConvNeXt"
+    } else if name.starts_with("nllb") || name.starts_with("mt5") || has("roberta") {
+        "multilingual text towers"
+    } else if name.starts_with("ViT-") {
+        "ViT (OpenAI, LAION, DataComp)"
+    } else {
+        "other timm towers"
+    }
+}
+
+/// The config option a refusal names (`vision_cfg.timm_model_name`, …).
+fn refused_option(message: &str) -> String {
+    let pattern = regex::Regex::new(r"(model_cfg|vision_cfg|text_cfg)\.[a-z_]+").ok();
+    pattern
+        .and_then(|p| p.find(message).map(|m| m.as_str().to_string()))
+        .unwrap_or_else(|| message.to_string())
+}
+
+/// The tokenizer a bundled config names: CLIP's BPE unless its text tower brings its own.
+fn tokenizer_of(name: &str) -> String {
+    let text = open_clip_config(name).and_then(|c| c.get("text_cfg"));
+    let named = text.and_then(|t| {
+        t.get("hf_tokenizer_name")
+            .or_else(|| t.get("hf_model_name"))
+            .and_then(Value::as_str)
+    });
+    match named {
+        Some(hf) => format!("`{}`", hf.rsplit('/').next().unwrap_or(hf)),
+        None => "CLIP BPE".into(),
+    }
+}
+
+/// The README's supported-models table, generated from the bundled open_clip configs (a test keeps
+/// the README equal to it; `clip info --config table` prints it): per family, how many configs load
+/// and which option stops the others.
+pub fn supported_models_table() -> String {
+    let mut families: Vec<(&str, Vec<&str>, Vec<(&str, String)>)> = Vec::new();
+    for name in open_clip_config_names() {
+        let fam = family(name);
+        let index = match families.iter().position(|f| f.0 == fam) {
+            Some(i) => i,
+            None => {
+                families.push((fam, Vec::new(), Vec::new()));
+                families.len() - 1
+            }
+        };
+        match ClipConfig::named(name) {
+            Ok(_) => families[index].1.push(name),
+            Err(e) => families[index]
+                .2
+                .push((name, refused_option(&e.to_string()))),
+        }
+    }
+    families.sort_by_key(|f| (std::cmp::Reverse(f.1.len()), f.0));
+    let mut out = String::from(
+        "| family | configs | load | layouts | tokenizer | what stops the others |\n|---|---|---|---|---|---|\n",
+    );
+    for (fam, ok, refused) in families {
+        let mut reasons: Vec<String> = refused.iter().map(|(_, r)| format!("`{r}`")).collect();
+        reasons.sort();
+        reasons.dedup();
+        let mut tokenizers: Vec<String> = ok
+            .iter()
+            .chain(refused.iter().map(|(n, _)| n))
+            .map(|n| tokenizer_of(n))
+            .collect();
+        tokenizers.sort();
+        tokenizers.dedup();
+        let tokenizer = if tokenizers.len() > 3 {
+            "each model's own (Hugging Face)".to_string()
+        } else {
+            tokenizers.join(", ")
+        };
+        let layouts = if ok.is_empty() {
+            "—"
+        } else if fam.starts_with("ModifiedResNet") {
+            "open_clip, OpenAI `.pt`"
+        } else {
+            "open_clip, OpenAI `.pt`, transformers"
+        };
+        out.push_str(&format!(
+            "| {fam} | {} | {} | {layouts} | {tokenizer} | {} |\n",
+            ok.len() + refused.len(),
+            ok.len(),
+            if reasons.is_empty() {
+                "—".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        ));
+    }
+    out
+}

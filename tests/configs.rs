@@ -248,3 +248,30 @@ fn load_named_reads_weights_into_the_named_architecture() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_table_of_supported_models_is_the_generated_one() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let (start, end) = (
+        "<!-- supported-models:start -->\n",
+        "<!-- supported-models:end -->",
+    );
+    let from = readme.find(start).expect("start marker") + start.len();
+    let to = readme.find(end).expect("end marker");
+    let table = clip::supported_models_table();
+    assert_eq!(
+        &readme[from..to],
+        table,
+        "README.md's table is out of date: replace it with `clip info --config table`"
+    );
+    // the counts add up to the 144 configs, 41 of which load
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(2)
+        .map(|l| l.split(" | ").collect())
+        .collect();
+    let total: usize = rows.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
+    let loading: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
+    assert_eq!((total, loading), (144, 41));
+}

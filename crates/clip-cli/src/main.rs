@@ -212,7 +212,7 @@ enum Command {
         #[arg(long, conflicts_with = "config")]
         model: Option<PathBuf>,
         /// Describe an architecture without weights: an open_clip config name (`clip info --config
-        /// list` lists them), an open_clip model config JSON, an open_clip_config.json or a
+        /// list` lists them, `table` sums them up by family), an open_clip model config JSON, an open_clip_config.json or a
         /// transformers config.json. Exits non-zero, naming the option, for one this library cannot run.
         #[arg(long)]
         config: Option<String>,
@@ -768,6 +768,10 @@ fn towers(c: &clip::ClipConfig) -> (String, String) {
 
 /// `clip info --config NAME|FILE`: the architecture a config describes, or why it cannot run.
 fn describe_config(config: &str, as_json: bool) -> Result<(), CliError> {
+    if config == "table" {
+        print!("{}", clip::supported_models_table());
+        return Ok(());
+    }
     if config == "list" {
         for name in clip::open_clip_config_names() {
             let status = match clip::ClipConfig::named(name) {
