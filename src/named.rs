@@ -177,7 +177,9 @@ fn tokenizer_of(name: &str) -> String {
 /// the README equal to it; `clip info --config table` prints it): per family, how many configs load
 /// and which option stops the others.
 pub fn supported_models_table() -> String {
-    let mut families: Vec<(&str, Vec<&str>, Vec<(&str, String)>)> = Vec::new();
+    // (family, configs that load, configs refused with the option that stops them)
+    type Family = (&'static str, Vec<&'static str>, Vec<(&'static str, String)>);
+    let mut families: Vec<Family> = Vec::new();
     for name in open_clip_config_names() {
         let fam = family(name);
         let index = match families.iter().position(|f| f.0 == fam) {
