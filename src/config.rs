@@ -32,6 +32,10 @@ pub enum VisionConfig {
         mlp_ratio: f64,
         /// MLP non-linearity.
         activation: Activation,
+        /// Layer scale: open_clip's `ls_init_value` (the gains' initial value; loaded weights carry
+        /// their own). None: no layer scale.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        layer_scale: Option<f64>,
     },
     /// OpenAI's modified ResNet with an attention pool (`RN50`, …).
     ModifiedResnet {
@@ -187,10 +191,12 @@ impl ClipConfig {
                 heads,
                 mlp_ratio,
                 activation,
+                layer_scale,
             } => ImageTower::Vit(
                 VisionTransformerConfig::new(*image_size, *patch_size, *width, *layers, *heads)
                     .with_mlp_ratio(*mlp_ratio)
-                    .with_activation(*activation),
+                    .with_activation(*activation)
+                    .with_layer_scale(*layer_scale),
             ),
             VisionConfig::ModifiedResnet {
                 image_size,
@@ -239,6 +245,7 @@ fn vit(
             heads: width / 64,
             mlp_ratio: 4.0,
             activation: Activation::QuickGelu,
+            layer_scale: None,
         },
         text: openai_text(text),
         projection_bias: false,
@@ -323,6 +330,7 @@ impl ClipConfig {
                 heads: 2,
                 mlp_ratio: 4.0,
                 activation: Activation::QuickGelu,
+                layer_scale: None,
             },
             text: TextConfig {
                 context_length: 77,
@@ -511,9 +519,9 @@ impl ClipConfig {
                 "patch_size",
                 "patch_dropout",
                 "output_tokens",
+                "ls_init_value",
             ],
             &[
-                ("ls_init_value", Value::Null),
                 ("attentional_pool", Value::Bool(false)),
                 ("no_ln_pre", Value::Bool(false)),
                 ("pos_embed_type", Value::String("learnable".into())),
@@ -561,6 +569,12 @@ impl ClipConfig {
                 heads: width / head_width,
                 mlp_ratio: opt_f64(v, "vision_cfg", "mlp_ratio", 4.0)?,
                 activation,
+                layer_scale: match v.get("ls_init_value") {
+                    None | Some(Value::Null) => None,
+                    Some(x) => Some(x.as_f64().ok_or_else(|| {
+                        ClipError::Config(format!("vision_cfg.ls_init_value {x} is not a number"))
+                    })?),
+                },
             },
         };
         let t = field(top, "model_cfg", "text_cfg")?
@@ -669,6 +683,7 @@ impl ClipConfig {
                 heads: opt_usize(v, "vision_config", "num_attention_heads", 12)?,
                 mlp_ratio: ratio(v, "vision_config", hidden_v, 3072)?,
                 activation: act(v, "vision_config")?,
+                layer_scale: None,
             },
             text: TextConfig {
                 context_length: opt_usize(t, "text_config", "max_position_embeddings", 77)?,
@@ -734,6 +749,7 @@ impl ClipConfig {
                     mlp_ratio: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64
                         / hv as f64,
                     activation,
+                    layer_scale: None,
                 },
                 text: TextConfig {
                     context_length: dim("text_model.embeddings.position_embedding.weight", 0)?,
@@ -760,6 +776,7 @@ impl ClipConfig {
                     mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64
                         / width as f64,
                     activation,
+                    layer_scale: None,
                 }
             } else {
                 let width = dim("visual.layer1.0.conv1.weight", 0)?;
@@ -808,10 +825,12 @@ impl ClipConfig {
                 heads,
                 mlp_ratio,
                 activation,
+                layer_scale,
             } => (
                 serde_json::json!({
                     "image_size": image_size, "layers": layers, "width": width,
                     "head_width": width / heads, "mlp_ratio": mlp_ratio, "patch_size": patch_size,
+                    "ls_init_value": layer_scale,
                 }),
                 *activation,
             ),

@@ -79,6 +79,7 @@ impl ClipConfig {
             heads,
             mlp_ratio,
             activation,
+            layer_scale,
         } = &self.vision
         else {
             return Err(ClipError::Config(
@@ -86,6 +87,12 @@ impl ClipConfig {
                     .into(),
             ));
         };
+        if layer_scale.is_some() {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel has no layer scale (ls_init_value); export to open_clip instead"
+                    .into(),
+            ));
+        }
         if self.projection_bias {
             return Err(ClipError::Config(
                 "transformers' CLIPModel has no projection bias".into(),

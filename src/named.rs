@@ -216,12 +216,16 @@ pub fn supported_models_table() -> String {
         } else {
             tokenizers.join(", ")
         };
-        let layouts = if ok.is_empty() {
-            "—"
-        } else if fam.starts_with("ModifiedResNet") {
-            "open_clip, OpenAI `.pt`"
-        } else {
-            "open_clip, OpenAI `.pt`, transformers"
+        // transformers' CLIPModel holds the ViTs without layer scale, the layout `save_hf` writes
+        let hf = ok
+            .iter()
+            .filter(|n| ClipConfig::named(n).is_ok_and(|c| c.to_hf_json().is_ok()))
+            .count();
+        let layouts = match (ok.len(), hf) {
+            (0, _) => "—".to_string(),
+            (_, 0) => "open_clip, OpenAI `.pt`".to_string(),
+            (n, h) if n == h => "open_clip, OpenAI `.pt`, transformers".to_string(),
+            (n, h) => format!("open_clip, OpenAI `.pt`, transformers ({h} of {n})"),
         };
         out.push_str(&format!(
             "| {fam} | {} | {} | {layouts} | {tokenizer} | {} |\n",

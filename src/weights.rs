@@ -478,6 +478,12 @@ pub(crate) fn module_path(key: &str) -> Option<String> {
         .replace("attn.in_proj_bias", "attn.in_proj.bias")
         .replace("downsample.0.", "downsample.conv.")
         .replace("downsample.1.", "downsample.bn.");
+    // layer-scale gains are bare parameters here (`ls_1`), `LayerScale` modules there (`ls_1.gamma`)
+    for ls in [".ls_1", ".ls_2"] {
+        if let Some(base) = path.strip_suffix(&format!("{ls}.gamma")) {
+            return Some(format!("{base}{ls}"));
+        }
+    }
     if let Some((owner, leaf)) = key.rsplit_once('.') {
         if is_norm(owner) {
             let new_leaf = match leaf {
@@ -502,6 +508,9 @@ pub(crate) fn open_clip_key(path: &str) -> String {
         _ => {}
     }
     let key = path.strip_prefix("text.").unwrap_or(path);
+    if key.ends_with(".ls_1") || key.ends_with(".ls_2") {
+        return format!("{key}.gamma");
+    }
     let key = key
         .replace("attn.in_proj.weight", "attn.in_proj_weight")
         .replace("attn.in_proj.bias", "attn.in_proj_bias")

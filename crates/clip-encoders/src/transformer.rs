@@ -2,7 +2,7 @@
 //! text transformer (the text one with a causal mask).
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Int, Tensor};
 
@@ -35,6 +35,10 @@ pub struct TransformerConfig {
     /// The MLP non-linearity (default exact GELU).
     #[config(default = "Activation::Gelu")]
     pub activation: Activation,
+    /// Layer scale (open_clip's `ls_init_value`): each branch's output is multiplied by a learned
+    /// per-channel gain, initialised to this value, before it is added back (default none).
+    #[config(default = "None")]
+    pub layer_scale: Option<f64>,
 }
 
 impl TransformerConfig {
@@ -51,11 +55,28 @@ impl TransformerConfig {
                 c_proj: LinearConfig::new(hidden, self.width).init(device),
                 activation: self.activation,
             },
+            ls_1: self.layer_scale.map(|v| gain(self.width, v, device)),
+            ls_2: self.layer_scale.map(|v| gain(self.width, v, device)),
         };
         Transformer {
             resblocks: (0..self.layers).map(|_| block()).collect(),
         }
     }
+}
+
+/// A layer-scale gain of `width` channels, all `value`.
+fn gain<B: Backend>(width: usize, value: f64, device: &B::Device) -> Param<Tensor<B, 1>> {
+    Param::from_tensor(Tensor::full([width], value, device))
+}
+
+/// `x + branch · gain` (the gain `[width]` broadcast over batch and sequence).
+fn add_scaled<B: Backend>(
+    x: Tensor<B, 3>,
+    branch: Tensor<B, 3>,
+    gain: &Param<Tensor<B, 1>>,
+) -> Tensor<B, 3> {
+    let width = gain.dims()[0];
+    x + branch * gain.val().reshape([1, 1, width])
 }
 
 /// A block's feed-forward part: `c_proj(activation(c_fc(x)))`.
@@ -123,7 +144,8 @@ pub(crate) fn add_positions<B: Backend>(x: Tensor<B, 3>, positions: Tensor<B, 2>
     rows.reshape([batch, seq, width])
 }
 
-/// A pre-LN transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+/// A pre-LN transformer block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))` (each branch times its
+/// layer-scale gain when the block has one).
 #[derive(Module, Debug)]
 pub struct ResidualAttentionBlock<B: Backend> {
     /// LayerNorm before attention.
@@ -134,17 +156,22 @@ pub struct ResidualAttentionBlock<B: Backend> {
     pub ln_2: LayerNorm<B>,
     /// The feed-forward part.
     pub mlp: Mlp<B>,
+    /// Layer-scale gain of the attention branch, `[width]` (open_clip's `ls_1.gamma`), if any.
+    pub ls_1: Option<Param<Tensor<B, 1>>>,
+    /// Layer-scale gain of the MLP branch, `[width]` (`ls_2.gamma`), if any.
+    pub ls_2: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> ResidualAttentionBlock<B> {
     /// `x`: `[batch, seq, width]` → `[batch, seq, width]`; with `causal`, position i attends to
     /// positions ≤ i only.
     pub fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
-        let x = self
-            .attn
-            .forward_added(self.ln_1.forward(x.clone()), Some(x), causal);
-        self.mlp
-            .forward_added(self.ln_2.forward(x.clone()), Some(x))
+        let normed = self.ln_1.forward(x.clone());
+        let x = match &self.ls_1 {
+            None => self.attn.forward_added(normed, Some(x), causal),
+            Some(gain) => add_scaled(x, self.attn.forward_added(normed, None, causal), gain),
+        };
+        self.mlp_residual(x)
     }
 
     /// The block's output at position `at[b]` of each sequence only (`[batch, 1, width]`): keys and
@@ -153,11 +180,25 @@ impl<B: Backend> ResidualAttentionBlock<B> {
         let [batch, _, width] = x.dims();
         let index = at.clone().reshape([batch, 1, 1]).expand([batch, 1, width]);
         let row = x.clone().gather(1, index);
-        let x = self
-            .attn
-            .forward_at_added(self.ln_1.forward(x), at, Some(row), causal);
-        self.mlp
-            .forward_added(self.ln_2.forward(x.clone()), Some(x))
+        let normed = self.ln_1.forward(x);
+        let x = match &self.ls_1 {
+            None => self.attn.forward_at_added(normed, at, Some(row), causal),
+            Some(gain) => add_scaled(
+                row,
+                self.attn.forward_at_added(normed, at, None, causal),
+                gain,
+            ),
+        };
+        self.mlp_residual(x)
+    }
+
+    /// `x + mlp(ln_2(x))`, the branch scaled by `ls_2` if present.
+    fn mlp_residual(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let normed = self.ln_2.forward(x.clone());
+        match &self.ls_2 {
+            None => self.mlp.forward_added(normed, Some(x)),
+            Some(gain) => add_scaled(x, self.mlp.forward_added(normed, None), gain),
+        }
     }
 }
 

@@ -32,6 +32,9 @@ pub struct VisionTransformerConfig {
     /// The MLP non-linearity (default exact GELU; OpenAI's weights need QuickGELU).
     #[config(default = "Activation::Gelu")]
     pub activation: Activation,
+    /// Layer scale of every block (open_clip's `ls_init_value`; default none).
+    #[config(default = "None")]
+    pub layer_scale: Option<f64>,
 }
 
 impl VisionTransformerConfig {
@@ -63,6 +66,7 @@ impl VisionTransformerConfig {
             transformer: TransformerConfig::new(self.width, self.layers, self.heads)
                 .with_mlp_ratio(self.mlp_ratio)
                 .with_activation(self.activation)
+                .with_layer_scale(self.layer_scale)
                 .init(device),
             ln_post: layer_norm(self.width, device),
             image_size: self.image_size,

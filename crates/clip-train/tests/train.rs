@@ -32,6 +32,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
                 heads: 1,
                 mlp_ratio: 2.0,
                 activation: Activation::Gelu,
+                layer_scale: None,
             },
             text: TextConfig {
                 context_length: 24,

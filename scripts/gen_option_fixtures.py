@@ -1,0 +1,69 @@
+"""open_clip model options beyond the plain towers, one small random-init model each, with reference
+embeddings from open_clip itself. A 512-token vocabulary keeps the files small (texts are given as ids).
+
+    /tmp/venv/bin/python scripts/gen_option_fixtures.py
+
+Outputs, per model under fixtures/options/<name>/: open_clip_config.json, open_clip_model.safetensors
+(f32), reference.safetensors (pixel_values, text_ids, image_embeds, text_embeds).
+  vit_ls    layer scale in the image tower (`ls_init_value`, as ViT-M-16-alt), the gains drawn at random
+            so that a model that ignored them would differ
+"""
+import json
+import pathlib
+
+import numpy as np
+import open_clip
+import torch
+from safetensors.torch import save_file
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "fixtures" / "options"
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def inputs(image_size, context, vocab, seed):
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(3, 3, image_size, image_size, generator=g)
+    ids = torch.zeros(3, context, dtype=torch.long)
+    for row, length in enumerate([4, 7, context]):
+        ids[row, :length] = torch.randint(1, vocab - 2, (length,), generator=g)
+        ids[row, 0], ids[row, length - 1] = vocab - 2, vocab - 1
+    return pixels, ids
+
+
+def write(name, cfg, model, seed):
+    d = OUT / name
+    d.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        model.logit_scale.fill_(np.log(1 / 0.07))
+    model.eval()
+    pixels, ids = inputs(cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"], seed)
+    with torch.no_grad():
+        image, text = model.encode_image(pixels), model.encode_text(ids)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, d / "open_clip_model.safetensors")
+    preprocess = {"size": cfg["vision_cfg"]["image_size"], "mean": list(MEAN), "std": list(STD), "interpolation": "bicubic", "resize_mode": "shortest"}
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess}, indent=2))
+    save_file({"pixel_values": pixels, "text_ids": ids, "image_embeds": image, "text_embeds": text}, d / "reference.safetensors",
+              metadata={"torch": torch.__version__, "open_clip": open_clip.__version__})
+    spread = torch.cdist(image, image)
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, image embeds min distance {spread[spread > 0].min():.3f}")
+
+
+def vit_ls():
+    torch.manual_seed(11)
+    cfg = {
+        "embed_dim": 24,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8, "ls_init_value": 1e-4},
+        "text_cfg": {"context_length": 12, "vocab_size": 512, "width": 32, "heads": 2, "layers": 1},
+    }
+    model = open_clip.CLIP(**cfg)
+    with torch.no_grad():
+        for block in model.visual.transformer.resblocks:
+            block.ls_1.gamma.normal_(0.0, 0.5)
+            block.ls_2.gamma.normal_(0.0, 0.5)
+    write("vit_ls", cfg, model, 5)
+
+
+if __name__ == "__main__":
+    vit_ls()

@@ -1,0 +1,54 @@
+//! open_clip's model options, each on a small model against open_clip's own embeddings
+//! (scripts/gen_option_fixtures.py).
+
+mod common;
+
+use burn::backend::Flex;
+use clip::{Pretrained, StorageType, VisionConfig};
+use common::*;
+
+/// Image and text embeddings of `clip` on the fixture's inputs, with their relative errors.
+fn parity(clip: &Pretrained<Flex>, name: &str) -> (f32, f32) {
+    let device = Default::default();
+    let reference = Reference::open(&format!("options/{name}/reference.safetensors"));
+    let image = clip
+        .model
+        .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
+    let text = clip
+        .model
+        .encode_text(reference.ids::<Flex>("text_ids", &device));
+    let (want_image, _) = reference.f32("image_embeds");
+    let (want_text, _) = reference.f32("text_embeds");
+    (
+        relative_error(&values(image), &want_image),
+        relative_error(&values(text), &want_text),
+    )
+}
+
+#[test]
+fn layer_scale_matches_open_clip_and_survives_export() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("options/vit_ls"), &device).unwrap();
+    let VisionConfig::Vit { layer_scale, .. } = clip.config.vision else {
+        panic!("a ViT")
+    };
+    assert_eq!(layer_scale, Some(1e-4));
+    let (e_image, e_text) = parity(&clip, "vit_ls");
+    println!("vit_ls: image embeds relative error {e_image:.2e}, text {e_text:.2e}");
+    assert!(e_image < 1e-5 && e_text < 1e-5, "{e_image} {e_text}");
+
+    // written back in open_clip's layout (ls_1.gamma, ls_init_value) it reads back the same
+    let dir = tempfile::tempdir().unwrap();
+    clip.save_open_clip_as(dir.path(), StorageType::F32)
+        .unwrap();
+    let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+    assert_eq!(back.config, clip.config);
+    let (e_image, e_text) = parity(&back, "vit_ls");
+    assert!(e_image < 1e-5 && e_text < 1e-5, "{e_image} {e_text}");
+    // transformers' CLIPModel has no place for the gains
+    let err = clip
+        .save_hf(dir.path().join("hf"), StorageType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("layer scale"), "{err}");
+}
