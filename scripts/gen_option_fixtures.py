@@ -7,6 +7,9 @@ Outputs, per model under fixtures/options/<name>/: open_clip_config.json, open_c
 (f32), reference.safetensors (pixel_values, text_ids, image_embeds, text_embeds).
   vit_ls    layer scale in the image tower (`ls_init_value`, as ViT-M-16-alt), the gains drawn at random
             so that a model that ignored them would differ
+  vit_avg   patch-average pooling (`pool_type: avg`), `ln_post` on every token before it
+  vit_clipa CLIPA's image tower: no `ln_pre`, average pooling, `ln_post` after pooling
+            (`no_ln_pre`, `pool_type: avg`, `final_ln_after_pool`)
 """
 import json
 import pathlib
@@ -65,5 +68,23 @@ def vit_ls():
     write("vit_ls", cfg, model, 5)
 
 
+def vit_pooled(name, options, seed):
+    torch.manual_seed(seed)
+    cfg = {
+        "embed_dim": 24,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8, **options},
+        "text_cfg": {"context_length": 12, "vocab_size": 512, "width": 32, "heads": 2, "layers": 1},
+    }
+    model = open_clip.CLIP(**cfg)
+    with torch.no_grad():
+        # random norm parameters, so that where a LayerNorm sits makes a difference
+        ln = model.visual.ln_post
+        ln.weight.normal_(1.0, 0.5)
+        ln.bias.normal_(0.0, 0.5)
+    write(name, cfg, model, seed)
+
+
 if __name__ == "__main__":
     vit_ls()
+    vit_pooled("vit_avg", {"pool_type": "avg"}, 12)
+    vit_pooled("vit_clipa", {"pool_type": "avg", "no_ln_pre": True, "final_ln_after_pool": True}, 13)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 use clip_encoders::{
-    Activation, ModifiedResNetConfig, TextTransformerConfig, VisionTransformerConfig,
+    Activation, ModifiedResNetConfig, TextTransformerConfig, VisionTransformerConfig, VitPool,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +36,16 @@ pub enum VisionConfig {
         /// their own). None: no layer scale.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         layer_scale: Option<f64>,
+        /// How tokens are pooled: the class token (CLIP) or the patch average (open_clip's
+        /// `pool_type = "avg"`).
+        #[serde(default, skip_serializing_if = "is_default")]
+        pool: VitPool,
+        /// A LayerNorm before the transformer (false: open_clip's `no_ln_pre`).
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        ln_pre: bool,
+        /// `ln_post` after pooling (open_clip's `final_ln_after_pool`).
+        #[serde(default, skip_serializing_if = "is_default")]
+        final_ln_after_pool: bool,
     },
     /// OpenAI's modified ResNet with an attention pool (`RN50`, …).
     ModifiedResnet {
@@ -48,6 +58,18 @@ pub enum VisionConfig {
         /// Heads of the attention pool; must divide `32 × width`.
         heads: usize,
     },
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl VisionConfig {
@@ -192,11 +214,17 @@ impl ClipConfig {
                 mlp_ratio,
                 activation,
                 layer_scale,
+                pool,
+                ln_pre,
+                final_ln_after_pool,
             } => ImageTower::Vit(
                 VisionTransformerConfig::new(*image_size, *patch_size, *width, *layers, *heads)
                     .with_mlp_ratio(*mlp_ratio)
                     .with_activation(*activation)
-                    .with_layer_scale(*layer_scale),
+                    .with_layer_scale(*layer_scale)
+                    .with_pool(*pool)
+                    .with_ln_pre(*ln_pre)
+                    .with_final_ln_after_pool(*final_ln_after_pool),
             ),
             VisionConfig::ModifiedResnet {
                 image_size,
@@ -246,6 +274,9 @@ fn vit(
             mlp_ratio: 4.0,
             activation: Activation::QuickGelu,
             layer_scale: None,
+            pool: VitPool::Token,
+            ln_pre: true,
+            final_ln_after_pool: false,
         },
         text: openai_text(text),
         projection_bias: false,
@@ -331,6 +362,9 @@ impl ClipConfig {
                 mlp_ratio: 4.0,
                 activation: Activation::QuickGelu,
                 layer_scale: None,
+                pool: VitPool::Token,
+                ln_pre: true,
+                final_ln_after_pool: false,
             },
             text: TextConfig {
                 context_length: 77,
@@ -455,6 +489,17 @@ fn check_keys(
     Ok(())
 }
 
+/// A boolean option of an open_clip config section (absent or null: false).
+fn flag(section: &serde_json::Map<String, Value>, key: &str) -> Result<bool, ClipError> {
+    match section.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ClipError::Config(format!(
+            "{key} {other} is not true or false"
+        ))),
+    }
+}
+
 impl ClipConfig {
     /// Reads an open_clip model config: a file of open_clip's `model_configs/`, its `model_cfg` object,
     /// or a whole `open_clip_config.json` (`{"model_cfg": …, "preprocess_cfg": …}`).
@@ -520,13 +565,13 @@ impl ClipConfig {
                 "patch_dropout",
                 "output_tokens",
                 "ls_init_value",
+                "no_ln_pre",
+                "final_ln_after_pool",
+                "pool_type",
             ],
             &[
                 ("attentional_pool", Value::Bool(false)),
-                ("no_ln_pre", Value::Bool(false)),
                 ("pos_embed_type", Value::String("learnable".into())),
-                ("final_ln_after_pool", Value::Bool(false)),
-                ("pool_type", Value::String("tok".into())),
                 ("timm_model_name", Value::Null),
                 ("act_kwargs", Value::Null),
                 ("norm_kwargs", Value::Null),
@@ -569,6 +614,17 @@ impl ClipConfig {
                 heads: width / head_width,
                 mlp_ratio: opt_f64(v, "vision_cfg", "mlp_ratio", 4.0)?,
                 activation,
+                pool: match v.get("pool_type").and_then(Value::as_str) {
+                    None | Some("tok") => VitPool::Token,
+                    Some("avg") => VitPool::Average,
+                    Some(other) => {
+                        return Err(ClipError::Config(format!(
+                            "vision_cfg.pool_type {other:?} is not supported (tok, avg)"
+                        )))
+                    }
+                },
+                ln_pre: !flag(v, "no_ln_pre")?,
+                final_ln_after_pool: flag(v, "final_ln_after_pool")?,
                 layer_scale: match v.get("ls_init_value") {
                     None | Some(Value::Null) => None,
                     Some(x) => Some(x.as_f64().ok_or_else(|| {
@@ -684,6 +740,9 @@ impl ClipConfig {
                 mlp_ratio: ratio(v, "vision_config", hidden_v, 3072)?,
                 activation: act(v, "vision_config")?,
                 layer_scale: None,
+                pool: VitPool::Token,
+                ln_pre: true,
+                final_ln_after_pool: false,
             },
             text: TextConfig {
                 context_length: opt_usize(t, "text_config", "max_position_embeddings", 77)?,
@@ -750,6 +809,9 @@ impl ClipConfig {
                         / hv as f64,
                     activation,
                     layer_scale: None,
+                    pool: VitPool::Token,
+                    ln_pre: true,
+                    final_ln_after_pool: false,
                 },
                 text: TextConfig {
                     context_length: dim("text_model.embeddings.position_embedding.weight", 0)?,
@@ -776,7 +838,14 @@ impl ClipConfig {
                     mlp_ratio: dim("visual.transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64
                         / width as f64,
                     activation,
-                    layer_scale: None,
+                    // the gains' initial value is not in the weights; they carry their own
+                    layer_scale: shapes
+                        .contains_key("visual.transformer.resblocks.0.ls_1.gamma")
+                        .then_some(1e-5),
+                    // average pooling cannot be told from the weights; class-token pooling assumed
+                    pool: VitPool::Token,
+                    ln_pre: shapes.contains_key("visual.ln_pre.weight"),
+                    final_ln_after_pool: false,
                 }
             } else {
                 let width = dim("visual.layer1.0.conv1.weight", 0)?;
@@ -826,11 +895,15 @@ impl ClipConfig {
                 mlp_ratio,
                 activation,
                 layer_scale,
+                pool,
+                ln_pre,
+                final_ln_after_pool,
             } => (
                 serde_json::json!({
                     "image_size": image_size, "layers": layers, "width": width,
                     "head_width": width / heads, "mlp_ratio": mlp_ratio, "patch_size": patch_size,
-                    "ls_init_value": layer_scale,
+                    "ls_init_value": layer_scale, "pool_type": pool, "no_ln_pre": !ln_pre,
+                    "final_ln_after_pool": final_ln_after_pool,
                 }),
                 *activation,
             ),

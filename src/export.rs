@@ -80,6 +80,9 @@ impl ClipConfig {
             mlp_ratio,
             activation,
             layer_scale,
+            pool,
+            ln_pre,
+            final_ln_after_pool,
         } = &self.vision
         else {
             return Err(ClipError::Config(
@@ -90,6 +93,13 @@ impl ClipConfig {
         if layer_scale.is_some() {
             return Err(ClipError::Config(
                 "transformers' CLIPModel has no layer scale (ls_init_value); export to open_clip instead"
+                    .into(),
+            ));
+        }
+        if *pool != crate::encoders::VitPool::Token || !ln_pre || *final_ln_after_pool {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel pools the class token after a pre-norm; this model pools \
+                 otherwise (pool_type, no_ln_pre, final_ln_after_pool): export to open_clip instead"
                     .into(),
             ));
         }

@@ -52,3 +52,41 @@ fn layer_scale_matches_open_clip_and_survives_export() {
         .to_string();
     assert!(err.contains("layer scale"), "{err}");
 }
+
+#[test]
+fn average_pooling_and_clipas_image_tower_match_open_clip() {
+    let device = Default::default();
+    for (name, ln_pre, final_ln) in [("vit_avg", true, false), ("vit_clipa", false, true)] {
+        let clip = Pretrained::<Flex>::load(fixture(&format!("options/{name}")), &device).unwrap();
+        let VisionConfig::Vit {
+            pool,
+            ln_pre: has_ln_pre,
+            final_ln_after_pool,
+            ..
+        } = clip.config.vision
+        else {
+            panic!("a ViT")
+        };
+        assert_eq!(
+            (pool, has_ln_pre, final_ln_after_pool),
+            (clip::encoders::VitPool::Average, ln_pre, final_ln)
+        );
+        let (e_image, e_text) = parity(&clip, name);
+        println!("{name}: image embeds relative error {e_image:.2e}, text {e_text:.2e}");
+        assert!(
+            e_image < 1e-5 && e_text < 1e-5,
+            "{name}: {e_image} {e_text}"
+        );
+        // open_clip's layout keeps the options; transformers' has no place for them
+        let dir = tempfile::tempdir().unwrap();
+        clip.save_open_clip_as(dir.path(), StorageType::F32)
+            .unwrap();
+        let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+        assert_eq!(back.config, clip.config);
+        let err = clip
+            .save_hf(dir.path().join("hf"), StorageType::F32)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pool"), "{err}");
+    }
+}

@@ -68,4 +68,4 @@ pub use text_transformer::{TextTransformer, TextTransformerConfig, END_OF_TEXT};
 pub use transformer::{
     Mlp, ResidualAttentionBlock, Transformer, TransformerConfig, LAYER_NORM_EPS,
 };
-pub use vision_transformer::{VisionTransformer, VisionTransformerConfig};
+pub use vision_transformer::{VisionTransformer, VisionTransformerConfig, VitPool};

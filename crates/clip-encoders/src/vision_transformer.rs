@@ -12,6 +12,18 @@ use rand_chacha::ChaCha8Rng;
 use crate::activation::Activation;
 use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConfig};
 
+/// How a ViT pools its tokens into one feature vector (open_clip's `pool_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum VitPool {
+    /// The class token's output (`tok`; CLIP's).
+    #[default]
+    #[serde(rename = "tok")]
+    Token,
+    /// The mean of the patch tokens' outputs (`avg`; CLIPA's).
+    #[serde(rename = "avg")]
+    Average,
+}
+
 /// The shape of a [`VisionTransformer`] (ViT-B/32: image 224, patch 32, width 768, 12 layers,
 /// 12 heads).
 #[derive(Config, Debug)]
@@ -35,6 +47,16 @@ pub struct VisionTransformerConfig {
     /// Layer scale of every block (open_clip's `ls_init_value`; default none).
     #[config(default = "None")]
     pub layer_scale: Option<f64>,
+    /// How tokens are pooled (default the class token).
+    #[config(default = "VitPool::Token")]
+    pub pool: VitPool,
+    /// A LayerNorm before the transformer (default true; open_clip's `no_ln_pre` turns it off).
+    #[config(default = true)]
+    pub ln_pre: bool,
+    /// `ln_post` on the pooled vector rather than on every token before pooling (open_clip's
+    /// `final_ln_after_pool`; the same for class-token pooling).
+    #[config(default = false)]
+    pub final_ln_after_pool: bool,
 }
 
 impl VisionTransformerConfig {
@@ -62,7 +84,7 @@ impl VisionTransformerConfig {
                 Distribution::Normal(0.0, scale),
                 device,
             )),
-            ln_pre: layer_norm(self.width, device),
+            ln_pre: self.ln_pre.then(|| layer_norm(self.width, device)),
             transformer: TransformerConfig::new(self.width, self.layers, self.heads)
                 .with_mlp_ratio(self.mlp_ratio)
                 .with_activation(self.activation)
@@ -72,6 +94,8 @@ impl VisionTransformerConfig {
             image_size: self.image_size,
             patch_dropout: 0.0,
             patch_dropout_seed: None,
+            pool: self.pool,
+            final_ln_after_pool: self.final_ln_after_pool,
         }
     }
 }
@@ -87,8 +111,8 @@ pub struct VisionTransformer<B: Backend> {
     pub class_embedding: Param<Tensor<B, 1>>,
     /// Learned positions of the class token and the patches, `[1 + grid², width]`.
     pub positional_embedding: Param<Tensor<B, 2>>,
-    /// LayerNorm before the transformer.
-    pub ln_pre: LayerNorm<B>,
+    /// LayerNorm before the transformer (none with open_clip's `no_ln_pre`).
+    pub ln_pre: Option<LayerNorm<B>>,
     /// The (non-causal) transformer.
     pub transformer: Transformer<B>,
     /// LayerNorm of the class token's output.
@@ -103,6 +127,12 @@ pub struct VisionTransformer<B: Backend> {
     /// whatever the threads and resumes are exact).
     #[module(skip)]
     pub patch_dropout_seed: Option<u64>,
+    /// How the tokens are pooled.
+    #[module(skip)]
+    pub pool: VitPool,
+    /// `ln_post` after pooling instead of before (matters for average pooling only).
+    #[module(skip)]
+    pub final_ln_after_pool: bool,
 }
 
 impl<B: Backend> VisionTransformer<B> {
@@ -120,11 +150,32 @@ impl<B: Backend> VisionTransformer<B> {
             self.positional_embedding.val(),
         );
         let x = self.drop_patches(x);
-        let class = Tensor::zeros([batch], &x.device());
-        let class_token = self
-            .transformer
-            .forward_at(self.ln_pre.forward(x), class, false);
-        self.ln_post.forward(class_token.reshape([batch, width]))
+        let x = match &self.ln_pre {
+            Some(ln) => ln.forward(x),
+            None => x,
+        };
+        match self.pool {
+            VitPool::Token => {
+                // only the class token's row is needed from the last block
+                let class = Tensor::zeros([batch], &x.device());
+                let class_token = self.transformer.forward_at(x, class, false);
+                self.ln_post.forward(class_token.reshape([batch, width]))
+            }
+            VitPool::Average => {
+                let x = self.transformer.forward(x, false);
+                let tokens = x.dims()[1];
+                let mean = |x: Tensor<B, 3>| {
+                    x.narrow(1, 1, tokens - 1)
+                        .mean_dim(1)
+                        .reshape([batch, width])
+                };
+                if self.final_ln_after_pool {
+                    self.ln_post.forward(mean(x))
+                } else {
+                    mean(self.ln_post.forward(x))
+                }
+            }
+        }
     }
 
     /// Token width, the size of the pooled features.

@@ -33,6 +33,9 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
                 mlp_ratio: 2.0,
                 activation: Activation::Gelu,
                 layer_scale: None,
+                pool: clip::encoders::VitPool::Token,
+                ln_pre: true,
+                final_ln_after_pool: false,
             },
             text: TextConfig {
                 context_length: 24,
