@@ -10,6 +10,10 @@ Outputs, per model under fixtures/options/<name>/: open_clip_config.json, open_c
   vit_avg   patch-average pooling (`pool_type: avg`), `ln_post` on every token before it
   vit_clipa CLIPA's image tower: no `ln_pre`, average pooling, `ln_post` after pooling
             (`no_ln_pre`, `pool_type: avg`, `final_ln_after_pool`)
+  text_last bidirectional text attention pooled at the last position (`no_causal_mask`,
+            `pool_type: last`: CLIPA's and SigLIP's text side)
+  text_eos  text pooled at the first `eos_id` token (`pool_type: eos`, as the worldwide MetaCLIP 2
+            configs), which is not the largest id here
 """
 import json
 import pathlib
@@ -25,13 +29,14 @@ MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def inputs(image_size, context, vocab, seed):
+def inputs(image_size, context, vocab, seed, end=None):
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randn(3, 3, image_size, image_size, generator=g)
     ids = torch.zeros(3, context, dtype=torch.long)
+    end = vocab - 1 if end is None else end
     for row, length in enumerate([4, 7, context]):
-        ids[row, :length] = torch.randint(1, vocab - 2, (length,), generator=g)
-        ids[row, 0], ids[row, length - 1] = vocab - 2, vocab - 1
+        ids[row, :length] = torch.randint(10, vocab - 2, (length,), generator=g)
+        ids[row, 0], ids[row, length - 1] = vocab - 2, end
     return pixels, ids
 
 
@@ -41,7 +46,8 @@ def write(name, cfg, model, seed):
     with torch.no_grad():
         model.logit_scale.fill_(np.log(1 / 0.07))
     model.eval()
-    pixels, ids = inputs(cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"], seed)
+    pixels, ids = inputs(cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["context_length"], cfg["text_cfg"]["vocab_size"], seed,
+                         cfg["text_cfg"].get("eos_id") if cfg["text_cfg"].get("pool_type") == "eos" else None)
     with torch.no_grad():
         image, text = model.encode_image(pixels), model.encode_text(ids)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, d / "open_clip_model.safetensors")
@@ -84,7 +90,19 @@ def vit_pooled(name, options, seed):
     write(name, cfg, model, seed)
 
 
+def text_options(name, options, seed):
+    torch.manual_seed(seed)
+    cfg = {
+        "embed_dim": 24,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
+        "text_cfg": {"context_length": 12, "vocab_size": 512, "width": 32, "heads": 2, "layers": 2, **options},
+    }
+    write(name, cfg, open_clip.CLIP(**cfg), seed)
+
+
 if __name__ == "__main__":
+    text_options("text_last", {"no_causal_mask": True, "pool_type": "last"}, 14)
+    text_options("text_eos", {"pool_type": "eos", "eos_id": 7}, 15)
     vit_ls()
     vit_pooled("vit_avg", {"pool_type": "avg"}, 12)
     vit_pooled("vit_clipa", {"pool_type": "avg", "no_ln_pre": True, "final_ln_after_pool": True}, 13)

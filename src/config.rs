@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 use clip_encoders::{
-    Activation, ModifiedResNetConfig, TextTransformerConfig, VisionTransformerConfig, VitPool,
+    Activation, ModifiedResNetConfig, TextPool, TextTransformerConfig, VisionTransformerConfig,
+    VitPool,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -99,6 +100,16 @@ pub struct TextConfig {
     pub mlp_ratio: f64,
     /// MLP non-linearity.
     pub activation: Activation,
+    /// Causal attention (CLIP's); false is open_clip's `no_causal_mask`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub causal: bool,
+    /// Which token is pooled (open_clip's text `pool_type`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub pool: TextPool,
+    /// The end token pooled by [`TextPool::EndToken`] (open_clip's `eos_id`); the vocabulary's last id
+    /// when absent (CLIP's end token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_token: Option<i64>,
 }
 
 /// A whole CLIP model.
@@ -200,7 +211,13 @@ impl ClipConfig {
             .with_activation(self.text.activation)
             // CLIP's BPE puts the start and end tokens last (49406, 49407 of 49408): a model with
             // another vocabulary size pools at its own last id, as OpenAI's argmax(ids) would
-            .with_end_of_text(self.text.vocab_size as i64 - 1)
+            .with_end_of_text(
+                self.text
+                    .end_token
+                    .unwrap_or(self.text.vocab_size as i64 - 1),
+            )
+            .with_causal(self.text.causal)
+            .with_pool(self.text.pool)
     }
 
     pub(crate) fn image_tower(&self) -> ImageTower {
@@ -306,6 +323,9 @@ fn openai_text(width: usize) -> TextConfig {
         layers: 12,
         mlp_ratio: 4.0,
         activation: Activation::QuickGelu,
+        causal: true,
+        pool: TextPool::EndToken,
+        end_token: None,
     }
 }
 
@@ -374,6 +394,9 @@ impl ClipConfig {
                 layers: 2,
                 mlp_ratio: 4.0,
                 activation: Activation::QuickGelu,
+                causal: true,
+                pool: TextPool::EndToken,
+                end_token: None,
             },
             projection_bias: false,
         }
@@ -397,6 +420,9 @@ impl ClipConfig {
                 layers: 2,
                 mlp_ratio: 4.0,
                 activation: Activation::Gelu,
+                causal: true,
+                pool: TextPool::EndToken,
+                end_token: None,
             },
             projection_bias: false,
         }
@@ -647,6 +673,9 @@ impl ClipConfig {
                 "layers",
                 "mlp_ratio",
                 "output_tokens",
+                "no_causal_mask",
+                "pool_type",
+                "eos_id",
             ],
             &[
                 ("hf_model_name", Value::Null),
@@ -655,9 +684,7 @@ impl ClipConfig {
                 ("ls_init_value", Value::Null),
                 ("embed_cls", Value::Bool(false)),
                 ("pad_id", Value::from(0)),
-                ("no_causal_mask", Value::Bool(false)),
                 ("final_ln_after_pool", Value::Bool(false)),
-                ("pool_type", Value::String("argmax".into())),
                 ("proj_bias", Value::Bool(false)),
                 ("proj_type", Value::String("linear".into())),
                 ("act_kwargs", Value::Null),
@@ -672,6 +699,23 @@ impl ClipConfig {
             layers: opt_usize(t, "text_cfg", "layers", 12)?,
             mlp_ratio: opt_f64(t, "text_cfg", "mlp_ratio", 4.0)?,
             activation,
+            causal: !flag(t, "no_causal_mask")?,
+            pool: match t.get("pool_type").and_then(Value::as_str) {
+                None | Some("argmax") | Some("eos") => TextPool::EndToken,
+                Some("first") => TextPool::First,
+                Some("last") => TextPool::Last,
+                Some(other) => {
+                    return Err(ClipError::Config(format!(
+                        "text_cfg.pool_type {other:?} is not supported (argmax, eos, first, last)"
+                    )))
+                }
+            },
+            // open_clip's `eos` pools at eos_id (2 unless given); `argmax` at the largest id, which
+            // CLIP's tokenizer makes the end token
+            end_token: match t.get("pool_type").and_then(Value::as_str) {
+                Some("eos") => Some(opt_usize(t, "text_cfg", "eos_id", 2)? as i64),
+                _ => None,
+            },
         };
         let config = ClipConfig {
             embed_dim,
@@ -752,6 +796,9 @@ impl ClipConfig {
                 layers: opt_usize(t, "text_config", "num_hidden_layers", 12)?,
                 mlp_ratio: ratio(t, "text_config", hidden_t, 2048)?,
                 activation: act(t, "text_config")?,
+                causal: true,
+                pool: TextPool::EndToken,
+                end_token: None,
             },
             projection_bias: false,
         };
@@ -822,6 +869,9 @@ impl ClipConfig {
                     mlp_ratio: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)? as f64
                         / ht as f64,
                     activation,
+                    causal: true,
+                    pool: TextPool::EndToken,
+                    end_token: None,
                 },
                 projection_bias: false,
             }
@@ -873,6 +923,9 @@ impl ClipConfig {
                     mlp_ratio: dim("transformer.resblocks.0.mlp.c_fc.weight", 0)? as f64
                         / width as f64,
                     activation,
+                    causal: true,
+                    pool: TextPool::EndToken,
+                    end_token: None,
                 },
                 projection_bias: shapes.contains_key("text_projection.bias"),
             }
@@ -931,15 +984,28 @@ impl ClipConfig {
             )))
             }
         };
+        let t = &self.text;
+        let mut text_cfg = serde_json::json!({
+            "context_length": t.context_length, "vocab_size": t.vocab_size,
+            "width": t.width, "heads": t.heads, "layers": t.layers,
+            "mlp_ratio": t.mlp_ratio, "no_causal_mask": !t.causal,
+        });
+        // open_clip pools the largest id (`argmax`), a given one (`eos`), or a position
+        let pool = match (t.pool, t.end_token) {
+            (TextPool::EndToken, None) => "argmax",
+            (TextPool::EndToken, Some(id)) => {
+                text_cfg["eos_id"] = id.into();
+                "eos"
+            }
+            (TextPool::First, _) => "first",
+            (TextPool::Last, _) => "last",
+        };
+        text_cfg["pool_type"] = pool.into();
         Ok(serde_json::json!({
             "embed_dim": self.embed_dim,
             "quick_gelu": quick_gelu,
             "vision_cfg": vision_cfg,
-            "text_cfg": {
-                "context_length": self.text.context_length, "vocab_size": self.text.vocab_size,
-                "width": self.text.width, "heads": self.text.heads, "layers": self.text.layers,
-                "mlp_ratio": self.text.mlp_ratio,
-            },
+            "text_cfg": text_cfg,
         }))
     }
 }

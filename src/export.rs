@@ -103,12 +103,19 @@ impl ClipConfig {
                     .into(),
             ));
         }
+        let t = &self.text;
+        if !t.causal || t.pool != crate::encoders::TextPool::EndToken || t.end_token.is_some() {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel has a causal text tower pooled at the end token; this one \
+                 is not (no_causal_mask, pool_type, eos_id): export to open_clip instead"
+                    .into(),
+            ));
+        }
         if self.projection_bias {
             return Err(ClipError::Config(
                 "transformers' CLIPModel has no projection bias".into(),
             ));
         }
-        let t = &self.text;
         Ok(json!({
             "architectures": ["CLIPModel"],
             "model_type": "clip",

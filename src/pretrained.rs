@@ -569,7 +569,7 @@ impl<B: Backend> Pretrained<B> {
         device: &B::Device,
     ) -> Result<Tensor<B, 2>, ClipError> {
         self.check_vocabulary()?;
-        let ids = tokenize_trimmed(&self.tokenizer, texts, device)?;
+        let ids = Tensor::from_data(text_ids(&self.model.text, &self.tokenizer, texts)?, device);
         Ok(as_f32(self.model.encode_text_threaded(ids, self.threads)))
     }
 
@@ -678,7 +678,39 @@ pub fn encode_texts<B: Backend, S: AsRef<str>>(
     texts: &[S],
     device: &B::Device,
 ) -> Result<Tensor<B, 2>, ClipError> {
-    Ok(model.encode_text(tokenize_trimmed(tokenizer, texts, device)?))
+    let ids = text_ids(&model.text, tokenizer, texts)?;
+    Ok(model.encode_text(Tensor::from_data(ids, device)))
+}
+
+/// The ids `text` should encode `texts` from: [`trimmed_ids`] when cutting the padding leaves its
+/// output unchanged ([`TextTransformer::trims_padding`](crate::encoders::TextTransformer::trims_padding)),
+/// else every position up to the context length (a bidirectional tower sees the padding; a tower pooled
+/// at the last position pools there).
+pub fn text_ids<B: Backend, S: AsRef<str>>(
+    text: &crate::encoders::TextTransformer<B>,
+    tokenizer: &ClipTokenizer,
+    texts: &[S],
+) -> Result<TensorData, ClipError> {
+    if text.trims_padding() {
+        return trimmed_ids(tokenizer, texts);
+    }
+    if texts.is_empty() {
+        return Err(ClipError::Input("no texts to embed".into()));
+    }
+    let context = tokenizer.context_length();
+    let ids: Vec<i64> = texts
+        .iter()
+        .flat_map(|t| {
+            let mut row: Vec<i64> = tokenizer
+                .tokenize(t.as_ref())
+                .into_iter()
+                .map(i64::from)
+                .collect();
+            row.resize(context, 0);
+            row
+        })
+        .collect();
+    Ok(TensorData::new(ids, [texts.len(), context]))
 }
 
 /// `[n, used]` ids where `used` ends at the longest text's end token.

@@ -90,3 +90,39 @@ fn average_pooling_and_clipas_image_tower_match_open_clip() {
         assert!(err.contains("pool"), "{err}");
     }
 }
+
+#[test]
+fn bidirectional_text_pooled_at_the_last_position_and_eos_pooling_match_open_clip() {
+    let device = Default::default();
+    for (name, causal, pool, end_token) in [
+        ("text_last", false, clip::encoders::TextPool::Last, None),
+        (
+            "text_eos",
+            true,
+            clip::encoders::TextPool::EndToken,
+            Some(7),
+        ),
+    ] {
+        let clip = Pretrained::<Flex>::load(fixture(&format!("options/{name}")), &device).unwrap();
+        let t = &clip.config.text;
+        assert_eq!((t.causal, t.pool, t.end_token), (causal, pool, end_token));
+        // neither may cut the padding: the bidirectional tower sees it, and pools the last position
+        assert_eq!(clip.model.text.trims_padding(), name == "text_eos");
+        let (e_image, e_text) = parity(&clip, name);
+        println!("{name}: image embeds relative error {e_image:.2e}, text {e_text:.2e}");
+        assert!(
+            e_image < 1e-5 && e_text < 1e-5,
+            "{name}: {e_image} {e_text}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        clip.save_open_clip_as(dir.path(), StorageType::F32)
+            .unwrap();
+        let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+        assert_eq!(back.config, clip.config);
+        let err = clip
+            .save_hf(dir.path().join("hf"), StorageType::F32)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("text tower"), "{err}");
+    }
+}

@@ -205,7 +205,8 @@ fn config_errors_name_the_field() {
         .to_string();
     assert!(err.contains("vision_cfg.wdith"), "{err}");
     let mut variant = base.clone();
-    variant["model_cfg"]["text_cfg"]["pool_type"] = "last".into();
+    // a pooling that gives no single vector per text
+    variant["model_cfg"]["text_cfg"]["pool_type"] = "none".into();
     let err = ClipConfig::from_open_clip_json(&variant)
         .unwrap_err()
         .to_string();

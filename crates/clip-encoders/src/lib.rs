@@ -64,7 +64,7 @@ pub use attention::{MultiheadAttention, MultiheadAttentionConfig};
 pub use modified_resnet::{
     AttentionPool2d, Bottleneck, Downsample, ModifiedResNet, ModifiedResNetConfig,
 };
-pub use text_transformer::{TextTransformer, TextTransformerConfig, END_OF_TEXT};
+pub use text_transformer::{TextPool, TextTransformer, TextTransformerConfig, END_OF_TEXT};
 pub use transformer::{
     Mlp, ResidualAttentionBlock, Transformer, TransformerConfig, LAYER_NORM_EPS,
 };

@@ -13,6 +13,20 @@ use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConf
 /// CLIP's `<|endoftext|>` id.
 pub const END_OF_TEXT: i64 = 49407;
 
+/// Which token's output a text tower pools (open_clip's text `pool_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextPool {
+    /// The first end token ([`TextTransformerConfig::end_of_text`]): CLIP's `argmax`, and open_clip's
+    /// `eos` with that id.
+    #[default]
+    EndToken,
+    /// The first position (`first`).
+    First,
+    /// The last position of the (padded) sequence (`last`; SigLIP's, CLIPA's).
+    Last,
+}
+
 /// The shape of a [`TextTransformer`] (CLIP's: context 77, vocabulary 49408, width 512, 8 heads,
 /// 12 layers).
 #[derive(Config, Debug)]
@@ -38,6 +52,13 @@ pub struct TextTransformerConfig {
     /// The id whose first occurrence in a text is pooled (default [`END_OF_TEXT`]).
     #[config(default = "END_OF_TEXT")]
     pub end_of_text: i64,
+    /// Each position attends only to itself and earlier ones (default true; open_clip's
+    /// `no_causal_mask` turns it off).
+    #[config(default = true)]
+    pub causal: bool,
+    /// Which token is pooled (default the first end token).
+    #[config(default = "TextPool::EndToken")]
+    pub pool: TextPool,
 }
 
 impl TextTransformerConfig {
@@ -62,6 +83,8 @@ impl TextTransformerConfig {
                 .init(device),
             ln_final: layer_norm(self.width, device),
             end_of_text: self.end_of_text,
+            causal: self.causal,
+            pool: self.pool,
         }
     }
 }
@@ -80,6 +103,12 @@ pub struct TextTransformer<B: Backend> {
     pub ln_final: LayerNorm<B>,
     /// The id whose first occurrence in a row is pooled.
     pub end_of_text: i64,
+    /// Causal attention (CLIP's); bidirectional when false.
+    #[module(skip)]
+    pub causal: bool,
+    /// Which token is pooled.
+    #[module(skip)]
+    pub pool: TextPool,
 }
 
 impl<B: Backend> TextTransformer<B> {
@@ -96,17 +125,29 @@ impl<B: Backend> TextTransformer<B> {
         let positions = self.positional_embedding.val().narrow(0, 0, seq);
         let x = add_positions(tokens, positions);
         let width = x.dims()[2];
-        // only the end-of-text token's output is pooled, so the last block computes only that row
+        // only the pooled token's output is needed, so the last block computes only that row
         let end = self.end_positions(ids);
-        let x = self.transformer.forward_at(x, end, true);
+        let x = self.transformer.forward_at(x, end, self.causal);
         self.ln_final.forward(x).reshape([batch, width])
     }
 
-    /// Index of the first end-of-text token per row of `ids` (`[batch, seq]` → `[batch]`; the last
-    /// position when a row has none).
+    /// Whether cutting the padding after the longest text's end token leaves the pooled output
+    /// unchanged: true for a causal tower pooled at the end token (no position sees a later one),
+    /// false for bidirectional attention or pooling at the last position.
+    pub fn trims_padding(&self) -> bool {
+        self.causal && self.pool == TextPool::EndToken
+    }
+
+    /// The position pooled in each row of `ids` (`[batch, seq]` → `[batch]`): the first end-of-text
+    /// token (the last position when a row has none), or the first or last position.
     pub fn end_positions(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 1, Int> {
         let [batch, seq] = ids.dims();
         let device = ids.device();
+        match self.pool {
+            TextPool::First => return Tensor::zeros([batch], &device),
+            TextPool::Last => return Tensor::full([batch], seq as i64 - 1, &device),
+            TextPool::EndToken => {}
+        }
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
             .unsqueeze::<2>()
             .expand([batch, seq]);

@@ -98,16 +98,21 @@ pub fn search(
     min_score: f32,
     exclude: Option<i64>,
 ) -> Result<Vec<SearchHit>, SearchError> {
+    let exact = |vectors: &VectorSet| -> Vec<_> {
+        let extra = usize::from(exclude.is_some());
+        vectors
+            .top_k(query, k + extra, min_score)
+            .into_iter()
+            .filter(|h| Some(h.id) != exclude)
+            .take(k)
+            .collect()
+    };
     let hits: Vec<_> = match searcher {
-        Searcher::Exact(vectors) => {
-            let extra = usize::from(exclude.is_some());
-            vectors
-                .top_k(query, k + extra, min_score)
-                .into_iter()
-                .filter(|h| Some(h.id) != exclude)
-                .take(k)
-                .collect()
-        }
+        Searcher::Exact(vectors) => exact(vectors),
+        // asking for most of the collection: a graph need not reach every node after removals, a
+        // scan does, and costs about as much at that size
+        #[cfg(feature = "ann")]
+        Searcher::Approximate(ann) if 2 * k + 1 >= ann.len() => exact(&index.vectors(query.len())?),
         #[cfg(feature = "ann")]
         Searcher::Approximate(ann) => crate::ann::search(index, ann, query, k, min_score, exclude)?,
     };

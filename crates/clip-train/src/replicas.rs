@@ -95,7 +95,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     // every part's tokens are tracked before any part looks them up
     let mut tokens = Vec::with_capacity(parts);
     for range in &bounds {
-        let ids = clip::trimmed_ids(tokenizer, &batch.captions[range.clone()])?;
+        let ids = clip::text_ids(&model.clip.text, tokenizer, &batch.captions[range.clone()])?;
         let slots = match rows.as_deref_mut() {
             Some(rows) => {
                 let slots = rows.track(&ids.iter::<i64>().collect::<Vec<_>>());
