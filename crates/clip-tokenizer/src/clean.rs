@@ -19,13 +19,33 @@ pub fn is_python_space(c: char) -> bool {
 /// `whitespace_clean(basic_clean(text)).lower()`, open_clip's default cleaning: [`fix_text`],
 /// HTML entities decoded twice, whitespace runs collapsed to one space, ends trimmed, lowercased.
 pub fn clean(text: &str) -> String {
-    let text = fix_text(text);
-    let text = unescape(&unescape(&text));
+    clean_whitespace(text).to_lowercase()
+}
+
+/// open_clip's `clean="whitespace"` (its Hugging Face tokenizers' default): [`clean`] without the
+/// lowercasing.
+pub fn clean_whitespace(text: &str) -> String {
+    collapse(&unescape(&unescape(&fix_text(text))))
+}
+
+/// open_clip's `clean="canonicalize"` (big_vision's `canonicalize_text` of the basic cleaning):
+/// underscores to spaces, ASCII punctuation removed, lowercased, whitespace collapsed.
+pub fn clean_canonical(text: &str) -> String {
+    let basic = unescape(&unescape(&fix_text(text)));
+    let kept: String = basic
+        .replace('_', " ")
+        .chars()
+        .filter(|c| !c.is_ascii_punctuation())
+        .collect();
+    collapse(&kept.to_lowercase())
+}
+
+/// Whitespace runs (Python's `str.split()` sense) to one space, ends trimmed.
+fn collapse(text: &str) -> String {
     text.split(is_python_space)
         .filter(|w| !w.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
-        .to_lowercase()
 }
 
 /// ftfy's `fix_text` with its default configuration, except for `fix_encoding` (see module docs).

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod clean;
+pub mod hf;
 mod html;
 mod html_entities;
 
@@ -40,7 +41,8 @@ use regex::Regex;
 use tokenizers::models::bpe::BPE;
 use tokenizers::Model;
 
-pub use clean::clean;
+pub use clean::{clean, clean_canonical, clean_whitespace};
+pub use hf::{Cleaning, HfTokenizer};
 pub use html::unescape as html_unescape;
 
 /// `<start_of_text>`.
@@ -94,6 +96,14 @@ pub enum TokenizerError {
     /// [`ClipTokenizer::tokenize_batch`] got no texts.
     #[error("no texts to tokenize")]
     Empty,
+    /// A Hugging Face tokenizer file could not be read.
+    #[error("Hugging Face tokenizer {path}: {message}")]
+    HuggingFace {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// GPT-2's reversible byte → printable character table (`bytes_to_unicode`), in vocabulary order.
