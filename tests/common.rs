@@ -77,6 +77,23 @@ impl Reference {
         Tensor::from_data(TensorData::new(v, [s[0], s[1], s[2], s[3]]), device)
     }
 
+    /// `model`'s image and text embeddings of this reference's `pixel_values` and `text_ids`, on flex.
+    pub fn embeddings_of(&self, model: &clip::Clip<B>) -> (Vec<f32>, Vec<f32>) {
+        let device = Default::default();
+        let image = model.encode_image(self.tensor4::<B>("pixel_values", &device));
+        let text = model.encode_text(self.ids::<B>("text_ids", &device));
+        (values(image), values(text))
+    }
+
+    /// The relative errors of `model`'s image and text embeddings against this reference's.
+    pub fn errors_of(&self, model: &clip::Clip<B>) -> (f32, f32) {
+        let (image, text) = self.embeddings_of(model);
+        (
+            relative_error(&image, &self.f32("image_embeds").0),
+            relative_error(&text, &self.f32("text_embeds").0),
+        )
+    }
+
     pub fn ids<Be: Backend>(&self, name: &str, device: &Be::Device) -> Tensor<Be, 2, Int> {
         let (v, s) = self.i64(name);
         Tensor::from_data(TensorData::new(v, [s[0], s[1]]), device)

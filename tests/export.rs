@@ -9,15 +9,7 @@ use clip::{Pretrained, StorageType};
 use common::*;
 
 fn embeddings(clip: &Pretrained<Flex>) -> (Vec<f32>, Vec<f32>) {
-    let device = Default::default();
-    let reference = Reference::open("reference/vit_tiny.safetensors");
-    let image = clip
-        .model
-        .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
-    let text = clip
-        .model
-        .encode_text(reference.ids::<Flex>("text_ids", &device));
-    (values(image), values(text))
+    Reference::open("reference/vit_tiny.safetensors").embeddings_of(&clip.model)
 }
 
 #[test]
