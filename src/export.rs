@@ -13,7 +13,10 @@ use crate::config::{ClipConfig, VisionConfig};
 use crate::encoders::Activation;
 use crate::error::ClipError;
 use crate::pretrained::Pretrained;
-use crate::weights::{open_clip_state_dict, write_atomic, write_safetensors};
+use crate::weights::{
+    counterpart, open_clip_state_dict, rename, transpose, write_atomic, write_safetensors,
+    BLOCK_PARTS, BLOCK_PREFIXES, NORMS, PROJECTIONS, SAME_TENSORS,
+};
 
 /// The element type weights are stored in by an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,26 +156,20 @@ impl ClipConfig {
     }
 }
 
-/// open_clip names → transformers names: q, k and v unpacked, projections transposed to `[out, in]`.
+/// open_clip names → transformers names: q, k and v unpacked, projections transposed to `[out, in]`
+/// (the importer's table read the other way).
 fn open_clip_to_hf(
     tensors: BTreeMap<String, TensorData>,
 ) -> Result<BTreeMap<String, TensorData>, ClipError> {
     let mut out = BTreeMap::new();
     for (key, data) in tensors {
-        let block = [
-            (
-                "visual.transformer.resblocks.",
-                "vision_model.encoder.layers.",
-            ),
-            ("transformer.resblocks.", "text_model.encoder.layers."),
-        ]
-        .iter()
-        .find_map(|(from, to)| key.strip_prefix(from).map(|rest| (*to, rest)));
+        let block = BLOCK_PREFIXES
+            .iter()
+            .find_map(|(oc, hf)| key.strip_prefix(oc).map(|rest| (*hf, rest)));
         if let Some((prefix, rest)) = block {
             let (layer, tail) = rest.split_once('.').unwrap_or((rest, ""));
             if let Some(kind) = tail.strip_prefix("attn.in_proj_") {
                 // rows [q; k; v]
-                let rows = data.shape[0] / 3;
                 let values = data
                     .clone()
                     .convert::<f32>()
@@ -180,7 +177,7 @@ fn open_clip_to_hf(
                     .map_err(|e| ClipError::Input(format!("{key}: {e:?}")))?;
                 let per = values.len() / 3;
                 let mut shape = data.shape.to_vec();
-                shape[0] = rows;
+                shape[0] /= 3;
                 for (i, slot) in ["q", "k", "v"].iter().enumerate() {
                     out.insert(
                         format!("{prefix}{layer}.self_attn.{slot}_proj.{kind}"),
@@ -189,69 +186,28 @@ fn open_clip_to_hf(
                 }
                 continue;
             }
-            let tail = tail
-                .replace("attn.out_proj", "self_attn.out_proj")
-                .replace("ln_1", "layer_norm1")
-                .replace("ln_2", "layer_norm2")
-                .replace("mlp.c_fc", "mlp.fc1")
-                .replace("mlp.c_proj", "mlp.fc2");
-            out.insert(format!("{prefix}{layer}.{tail}"), data);
+            out.insert(
+                format!("{prefix}{layer}.{}", rename(tail, &BLOCK_PARTS, true)),
+                data,
+            );
             continue;
         }
-        let (name, data) = match key.as_str() {
-            "token_embedding.weight" => {
-                ("text_model.embeddings.token_embedding.weight".into(), data)
+        let (name, data) = if let Some(name) = counterpart(&key, &SAME_TENSORS, false) {
+            (name.to_string(), data)
+        } else if let Some(name) = counterpart(&key, &PROJECTIONS, false) {
+            (name.to_string(), transpose(data))
+        } else {
+            let renamed = rename(&key, &NORMS, true);
+            if renamed == key {
+                return Err(ClipError::Config(format!(
+                    "{key} has no place in transformers' CLIPModel"
+                )));
             }
-            "positional_embedding" => (
-                "text_model.embeddings.position_embedding.weight".into(),
-                data,
-            ),
-            "visual.class_embedding" => ("vision_model.embeddings.class_embedding".into(), data),
-            "visual.conv1.weight" => (
-                "vision_model.embeddings.patch_embedding.weight".into(),
-                data,
-            ),
-            "visual.positional_embedding" => (
-                "vision_model.embeddings.position_embedding.weight".into(),
-                data,
-            ),
-            "visual.proj" => ("visual_projection.weight".into(), transposed(&key, data)?),
-            "text_projection" => ("text_projection.weight".into(), transposed(&key, data)?),
-            "logit_scale" => ("logit_scale".into(), data),
-            other => {
-                let renamed = other
-                    .replace("ln_final", "text_model.final_layer_norm")
-                    .replace("visual.ln_pre", "vision_model.pre_layrnorm")
-                    .replace("visual.ln_post", "vision_model.post_layernorm");
-                if renamed == other {
-                    return Err(ClipError::Config(format!(
-                        "{other} has no place in transformers' CLIPModel"
-                    )));
-                }
-                (renamed, data)
-            }
+            (renamed, data)
         };
         out.insert(name, data);
     }
     Ok(out)
-}
-
-/// A `[rows, cols]` matrix as `[cols, rows]`.
-fn transposed(key: &str, data: TensorData) -> Result<TensorData, ClipError> {
-    let [rows, cols] = data.shape[..] else {
-        return Err(ClipError::Input(format!("{key} is not a matrix")));
-    };
-    let v = data
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| ClipError::Input(format!("{key}: {e:?}")))?;
-    let mut t = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = v[r * cols + c];
-        }
-    }
-    Ok(TensorData::new(t, [cols, rows]))
 }
 
 impl<B: Backend> Pretrained<B> {
@@ -311,12 +267,6 @@ impl<B: Backend> Pretrained<B> {
         dir: impl AsRef<Path>,
         storage: StorageType,
     ) -> Result<(), ClipError> {
-        let dir = dir.as_ref();
-        self.save_open_clip(dir)?;
-        if storage != StorageType::F32 {
-            let tensors = stored(open_clip_state_dict(&self.model)?, storage);
-            write_safetensors(&dir.join(crate::pretrained::WEIGHT_FILES[0]), &tensors)?;
-        }
-        Ok(())
+        self.write_open_clip(dir.as_ref(), |tensors| stored(tensors, storage))
     }
 }

@@ -1,6 +1,7 @@
 //! Loading a model as open_clip and Hugging Face publish them: a directory (weights + config
 //! [+ preprocessor config]) or a single weights file whose architecture is inferred from its shapes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{get_device_settings, Backend};
@@ -16,7 +17,7 @@ use crate::config::ClipConfig;
 use crate::error::ClipError;
 use crate::model::Clip;
 use crate::weights::{
-    load_state_dict_owned, save_open_clip_safetensors, write_atomic, Layout, StateDict,
+    load_state_dict_owned, open_clip_state_dict, write_atomic, write_safetensors, Layout, StateDict,
 };
 
 /// Weight file names open_clip and Hugging Face publish, in the order they are preferred.
@@ -511,14 +512,25 @@ impl<B: Backend> Pretrained<B> {
 
     /// Exports an open_clip model directory: `open_clip_model.safetensors` + `open_clip_config.json`.
     pub fn save_open_clip(&self, dir: impl AsRef<Path>) -> Result<(), ClipError> {
-        let dir = dir.as_ref();
+        self.write_open_clip(dir.as_ref(), |tensors| tensors)
+    }
+
+    /// The open_clip directory, the state dict passed through `store` (a storage type) on its way out.
+    pub(crate) fn write_open_clip(
+        &self,
+        dir: &Path,
+        store: impl FnOnce(BTreeMap<String, TensorData>) -> BTreeMap<String, TensorData>,
+    ) -> Result<(), ClipError> {
         // checked before anything is written
         let model_cfg = self.config.to_open_clip_json()?;
         std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        save_open_clip_safetensors(&self.model, dir.join(WEIGHT_FILES[0]))?;
+        write_safetensors(
+            &dir.join(WEIGHT_FILES[0]),
+            &store(open_clip_state_dict(&self.model)?),
+        )?;
         let p = &self.preprocess;
         let json = serde_json::json!({
             "model_cfg": model_cfg,

@@ -262,7 +262,7 @@ fn values(data: &TensorData) -> Vec<f32> {
     data.to_vec::<f32>().unwrap_or_default()
 }
 
-fn transpose(data: TensorData) -> TensorData {
+pub(crate) fn transpose(data: TensorData) -> TensorData {
     let data = to_f32(data);
     let shape = data.shape.to_vec();
     if shape.len() != 2 {
@@ -294,12 +294,81 @@ fn reshape(data: TensorData, shape: Vec<usize>) -> TensorData {
 // ---------------------------------------------------------------------------------------------
 // Hugging Face → open_clip names
 
-fn hf_block_rename(rest: &str) -> String {
-    rest.replace("self_attn.out_proj", "attn.out_proj")
-        .replace("layer_norm1", "ln_1")
-        .replace("layer_norm2", "ln_2")
-        .replace("mlp.fc1", "mlp.c_fc")
-        .replace("mlp.fc2", "mlp.c_proj")
+/// The two layouts' names, `(open_clip, transformers)`: one table read both ways, by the importer
+/// here and by the exporter (`crate::export`).
+/// Prefixes of the transformer blocks.
+pub(crate) const BLOCK_PREFIXES: [(&str, &str); 2] = [
+    (
+        "visual.transformer.resblocks.",
+        "vision_model.encoder.layers.",
+    ),
+    ("transformer.resblocks.", "text_model.encoder.layers."),
+];
+/// Parts inside a block (q, k and v are packed in open_clip and handled apart).
+pub(crate) const BLOCK_PARTS: [(&str, &str); 5] = [
+    ("attn.out_proj", "self_attn.out_proj"),
+    ("ln_1", "layer_norm1"),
+    ("ln_2", "layer_norm2"),
+    ("mlp.c_fc", "mlp.fc1"),
+    ("mlp.c_proj", "mlp.fc2"),
+];
+/// Tensors that only change name.
+pub(crate) const SAME_TENSORS: [(&str, &str); 6] = [
+    (
+        "token_embedding.weight",
+        "text_model.embeddings.token_embedding.weight",
+    ),
+    (
+        "positional_embedding",
+        "text_model.embeddings.position_embedding.weight",
+    ),
+    (
+        "visual.class_embedding",
+        "vision_model.embeddings.class_embedding",
+    ),
+    (
+        "visual.conv1.weight",
+        "vision_model.embeddings.patch_embedding.weight",
+    ),
+    (
+        "visual.positional_embedding",
+        "vision_model.embeddings.position_embedding.weight",
+    ),
+    ("logit_scale", "logit_scale"),
+];
+/// Projections, stored `[in, out]` by open_clip and `[out, in]` by transformers.
+pub(crate) const PROJECTIONS: [(&str, &str); 2] = [
+    ("visual.proj", "visual_projection.weight"),
+    ("text_projection", "text_projection.weight"),
+];
+/// The LayerNorms outside the blocks (a prefix of their weight and bias).
+pub(crate) const NORMS: [(&str, &str); 3] = [
+    ("ln_final", "text_model.final_layer_norm"),
+    ("visual.ln_pre", "vision_model.pre_layrnorm"),
+    ("visual.ln_post", "vision_model.post_layernorm"),
+];
+
+/// `name` with each pair's one side replaced by the other (`to_hf`: open_clip → transformers).
+pub(crate) fn rename(name: &str, pairs: &[(&str, &str)], to_hf: bool) -> String {
+    pairs.iter().fold(name.to_string(), |n, (oc, hf)| {
+        if to_hf {
+            n.replace(oc, hf)
+        } else {
+            n.replace(hf, oc)
+        }
+    })
+}
+
+/// The entry of `pairs` whose one side is `name` (`hf`: the transformers side), and its other side.
+pub(crate) fn counterpart<'a>(
+    name: &str,
+    pairs: &[(&'a str, &'a str)],
+    hf: bool,
+) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(oc, h)| if hf { *h == name } else { *oc == name })
+        .map(|(oc, h)| if hf { *oc } else { *h })
 }
 
 /// Tensors under open_clip names, and for each renamed key the key(s) of the file it came from.
@@ -317,14 +386,10 @@ fn hf_to_open_clip(
         if key.ends_with("position_ids") {
             continue;
         }
-        let (prefix, rest) = if let Some(rest) = key.strip_prefix("text_model.encoder.layers.") {
-            ("transformer.resblocks.", rest)
-        } else if let Some(rest) = key.strip_prefix("vision_model.encoder.layers.") {
-            ("visual.transformer.resblocks.", rest)
-        } else {
-            ("", key.as_str())
-        };
-        if !prefix.is_empty() {
+        let block = BLOCK_PREFIXES
+            .iter()
+            .find_map(|(oc, hf)| key.strip_prefix(hf).map(|rest| (*oc, rest)));
+        if let Some((prefix, rest)) = block {
             let mut parts = rest.splitn(2, '.');
             let (layer, tail) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let slot = [
@@ -344,57 +409,36 @@ fn hf_to_open_clip(
                 qkv.entry(packed).or_default()[slot] = Some(data);
                 continue;
             }
-            let new = format!("{prefix}{layer}.{}", hf_block_rename(tail));
+            let new = format!("{prefix}{layer}.{}", rename(tail, &BLOCK_PARTS, false));
             source.insert(new.clone(), key.clone());
             out.insert(new, data);
             continue;
         }
-        let (new, data) = match key.as_str() {
-            "text_model.embeddings.token_embedding.weight" => {
-                ("token_embedding.weight".to_string(), data)
+        let (new, data) = if let Some(name) = counterpart(&key, &SAME_TENSORS, true) {
+            (name.to_string(), data)
+        } else if let Some(name) = counterpart(&key, &PROJECTIONS, true) {
+            (name.to_string(), transpose(data))
+        } else {
+            let renamed = rename(&key, &NORMS, false);
+            if renamed == key {
+                return Err(ClipError::UnexpectedKey {
+                    path: path.to_path_buf(),
+                    key,
+                    layout: Layout::HuggingFace.name(),
+                });
             }
-            "text_model.embeddings.position_embedding.weight" => {
-                ("positional_embedding".to_string(), data)
-            }
-            "vision_model.embeddings.class_embedding" => {
-                ("visual.class_embedding".to_string(), data)
-            }
-            "vision_model.embeddings.patch_embedding.weight" => {
-                ("visual.conv1.weight".to_string(), data)
-            }
-            "vision_model.embeddings.position_embedding.weight" => {
-                ("visual.positional_embedding".to_string(), data)
-            }
-            "visual_projection.weight" => ("visual.proj".to_string(), transpose(data)),
-            "text_projection.weight" => ("text_projection".to_string(), transpose(data)),
-            "logit_scale" => ("logit_scale".to_string(), data),
-            k => {
-                let renamed = k
-                    .replace("text_model.final_layer_norm", "ln_final")
-                    .replace("vision_model.pre_layrnorm", "visual.ln_pre")
-                    .replace("vision_model.post_layernorm", "visual.ln_post");
-                if renamed == k {
-                    return Err(ClipError::UnexpectedKey {
-                        path: path.to_path_buf(),
-                        key: k.to_string(),
-                        layout: Layout::HuggingFace.name(),
-                    });
-                }
-                (renamed, data)
-            }
+            (renamed, data)
         };
         source.insert(new.clone(), key.clone());
         out.insert(new, data);
     }
     for (packed, parts) in qkv {
         let hf = |slot: &str| {
-            packed
-                .replace(
-                    "visual.transformer.resblocks.",
-                    "vision_model.encoder.layers.",
-                )
-                .replace("transformer.resblocks.", "text_model.encoder.layers.")
-                .replace("attn.in_proj_", &format!("self_attn.{slot}_proj."))
+            let prefix = BLOCK_PREFIXES
+                .iter()
+                .find_map(|(oc, hf)| packed.strip_prefix(oc).map(|rest| format!("{hf}{rest}")))
+                .unwrap_or_else(|| packed.clone());
+            prefix.replace("attn.in_proj_", &format!("self_attn.{slot}_proj."))
         };
         let [Some(q), Some(k), Some(v)] = parts else {
             let missing = ["q", "k", "v"]
