@@ -709,20 +709,16 @@ pub fn text_ids<B: Backend, S: AsRef<str>>(
     if texts.is_empty() {
         return Err(ClipError::Input("no texts to embed".into()));
     }
-    let context = tokenizer.context_length();
+    // `tokenize` pads every row to the context length
     let ids: Vec<i64> = texts
         .iter()
-        .flat_map(|t| {
-            let mut row: Vec<i64> = tokenizer
-                .tokenize(t.as_ref())
-                .into_iter()
-                .map(i64::from)
-                .collect();
-            row.resize(context, 0);
-            row
-        })
+        .flat_map(|t| tokenizer.tokenize(t.as_ref()))
+        .map(i64::from)
         .collect();
-    Ok(TensorData::new(ids, [texts.len(), context]))
+    Ok(TensorData::new(
+        ids,
+        [texts.len(), tokenizer.context_length()],
+    ))
 }
 
 /// `[n, used]` ids where `used` ends at the longest text's end token.
