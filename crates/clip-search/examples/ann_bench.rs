@@ -4,6 +4,10 @@
 //!     cargo run --release -p clip-search --features ann --example ann_bench -- 1000000
 //!     cargo run --release -p clip-search --features ann --example ann_bench -- 5000000 --exact-sizes 10000,100000,1000000
 //!
+//! A build longer than one sitting can be split: `--checkpoint FILE --time-limit SECONDS` saves the
+//! graph built so far to FILE (and its build time to FILE.json) once the limit has passed, and the same
+//! command run again continues from it; the build time reported is the sum of the sittings.
+//!
 //! Two kinds of synthetic vectors (`--data`), queries being new points drawn the same way:
 //! - `latent` (default): embeddings live near a low-dimensional manifold, so each vector is a random
 //!   linear map of a 32-d Gaussian point into 512-d, plus a little isotropic noise, normalized.
@@ -135,6 +139,76 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rss_mib()
     );
 
+    // approximate: build (in sittings, with --checkpoint), memory, save/load, latency, recall@10
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
+    let checkpoint = value_of("--checkpoint").map(std::path::PathBuf::from);
+    let time_limit: Option<f64> = value_of("--time-limit").map(|s| s.parse()).transpose()?;
+    let rss_before = rss_mib();
+    let params = AnnParams::default();
+    let progress_file = checkpoint.as_ref().map(|c| {
+        let mut name = c.as_os_str().to_owned();
+        name.push(".json");
+        std::path::PathBuf::from(name)
+    });
+    let (ann, earlier_s) = match (&checkpoint, &progress_file) {
+        (Some(c), Some(p)) if c.exists() => {
+            let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
+            if saved["n"] != n || saved["data"] != kind.as_str() {
+                return Err(
+                    format!("{}: a checkpoint of another run ({saved})", c.display()).into(),
+                );
+            }
+            let ann = Ann::open(c, false)?;
+            eprintln!("continuing from {} vectors in {}", ann.len(), c.display());
+            (ann, saved["build_s"].as_f64().unwrap_or(0.0))
+        }
+        _ => (Ann::new(DIM, params)?, 0.0),
+    };
+    let t = Instant::now();
+    let mut last = Instant::now();
+    const SITTING_STEP: usize = 100_000;
+    let mut at = ann.len();
+    while at < n {
+        let end = (at + SITTING_STEP).min(n);
+        let part = VectorSet::from_parts(
+            DIM,
+            vectors.ids()[at..end].to_vec(),
+            vectors.data()[at * DIM..end * DIM].to_vec(),
+        );
+        ann.add(&part, &mut |_| {})?;
+        at = end;
+        if last.elapsed().as_secs() >= 30 {
+            eprintln!(
+                "  {at}/{n} added, {:.0} s (this sitting {:.0} s)",
+                earlier_s + t.elapsed().as_secs_f64(),
+                t.elapsed().as_secs_f64()
+            );
+            last = Instant::now();
+        }
+        if let (Some(limit), Some(c), Some(p)) = (time_limit, &checkpoint, &progress_file) {
+            if at < n && start.elapsed().as_secs_f64() > limit {
+                ann.save(c)?;
+                let build_s = earlier_s + t.elapsed().as_secs_f64();
+                let saved =
+                    serde_json::json!({"n": n, "data": kind, "added": at, "build_s": build_s});
+                std::fs::write(p, saved.to_string())?;
+                eprintln!(
+                    "stopped at {at}/{n} after {build_s:.0} s of building; run the same command to continue"
+                );
+                return Ok(());
+            }
+        }
+    }
+    let build_s = earlier_s + t.elapsed().as_secs_f64();
+    if let (Some(c), Some(p)) = (&checkpoint, &progress_file) {
+        std::fs::remove_file(c).ok();
+        std::fs::remove_file(p).ok();
+    }
+
     // exact: ground truth, and latency at each size
     let time_exact = |set: &VectorSet| -> (Vec<Vec<i64>>, Vec<f64>) {
         let mut truth = Vec::new();
@@ -160,20 +234,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (truth, ms) = time_exact(&vectors);
     exact_latency.push((n, percentile(&ms, 0.5), percentile(&ms, 0.99)));
-
-    // approximate: build, memory, save/load, latency, recall@10 against the truth
-    let rss_before = rss_mib();
-    let params = AnnParams::default();
-    let ann = Ann::new(DIM, params)?;
-    let t = Instant::now();
-    let mut last = Instant::now();
-    ann.add(&vectors, &mut |done| {
-        if last.elapsed().as_secs() >= 30 {
-            eprintln!("  {done}/{n} added, {:.0} s", t.elapsed().as_secs_f64());
-            last = Instant::now();
-        }
-    })?;
-    let build_s = t.elapsed().as_secs_f64();
     let (ann_bytes, rss_after) = (ann.memory_usage(), rss_mib());
     let file = std::env::temp_dir().join(format!("ann_bench_{n}.usearch"));
     let t = Instant::now();

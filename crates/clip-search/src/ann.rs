@@ -99,6 +99,8 @@ impl Ann {
             usearch::Index::restore(name)
         }
         .map_err(|e| ann_error(path, e))?;
+        // the file keeps the links per node, not these: new nodes are linked as in a fresh build
+        index.change_expansion_add(AnnParams::default().expansion_add);
         index.change_expansion_search(AnnParams::default().expansion_search);
         Ok(Self { index })
     }
