@@ -14,7 +14,14 @@ Outputs, per model under fixtures/options/<name>/: open_clip_config.json, open_c
             `pool_type: last`: CLIPA's and SigLIP's text side)
   text_eos  text pooled at the first `eos_id` token (`pool_type: eos`, as the worldwide MetaCLIP 2
             configs), which is not the largest id here
+  hf_clipa  CLIPA's text side end to end from *texts*: a Hugging Face tokenizer (`hf_tokenizer_name`,
+            here the small WordPiece of fixtures/hf_tokenizer/bert_tiny, copied beside the weights as a
+            downloaded model has it) with `strip_sep_token`, bidirectional attention, last-position pooling
+  hf_eos    the worldwide configs' text side from texts: the same tokenizer with `clean: canonicalize`,
+            causal attention pooled at `eos_id` (the tokenizer's [SEP])
+The hf_* references also hold `texts` (JSON, in the metadata) and open_clip's `HFTokenizer` ids of them.
 """
+import shutil
 import json
 import pathlib
 
@@ -100,7 +107,48 @@ def text_options(name, options, seed):
     write(name, cfg, open_clip.CLIP(**cfg), seed)
 
 
+TEXTS = [
+    "a photo of a cat",
+    "A Photo Of A Dog!",
+    "two   birds, sitting on a wire; the sky is grey.",
+    "Logging package for Python. Based on PEP 282 and comments thereto in comp.lang.python, and much more text than fits",
+]
+
+
+def hf_text(name, options, tokenizer_kwargs, seed):
+    """A model whose text tower reads a Hugging Face tokenizer's ids, with references computed from texts."""
+    from open_clip.tokenizer import HFTokenizer
+
+    torch.manual_seed(seed)
+    tok_dir = ROOT / "fixtures" / "hf_tokenizer" / "bert_tiny"
+    context = 16
+    cfg = {
+        "embed_dim": 24,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 8},
+        "text_cfg": {"context_length": context, "vocab_size": 2048, "width": 32, "heads": 2, "layers": 2,
+                     "hf_tokenizer_name": "bert-base-uncased", "tokenizer_kwargs": tokenizer_kwargs, **options},
+    }
+    model = open_clip.CLIP(**cfg)
+    tokenizer = HFTokenizer(str(tok_dir), context_length=context, **tokenizer_kwargs)
+    ids = tokenizer(TEXTS)
+    d = OUT / name
+    write(name, cfg, model, seed)
+    with torch.no_grad():
+        text = model.encode_text(ids)
+    ref = d / "reference.safetensors"
+    from safetensors.torch import load_file
+    tensors = load_file(ref)
+    tensors.update({"hf_text_ids": ids, "hf_text_embeds": text})
+    save_file(tensors, ref, metadata={"torch": torch.__version__, "open_clip": open_clip.__version__, "texts": json.dumps(TEXTS)})
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(tok_dir / f, d / f)
+    spread = torch.cdist(text, text)
+    print(f"{name}: ids {ids.tolist()}, text embeds min distance {spread[spread > 0].min():.3f}")
+
+
 if __name__ == "__main__":
+    hf_text("hf_clipa", {"no_causal_mask": True, "pool_type": "last"}, {"strip_sep_token": True}, 16)
+    hf_text("hf_eos", {"pool_type": "eos", "eos_id": 3}, {"clean": "canonicalize"}, 17)
     text_options("text_last", {"no_causal_mask": True, "pool_type": "last"}, 14)
     text_options("text_eos", {"pool_type": "eos", "eos_id": 7}, 15)
     vit_ls()

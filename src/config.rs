@@ -8,6 +8,7 @@ use clip_encoders::{
     Activation, ModifiedResNetConfig, TextPool, TextTransformerConfig, VisionTransformerConfig,
     VitPool,
 };
+use clip_tokenizer::Cleaning;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -110,6 +111,99 @@ pub struct TextConfig {
     /// when absent (CLIP's end token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_token: Option<i64>,
+    /// The Hugging Face tokenizer the tower was trained with (open_clip's `hf_tokenizer_name` and
+    /// `tokenizer_kwargs`); CLIP's BPE when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_tokenizer: Option<HfTokenizerConfig>,
+}
+
+/// A Hugging Face tokenizer as an open_clip config names it; its `tokenizer.json` comes with the
+/// weights or from the user (`--tokenizer`), since no hub is asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HfTokenizerConfig {
+    /// The hub name (`bert-base-uncased`, `google/mt5-base`, `timm/ViT-B-16-SigLIP`).
+    pub name: String,
+    /// The cleaning before encoding (`tokenizer_kwargs.clean`).
+    #[serde(default, with = "cleaning_name")]
+    pub cleaning: Cleaning,
+    /// Whether separator tokens are zeroed (`tokenizer_kwargs.strip_sep_token`, CLIPA's setting).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_sep_token: bool,
+}
+
+/// [`Cleaning`] by its open_clip name in JSON.
+mod cleaning_name {
+    use super::Cleaning;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(c: &Cleaning, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cleaning, D::Error> {
+        let name = String::deserialize(d)?;
+        Cleaning::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "cleaning {name:?} is not one of whitespace, lower, canonicalize"
+            ))
+        })
+    }
+}
+
+impl HfTokenizerConfig {
+    /// Reads `hf_tokenizer_name` and `tokenizer_kwargs` of an open_clip `text_cfg` (None without a name).
+    fn from_text_cfg(t: &serde_json::Map<String, Value>) -> Result<Option<Self>, ClipError> {
+        let name = match t.get("hf_tokenizer_name") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => {
+                return Err(ClipError::Config(format!(
+                    "text_cfg.hf_tokenizer_name {other} is not a string"
+                )))
+            }
+        };
+        let mut config = Self {
+            name,
+            cleaning: Cleaning::default(),
+            strip_sep_token: false,
+        };
+        let Some(kwargs) = t.get("tokenizer_kwargs").filter(|k| !k.is_null()) else {
+            return Ok(Some(config));
+        };
+        let kwargs = kwargs.as_object().ok_or_else(|| {
+            ClipError::Config(format!(
+                "text_cfg.tokenizer_kwargs {kwargs} is not an object"
+            ))
+        })?;
+        for (key, value) in kwargs {
+            match (key.as_str(), value) {
+                ("clean", Value::String(name)) => {
+                    config.cleaning = Cleaning::from_name(name).ok_or_else(|| {
+                        ClipError::Config(format!(
+                            "text_cfg.tokenizer_kwargs.clean {name:?} is not one of whitespace, \
+                             lower, canonicalize"
+                        ))
+                    })?;
+                }
+                ("strip_sep_token", Value::Bool(strip)) => config.strip_sep_token = *strip,
+                _ => {
+                    return Err(ClipError::Config(format!(
+                        "text_cfg.tokenizer_kwargs.{key} = {value} is not supported (clean, \
+                         strip_sep_token)"
+                    )))
+                }
+            }
+        }
+        Ok(Some(config))
+    }
+
+    /// The `hf_tokenizer_name` and `tokenizer_kwargs` entries of an open_clip `text_cfg`.
+    fn write_text_cfg(&self, text_cfg: &mut Value) {
+        text_cfg["hf_tokenizer_name"] = self.name.clone().into();
+        text_cfg["tokenizer_kwargs"] = serde_json::json!({
+            "clean": self.cleaning.name(), "strip_sep_token": self.strip_sep_token,
+        });
+    }
 }
 
 /// A whole CLIP model.
@@ -326,6 +420,7 @@ fn openai_text(width: usize) -> TextConfig {
         causal: true,
         pool: TextPool::EndToken,
         end_token: None,
+        hf_tokenizer: None,
     }
 }
 
@@ -397,6 +492,7 @@ impl ClipConfig {
                 causal: true,
                 pool: TextPool::EndToken,
                 end_token: None,
+                hf_tokenizer: None,
             },
             projection_bias: false,
         }
@@ -423,6 +519,7 @@ impl ClipConfig {
                 causal: true,
                 pool: TextPool::EndToken,
                 end_token: None,
+                hf_tokenizer: None,
             },
             projection_bias: false,
         }
@@ -676,11 +773,11 @@ impl ClipConfig {
                 "no_causal_mask",
                 "pool_type",
                 "eos_id",
+                "hf_tokenizer_name",
+                "tokenizer_kwargs",
             ],
             &[
                 ("hf_model_name", Value::Null),
-                ("hf_tokenizer_name", Value::Null),
-                ("tokenizer_kwargs", Value::Null),
                 ("ls_init_value", Value::Null),
                 ("embed_cls", Value::Bool(false)),
                 ("pad_id", Value::from(0)),
@@ -716,6 +813,7 @@ impl ClipConfig {
                 Some("eos") => Some(opt_usize(t, "text_cfg", "eos_id", 2)? as i64),
                 _ => None,
             },
+            hf_tokenizer: HfTokenizerConfig::from_text_cfg(t)?,
         };
         let config = ClipConfig {
             embed_dim,
@@ -799,6 +897,7 @@ impl ClipConfig {
                 causal: true,
                 pool: TextPool::EndToken,
                 end_token: None,
+                hf_tokenizer: None,
             },
             projection_bias: false,
         };
@@ -872,6 +971,7 @@ impl ClipConfig {
                     causal: true,
                     pool: TextPool::EndToken,
                     end_token: None,
+                    hf_tokenizer: None,
                 },
                 projection_bias: false,
             }
@@ -926,6 +1026,7 @@ impl ClipConfig {
                     causal: true,
                     pool: TextPool::EndToken,
                     end_token: None,
+                    hf_tokenizer: None,
                 },
                 projection_bias: shapes.contains_key("text_projection.bias"),
             }
@@ -1001,6 +1102,9 @@ impl ClipConfig {
             (TextPool::Last, _) => "last",
         };
         text_cfg["pool_type"] = pool.into();
+        if let Some(tokenizer) = &t.hf_tokenizer {
+            tokenizer.write_text_cfg(&mut text_cfg);
+        }
         Ok(serde_json::json!({
             "embed_dim": self.embed_dim,
             "quick_gelu": quick_gelu,

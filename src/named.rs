@@ -221,11 +221,17 @@ pub fn supported_models_table() -> String {
             .iter()
             .filter(|n| ClipConfig::named(n).is_ok_and(|c| c.to_hf_json().is_ok()))
             .count();
+        // OpenAI published TorchScript files of its own ViTs and ResNets only
+        let layouts = if fam.contains("OpenAI") {
+            "open_clip, OpenAI `.pt`"
+        } else {
+            "open_clip"
+        };
         let layouts = match (ok.len(), hf) {
             (0, _) => "—".to_string(),
-            (_, 0) => "open_clip, OpenAI `.pt`".to_string(),
-            (n, h) if n == h => "open_clip, OpenAI `.pt`, transformers".to_string(),
-            (n, h) => format!("open_clip, OpenAI `.pt`, transformers ({h} of {n})"),
+            (_, 0) => layouts.to_string(),
+            (n, h) if n == h => format!("{layouts}, transformers"),
+            (n, h) => format!("{layouts}, transformers ({h} of {n})"),
         };
         out.push_str(&format!(
             "| {fam} | {} | {} | {layouts} | {tokenizer} | {} |\n",

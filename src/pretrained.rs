@@ -10,7 +10,7 @@ use burn_store::{
     BurnpackStore, HalfPrecisionAdapter, ModuleAdapter, ModuleSnapshot, TensorSnapshot,
 };
 use clip_data::{CropRounding, Interpolation, PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD};
-use clip_tokenizer::ClipTokenizer;
+use clip_tokenizer::{HfTokenizer, TextTokenizer};
 use serde_json::Value;
 
 use crate::config::ClipConfig;
@@ -62,8 +62,9 @@ pub struct Pretrained<B: Backend> {
     /// How images are resized, cropped and normalized for it, as the model's own files say (open_clip's
     /// or Hugging Face's rules), CLIP's defaults otherwise.
     pub preprocess: PreprocessConfig,
-    /// The tokenizer, set to the model's context length.
-    pub tokenizer: ClipTokenizer,
+    /// The tokenizer, set to the model's context length: CLIP's BPE, or the Hugging Face tokenizer
+    /// the config names ([`TextTokenizer::Missing`] when its `tokenizer.json` was not found).
+    pub tokenizer: TextTokenizer,
     /// The weights file read (`<in memory>` for [`from_model`](Self::from_model), a placeholder
     /// name for the bundled model).
     pub weights: PathBuf,
@@ -256,7 +257,7 @@ impl<B: Backend> Pretrained<B> {
     pub fn from_model(model: Clip<B>, config: ClipConfig) -> Result<Self, ClipError> {
         Ok(Self {
             preprocess: PreprocessConfig::clip(config.image_size()),
-            tokenizer: ClipTokenizer::new()?.with_context_length(config.text.context_length)?,
+            tokenizer: tokenizer_for(&config, None)?,
             weights: PathBuf::from("<in memory>"),
             layout: None,
             config_source: ConfigSource::Inferred,
@@ -359,7 +360,7 @@ impl<B: Backend> Pretrained<B> {
         let weights = state_dict.path.clone();
         let mut model = config.init::<B>(device)?;
         let layout = load_state_dict_owned(&mut model, state_dict)?;
-        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
+        let tokenizer = tokenizer_for(&config, weights.parent())?;
         Ok(Self {
             model,
             config,
@@ -434,7 +435,7 @@ impl<B: Backend> Pretrained<B> {
                 message: format!("{error:?}"),
             });
         }
-        let tokenizer = ClipTokenizer::new()?.with_context_length(config.text.context_length)?;
+        let tokenizer = tokenizer_for(&config, Some(cfg_path).and_then(Path::parent))?;
         Ok(Self {
             model,
             config,
@@ -506,8 +507,45 @@ impl<B: Backend> Pretrained<B> {
             path: weights.clone(),
             message: e.to_string(),
         })?;
+        self.copy_tokenizer(dir)?;
         let json = serde_json::json!({"model": self.config, "preprocess": self.preprocess});
         write_atomic(&dir.join(BURN_CONFIG), json.to_string().as_bytes())
+    }
+
+    /// Copies a Hugging Face tokenizer's files into `dir`, where [`load`](Self::load) finds them.
+    pub(crate) fn copy_tokenizer(&self, dir: &Path) -> Result<(), ClipError> {
+        let TextTokenizer::HuggingFace(tokenizer) = &self.tokenizer else {
+            return Ok(());
+        };
+        for file in tokenizer.files() {
+            let Some(name) = file.file_name() else {
+                continue;
+            };
+            let bytes = std::fs::read(file).map_err(|source| ClipError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            write_atomic(&dir.join(name), &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Uses the `tokenizer.json` at `path` (the file, or a directory holding it) for the Hugging Face
+    /// tokenizer this model's config names, with the config's cleaning and context length.
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Input`] when the model reads CLIP's own tokenizer, and the errors of reading the
+    /// file or of a vocabulary larger than the model's token table.
+    pub fn with_tokenizer(mut self, path: impl AsRef<Path>) -> Result<Self, ClipError> {
+        let path = path.as_ref();
+        let file = if path.is_dir() {
+            path.join("tokenizer.json")
+        } else {
+            path.to_path_buf()
+        };
+        self.tokenizer = hf_tokenizer(&self.config, &file)?;
+        Ok(self)
     }
 
     /// Exports an open_clip model directory: `open_clip_model.safetensors` + `open_clip_config.json`.
@@ -531,6 +569,7 @@ impl<B: Backend> Pretrained<B> {
             &dir.join(WEIGHT_FILES[0]),
             &store(open_clip_state_dict(&self.model)?),
         )?;
+        self.copy_tokenizer(dir)?;
         let p = &self.preprocess;
         let json = serde_json::json!({
             "model_cfg": model_cfg,
@@ -556,15 +595,16 @@ impl<B: Backend> Pretrained<B> {
         Ok(self.tokenizer.tokenize_batch(texts, device)?)
     }
 
-    /// CLIP's tokenizer emits ids up to 49407: a model with a smaller token table (a custom
-    /// vocabulary) cannot embed its output, and would read past its table.
+    /// A tokenizer that emits ids past the model's token table (CLIP's BPE on a model trained with
+    /// another vocabulary) would read past the table: refused.
     fn check_vocabulary(&self) -> Result<(), ClipError> {
         let table = self.config.text.vocab_size;
-        if table < clip_tokenizer::VOCAB_SIZE {
+        let needed = self.tokenizer.vocab_size();
+        if table < needed {
             return Err(ClipError::Input(format!(
-                "this model's token table has {table} rows, CLIP's tokenizer needs {}: it was \
+                "this model's token table has {table} rows, its tokenizer emits ids up to {}: it was \
                  trained with another vocabulary; pass token ids to `model.encode_text` instead",
-                clip_tokenizer::VOCAB_SIZE
+                needed - 1
             )));
         }
         Ok(())
@@ -681,12 +721,56 @@ fn as_f32<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 2> {
     }
 }
 
+/// The tokenizer `config` names: CLIP's BPE, else the Hugging Face tokenizer of `dir/tokenizer.json`
+/// ([`TextTokenizer::Missing`] when there is no such file), at the config's context length.
+pub fn tokenizer_for(config: &ClipConfig, dir: Option<&Path>) -> Result<TextTokenizer, ClipError> {
+    let Some(spec) = &config.text.hf_tokenizer else {
+        return Ok(TextTokenizer::clip(config.text.context_length)?);
+    };
+    match dir.filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if dir.join("tokenizer.json").is_file() => {
+            hf_tokenizer(config, &dir.join("tokenizer.json"))
+        }
+        dir => Ok(TextTokenizer::Missing {
+            name: spec.name.clone(),
+            looked_in: match dir {
+                Some(dir) => format!("looked for {}", dir.join("tokenizer.json").display()),
+                None => "the model came without a directory".into(),
+            },
+        }),
+    }
+}
+
+/// The Hugging Face tokenizer of `file` set up as `config`'s text tower reads it.
+fn hf_tokenizer(config: &ClipConfig, file: &Path) -> Result<TextTokenizer, ClipError> {
+    let Some(spec) = &config.text.hf_tokenizer else {
+        return Err(ClipError::Input(format!(
+            "{}: this model reads text with CLIP's own tokenizer, which is built in; a tokenizer \
+             file is only for models whose config names a Hugging Face tokenizer (hf_tokenizer_name)",
+            file.display()
+        )));
+    };
+    let tokenizer = HfTokenizer::from_file(file)?
+        .with_cleaning(spec.cleaning)
+        .with_strip_sep_token(spec.strip_sep_token)
+        .with_context_length(config.text.context_length)?;
+    let (table, size) = (config.text.vocab_size, tokenizer.vocab_size());
+    if size > table {
+        return Err(ClipError::Config(format!(
+            "{}: the tokenizer has {size} tokens, the model's token table {table} rows: it is not the \
+             tokenizer of this model ({})",
+            file.display(),
+            spec.name
+        )));
+    }
+    Ok(TextTokenizer::HuggingFace(tokenizer))
+}
+
 /// Raw text embeddings of `texts` through `model`, with the padding after the longest text's end token
-/// cut off first: under the causal mask no position attends to a later one, so the pooled end-token
-/// state is the same, for a fraction of the work on short prompts.
+/// cut off first when that leaves the output unchanged ([`text_ids`]).
 pub fn encode_texts<B: Backend, S: AsRef<str>>(
     model: &Clip<B>,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     texts: &[S],
     device: &B::Device,
 ) -> Result<Tensor<B, 2>, ClipError> {
@@ -694,68 +778,76 @@ pub fn encode_texts<B: Backend, S: AsRef<str>>(
     Ok(model.encode_text(Tensor::from_data(ids, device)))
 }
 
-/// The ids `text` should encode `texts` from: [`trimmed_ids`] when cutting the padding leaves its
-/// output unchanged ([`TextTransformer::trims_padding`](crate::encoders::TextTransformer::trims_padding)),
-/// else every position up to the context length (a bidirectional tower sees the padding; a tower pooled
-/// at the last position pools there).
+/// The ids `text` should encode `texts` from: cut after the longest text's end token (the tower's
+/// own, see [`trimmed_ids`]) when that leaves its output unchanged
+/// ([`TextTransformer::trims_padding`](crate::encoders::TextTransformer::trims_padding)), else every
+/// position up to the context length (a bidirectional tower sees the padding; a tower pooled at the
+/// last position pools there).
 pub fn text_ids<B: Backend, S: AsRef<str>>(
     text: &crate::encoders::TextTransformer<B>,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     texts: &[S],
 ) -> Result<TensorData, ClipError> {
-    if text.trims_padding() {
-        return trimmed_ids(tokenizer, texts);
-    }
     if texts.is_empty() {
         return Err(ClipError::Input("no texts to embed".into()));
     }
-    // `tokenize` pads every row to the context length
-    let ids: Vec<i64> = texts
-        .iter()
-        .flat_map(|t| tokenizer.tokenize(t.as_ref()))
-        .map(i64::from)
-        .collect();
-    Ok(TensorData::new(
-        ids,
-        [texts.len(), tokenizer.context_length()],
-    ))
+    let data = tokenizer.tokenize_data(texts)?;
+    if !text.trims_padding() {
+        return Ok(data);
+    }
+    Ok(trim_after(data, u32::try_from(text.end_of_text).ok()))
 }
 
 /// `[n, used]` ids where `used` ends at the longest text's end token.
 pub fn tokenize_trimmed<B: Backend, S: AsRef<str>>(
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     texts: &[S],
     device: &B::Device,
 ) -> Result<Tensor<B, 2, Int>, ClipError> {
     Ok(Tensor::from_data(trimmed_ids(tokenizer, texts)?, device))
 }
 
-/// The ids of [`tokenize_trimmed`] as `[n, used]` i64 data, on the host.
+/// The ids of [`tokenize_trimmed`] as `[n, used]` i64 data, on the host: the rows cut after the
+/// longest text's end token ([`TextTokenizer::end_of_text`]; not cut without one).
 pub fn trimmed_ids<S: AsRef<str>>(
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     texts: &[S],
 ) -> Result<TensorData, ClipError> {
     if texts.is_empty() {
         return Err(ClipError::Input("no texts to embed".into()));
     }
-    let rows: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| tokenizer.tokenize(t.as_ref()))
-        .collect();
-    let used = rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .position(|&id| id == clip_tokenizer::END_OF_TEXT)
-                .map_or(r.len(), |p| p + 1)
+    Ok(trim_after(
+        tokenizer.tokenize_data(texts)?,
+        tokenizer.end_of_text(),
+    ))
+}
+
+/// `[n, seq]` ids cut after the last column holding a row's first `end` token (unchanged when a row
+/// has none, or without an `end`).
+fn trim_after(data: TensorData, end: Option<u32>) -> TensorData {
+    let (Some(end), &[n, seq]) = (end, data.shape.as_slice()) else {
+        return data;
+    };
+    let Ok(ids) = data.to_vec::<i64>() else {
+        return data;
+    };
+    let used = ids
+        .chunks(seq.max(1))
+        .map(|row| {
+            row.iter()
+                .position(|&id| id == i64::from(end))
+                .map_or(seq, |p| p + 1)
         })
         .max()
-        .unwrap_or(1);
-    let ids: Vec<i64> = rows
-        .iter()
-        .flat_map(|r| r[..used].iter().map(|&id| i64::from(id)))
+        .unwrap_or(seq);
+    if used == seq {
+        return data;
+    }
+    let trimmed: Vec<i64> = ids
+        .chunks(seq)
+        .flat_map(|row| row[..used].iter().copied())
         .collect();
-    Ok(TensorData::new(ids, [texts.len(), used]))
+    TensorData::new(trimmed, [n, used])
 }
 
 fn in_file(path: &Path, e: ClipError) -> ClipError {

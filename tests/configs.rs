@@ -118,10 +118,10 @@ fn hf_default_config_is_vit_b_32() {
         .contains("vision_config.hidden_act"));
 }
 
-/// The open_clip 3.3.0 configs with the standard towers and the options implemented here (computed
-/// from its `model_configs/` in Python: no timm or Hugging Face tower, no CoCa, and no vision or text
-/// option beyond sizes, `head_width`, `mlp_ratio`, `quick_gelu` and the image tower's `ls_init_value`).
-const PLAIN_OPEN_CLIP_CONFIGS: [&str; 42] = [
+/// The 55 open_clip 3.3.0 configs with its standard towers (computed from its `model_configs/` in
+/// Python: no timm or Hugging Face tower, no CoCa): the plain ones, CLIPA's (BERT tokenizer, no
+/// `ln_pre`, average pooling) and the worldwide MetaCLIP 2 ones (mT5 / XLM-V tokenizers, `eos` pooling).
+const STANDARD_OPEN_CLIP_CONFIGS: [&str; 55] = [
     "RN101-quickgelu",
     "RN101",
     "RN50-quickgelu",
@@ -164,6 +164,19 @@ const PLAIN_OPEN_CLIP_CONFIGS: [&str; 42] = [
     "ViT-bigG-14",
     "ViT-e-14",
     "ViT-g-14",
+    "ViT-H-14-CLIPA",
+    "ViT-H-14-CLIPA-336",
+    "ViT-L-14-CLIPA",
+    "ViT-L-14-CLIPA-336",
+    "ViT-bigG-14-CLIPA",
+    "ViT-bigG-14-CLIPA-336",
+    "ViT-H-14-worldwide",
+    "ViT-H-14-worldwide-378",
+    "ViT-H-14-worldwide-quickgelu",
+    "ViT-L-14-worldwide",
+    "ViT-L-14-worldwide-quickgelu",
+    "ViT-bigG-14-worldwide",
+    "ViT-bigG-14-worldwide-378",
 ];
 
 #[test]
@@ -205,9 +218,27 @@ fn bundled_open_clip_configs_load_by_name_or_are_refused_naming_the_option() {
             }
         }
     }
-    let mut plain = PLAIN_OPEN_CLIP_CONFIGS.to_vec();
-    plain.sort_unstable();
-    assert_eq!(loaded, plain);
+    let mut standard = STANDARD_OPEN_CLIP_CONFIGS.to_vec();
+    standard.sort_unstable();
+    loaded.sort_unstable();
+    assert_eq!(loaded, standard);
+    // the text side names its tokenizer and how open_clip runs it
+    let clipa = ClipConfig::named("ViT-L-14-CLIPA").unwrap().text;
+    let tokenizer = clipa.hf_tokenizer.unwrap();
+    assert_eq!(
+        (
+            tokenizer.name.as_str(),
+            tokenizer.strip_sep_token,
+            clipa.context_length
+        ),
+        ("bert-base-uncased", true, 32)
+    );
+    let worldwide = ClipConfig::named("ViT-L-14-worldwide").unwrap().text;
+    assert_eq!(worldwide.end_token, Some(1));
+    assert_eq!(
+        worldwide.hf_tokenizer.unwrap().cleaning,
+        clip::tokenizer::Cleaning::Canonicalize
+    );
     // the non-default shapes come through: 80-wide heads, 240 px, a 4.9231 MLP
     let ViT { heads, .. } = vit(ClipConfig::named("ViT-H-14").unwrap()) else {
         unreachable!()
@@ -266,7 +297,7 @@ fn the_readme_table_of_supported_models_is_the_generated_one() {
         table,
         "README.md's table is out of date: replace it with `clip info --config table`"
     );
-    // the counts add up to the 144 configs, 41 of which load
+    // the counts add up to the 144 configs, 55 of which load
     let rows: Vec<Vec<&str>> = table
         .lines()
         .skip(2)
@@ -274,5 +305,5 @@ fn the_readme_table_of_supported_models_is_the_generated_one() {
         .collect();
     let total: usize = rows.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
     let loading: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
-    assert_eq!((total, loading), (144, 42));
+    assert_eq!((total, loading), (144, 55));
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use burn::backend::Flex;
+use clip::tokenizer::TextTokenizer;
 use clip::{Pretrained, StorageType, VisionConfig};
 use common::*;
 
@@ -112,4 +113,108 @@ fn bidirectional_text_pooled_at_the_last_position_and_eos_pooling_match_open_cli
             .to_string();
         assert!(err.contains("text tower"), "{err}");
     }
+}
+
+/// `clip`'s text embeddings of the fixture's texts (tokenized by `clip` itself) against open_clip's
+/// (tokenized by its `HFTokenizer`), with the ids compared first.
+fn text_parity_from_texts(clip: &Pretrained<Flex>, name: &str) -> f32 {
+    let reference = Reference::open(&format!("options/{name}/reference.safetensors"));
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    let (expected_ids, _) = reference.i64("hf_text_ids");
+    let ids = clip.tokenizer.tokenize_data(&texts).unwrap();
+    assert_eq!(
+        ids.to_vec::<i64>().unwrap(),
+        expected_ids,
+        "{name}: token ids"
+    );
+    let got = values(clip.embed_texts(&texts, &Default::default()).unwrap());
+    relative_error(&got, &reference.f32("hf_text_embeds").0)
+}
+
+#[test]
+fn models_with_a_hugging_face_tokenizer_embed_texts_as_open_clip() {
+    let device = Default::default();
+    // CLIPA's text side (separator stripped, bidirectional, last position) and the worldwide
+    // models' (canonicalized, causal, pooled at the tokenizer's own end token, padding trimmed)
+    for (name, strip, trims) in [("hf_clipa", true, false), ("hf_eos", false, true)] {
+        let clip = Pretrained::<Flex>::load(fixture(&format!("options/{name}")), &device).unwrap();
+        let spec = clip.config.text.hf_tokenizer.clone().unwrap();
+        assert_eq!(
+            (spec.name.as_str(), spec.strip_sep_token),
+            ("bert-base-uncased", strip)
+        );
+        assert!(matches!(clip.tokenizer, TextTokenizer::HuggingFace(_)));
+        assert_eq!(clip.model.text.trims_padding(), trims);
+        let e_text = text_parity_from_texts(&clip, name);
+        let (e_image, _) = parity(&clip, name);
+        println!("{name}: text embeds from texts relative error {e_text:.2e}, image {e_image:.2e}");
+        assert!(
+            e_text < 1e-5 && e_image < 1e-5,
+            "{name}: {e_text} {e_image}"
+        );
+
+        // every format we write keeps the tokenizer: its name in the config, its files beside
+        for format in ["open_clip", "burn"] {
+            let dir = tempfile::tempdir().unwrap();
+            match format {
+                "open_clip" => clip
+                    .save_open_clip_as(dir.path(), StorageType::F32)
+                    .unwrap(),
+                _ => clip.save_burn(dir.path()).unwrap(),
+            }
+            assert!(dir.path().join("tokenizer.json").is_file(), "{format}");
+            let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+            assert_eq!(back.config, clip.config, "{format}");
+            assert!(text_parity_from_texts(&back, name) < 1e-5, "{format}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_hugging_face_tokenizer_is_named() {
+    let device = Default::default();
+    // the weights and config alone, as a hub download of CLIPA has them: images embed, texts are
+    // refused naming the tokenizer, and --tokenizer (with_tokenizer) supplies it
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["open_clip_config.json", "open_clip_model.safetensors"] {
+        std::fs::copy(
+            fixture(&format!("options/hf_clipa/{file}")),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let clip = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+    let (e_image, _) = parity(&clip, "hf_clipa");
+    assert!(e_image < 1e-5, "{e_image}");
+    let err = clip
+        .embed_texts(&["a cat"], &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bert-base-uncased") && err.contains("--tokenizer"),
+        "{err}"
+    );
+    let clip = clip
+        .with_tokenizer(fixture("hf_tokenizer/bert_tiny/tokenizer.json"))
+        .unwrap();
+    assert!(text_parity_from_texts(&clip, "hf_clipa") < 1e-5);
+
+    // a tokenizer larger than the token table is another model's: refused with both sizes
+    let mut config = clip.config.clone();
+    config.text.vocab_size = 1000;
+    let err = clip::tokenizer_for(&config, Some(&fixture("hf_tokenizer/bert_tiny")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2026 tokens") && err.contains("1000 rows"),
+        "{err}"
+    );
+
+    // CLIP's own tokenizer is built in: a tokenizer file for such a model is a mistake
+    let err = Pretrained::<Flex>::load(fixture("options/text_eos"), &device)
+        .unwrap()
+        .with_tokenizer(fixture("hf_tokenizer/bert_tiny"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CLIP's own tokenizer"), "{err}");
 }

@@ -62,6 +62,10 @@ struct Cli {
     /// an open_clip config file, as open_clip's create_model_and_transforms(name, pretrained=FILE).
     #[arg(long, global = true)]
     weights: Option<PathBuf>,
+    /// The `tokenizer.json` (or a directory holding it) of a model whose config names a Hugging Face
+    /// tokenizer (CLIPA, the worldwide models), when it is not beside the weights.
+    #[arg(long, global = true)]
+    tokenizer: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -286,6 +290,9 @@ static MODEL_SIZE: std::sync::OnceLock<(Option<usize>, Option<usize>)> = std::sy
 /// `--weights`: `--model` then names the architecture, not a checkpoint.
 static WEIGHTS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
 
+/// `--tokenizer`: a Hugging Face tokenizer file for the model.
+static TOKENIZER: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
 /// The model at `path` (the bundled one when `None`), at the `--image-size` and `--context-length`
 /// asked for.
 pub(crate) fn load_model<B: Backend>(
@@ -304,6 +311,9 @@ pub(crate) fn load_model<B: Backend>(
             )),
             (None, path) => Pretrained::<B>::load_or_bundled(path, device)?,
         };
+    if let Some(tokenizer) = TOKENIZER.get().and_then(Option::as_ref) {
+        clip = clip.with_tokenizer(tokenizer)?;
+    }
     let (image_size, context_length) = MODEL_SIZE.get().copied().unwrap_or_default();
     if let Some(size) = image_size {
         clip = clip.with_image_size(size)?;
@@ -318,6 +328,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let choice = cli.device.unwrap_or_else(DeviceChoice::default_choice);
     let _ = MODEL_SIZE.set((cli.image_size, cli.context_length));
     let _ = WEIGHTS.set(cli.weights.clone());
+    let _ = TOKENIZER.set(cli.tokenizer.clone());
     let dtype = cli.dtype;
     match cli.command {
         Command::Embed {
@@ -732,12 +743,9 @@ fn fashion_scenes<B: Backend>(
     let clip = load_model::<B>(model, device)?;
     let test = clip_train::benchmark::FashionMnist::load(data, false)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let tokenizer = clip::tokenizer::ClipTokenizer::new()
-        .and_then(|t| t.with_context_length(clip.config.text.context_length))
-        .map_err(|e| CliError::Usage(e.to_string()))?;
     let report = clip_train::evaluate(
         &clip.model,
-        &tokenizer,
+        &clip.tokenizer,
         &test,
         samples,
         clip.threads,
@@ -759,11 +767,41 @@ fn towers(c: &clip::ClipConfig) -> (String, String) {
         ),
     };
     let t = &c.text;
-    let text = format!(
+    let mut text = format!(
         "Transformer: context {}, vocab {}, width {}, {} layers, {} heads, {:?}",
         t.context_length, t.vocab_size, t.width, t.layers, t.heads, t.activation
     );
+    if let Some(hf) = &t.hf_tokenizer {
+        text.push_str(&format!(
+            ", tokenizer {} ({} cleaning",
+            hf.name,
+            hf.cleaning.name()
+        ));
+        text.push_str(if hf.strip_sep_token {
+            ", separator stripped)"
+        } else {
+            ")"
+        });
+    }
     (vision, text)
+}
+
+/// One line on the tokenizer a loaded model reads its texts with.
+fn describe_tokenizer(tokenizer: &clip::tokenizer::TextTokenizer) -> String {
+    use clip::tokenizer::TextTokenizer;
+    match tokenizer {
+        TextTokenizer::Clip(_) => "CLIP BPE (built in)".into(),
+        TextTokenizer::HuggingFace(t) => format!(
+            "Hugging Face {} ({} tokens)",
+            t.files()
+                .first()
+                .map_or_else(String::new, |f| f.display().to_string()),
+            t.vocab_size()
+        ),
+        TextTokenizer::Missing { name, looked_in } => {
+            format!("Hugging Face {name:?}: not found ({looked_in}; --tokenizer FILE gives it)")
+        }
+    }
 }
 
 /// `clip info --config NAME|FILE`: the architecture a config describes, or why it cannot run.
@@ -838,6 +876,7 @@ fn info<B: Backend>(
         let value = json!({
             "weights": clip.weights, "layout": layout, "config_source": source,
             "parameters": clip.parameter_count(), "config": c, "preprocess": p,
+            "tokenizer": describe_tokenizer(&clip.tokenizer),
         });
         println!("{value}");
     } else {
@@ -848,6 +887,7 @@ fn info<B: Backend>(
         println!("embedding dim: {}", c.embed_dim);
         println!("image tower:   {vision}");
         println!("text tower:    {text}");
+        println!("tokenizer:     {}", describe_tokenizer(&clip.tokenizer));
         println!(
             "preprocessing: resize {} ({:?}, {:?}) → crop {} ({:?} offset), mean {:?}, std {:?}",
             p.resize_size, p.resize_mode, p.interpolation, p.size, p.crop_rounding, p.mean, p.std

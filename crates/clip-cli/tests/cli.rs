@@ -236,8 +236,14 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
     assert_eq!(json["config"]["vision"]["image_size"], 240);
     assert_eq!(json["config"]["embed_dim"], 640);
     // a config this library cannot run: non-zero, naming the option
-    let (ok, _, stderr) = run(&["info", "--config", "ViT-H-14-CLIPA"]);
-    assert!(!ok && stderr.contains("hf_tokenizer_name"), "{stderr}");
+    let (ok, _, stderr) = run(&["info", "--config", "coca_ViT-B-32"]);
+    assert!(!ok && stderr.contains("multimodal_cfg"), "{stderr}");
+    // a config whose text side reads a Hugging Face tokenizer says which
+    let (ok, stdout, stderr) = run(&["info", "--config", "ViT-H-14-CLIPA"]);
+    assert!(
+        ok && stdout.contains("tokenizer bert-base-uncased"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = run(&["info", "--config", "ViT-B-16-SigLIP"]);
     assert!(!ok && stderr.contains("timm"), "{stderr}");
     // files: transformers' config.json, open_clip's
@@ -248,7 +254,7 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
     let (ok, stdout, _) = run(&["info", "--config", "list"]);
     assert!(ok);
     assert_eq!(stdout.lines().count(), 144);
-    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 42);
+    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 55);
     // --model CONFIG --weights FILE, as create_model_and_transforms(name, pretrained=FILE)
     let (ok, stdout, stderr) = run(&[
         "embed",
@@ -275,6 +281,51 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
         !ok && stderr.contains("--weights needs --model"),
         "{stderr}"
     );
+}
+
+#[test]
+fn models_with_a_hugging_face_tokenizer_embed_texts_and_take_tokenizer() {
+    let reference = Reference::open("options/hf_clipa/reference.safetensors");
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    let (want, _) = reference.f32("hf_text_embeds");
+    let embed = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "embed", "--model", model, "--text", &texts[0], "--text", &texts[1],
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // the tokenizer.json beside the weights is found
+    let model = fixture("options/hf_clipa");
+    let (ok, stdout, stderr) = embed(model.to_str().unwrap(), &[]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows: Vec<Vec<f32>> = serde_json::from_value(json["text_embeds"].clone()).unwrap();
+    let e = relative_error(&rows.concat(), &want[..2 * rows[0].len()]);
+    assert!(e < 1e-5, "{e}");
+    let (ok, stdout, _) = run(&["info", "--model", model.to_str().unwrap()]);
+    assert!(
+        ok && stdout.contains("tokenizer.json (2026 tokens)"),
+        "{stdout}"
+    );
+
+    // without it, texts are refused naming the tokenizer and the flag; --tokenizer supplies it
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["open_clip_config.json", "open_clip_model.safetensors"] {
+        std::fs::copy(model.join(file), dir.path().join(file)).unwrap();
+    }
+    let bare = dir.path().to_str().unwrap();
+    let (ok, _, stderr) = embed(bare, &[]);
+    assert!(
+        !ok && stderr.contains("bert-base-uncased") && stderr.contains("--tokenizer"),
+        "{stderr}"
+    );
+    let tokenizer = fixture("hf_tokenizer/bert_tiny/tokenizer.json");
+    let (ok, stdout, stderr) = embed(bare, &["--tokenizer", tokenizer.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let again: Vec<Vec<f32>> = serde_json::from_value(json["text_embeds"].clone()).unwrap();
+    assert_eq!(again, rows);
 }
 
 #[test]

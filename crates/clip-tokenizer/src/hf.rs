@@ -3,7 +3,7 @@
 //! the text cleaned, encoded with the tokenizer's own special tokens, cut and padded to the context
 //! length (`padding="max_length", truncation=True`), and optionally the separator token zeroed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -33,6 +33,15 @@ impl Cleaning {
         }
     }
 
+    /// The option's name in open_clip configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Whitespace => "whitespace",
+            Self::Lower => "lower",
+            Self::Canonicalize => "canonicalize",
+        }
+    }
+
     fn apply(self, text: &str) -> String {
         match self {
             Self::Whitespace => clean_whitespace(text),
@@ -52,6 +61,8 @@ pub struct HfTokenizer {
     /// The separator's id when it is to be zeroed (open_clip's `strip_sep_token`).
     strip: Option<u32>,
     sep_id: Option<u32>,
+    /// The files read (`tokenizer.json`, and `tokenizer_config.json` when there was one).
+    files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for HfTokenizer {
@@ -73,27 +84,37 @@ fn special(config: &serde_json::Value, key: &str) -> Option<String> {
 }
 
 impl HfTokenizer {
-    /// Reads `dir/tokenizer.json` and, when present, `dir/tokenizer_config.json` for the padding and
-    /// separator tokens (else `[PAD]`/`<pad>` and `[SEP]`/`</s>` if the vocabulary has them; padding with 0
-    /// otherwise, as open_clip's zero-filled rows). Context length 77, whitespace cleaning.
+    /// Reads `dir/tokenizer.json`; see [`from_file`](Self::from_file).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, TokenizerError> {
-        let dir = dir.as_ref();
-        let file = dir.join("tokenizer.json");
+        Self::from_file(dir.as_ref().join("tokenizer.json"))
+    }
+
+    /// Reads a `tokenizer.json` and, when present beside it, `tokenizer_config.json` for the padding
+    /// and separator tokens (else `[PAD]`/`<pad>` and `[SEP]`/`</s>` if the vocabulary has them;
+    /// padding with 0 otherwise, as open_clip's zero-filled rows; `eos_token` when there is no
+    /// `sep_token`). Context length 77, whitespace
+    /// cleaning.
+    pub fn from_file(file: impl AsRef<Path>) -> Result<Self, TokenizerError> {
+        let file = file.as_ref();
         let bad = |message: String| TokenizerError::HuggingFace {
             path: file.display().to_string(),
             message,
         };
-        let inner = Tokenizer::from_file(&file).map_err(|e| bad(e.to_string()))?;
-        let config: serde_json::Value =
-            match std::fs::read_to_string(dir.join("tokenizer_config.json")) {
-                Ok(text) => {
+        let inner = Tokenizer::from_file(file).map_err(|e| bad(e.to_string()))?;
+        let config_file = file.with_file_name("tokenizer_config.json");
+        let mut files = vec![file.to_path_buf()];
+        let config: serde_json::Value = match std::fs::read_to_string(&config_file) {
+            Ok(text) => {
+                let config =
                     serde_json::from_str(&text).map_err(|e| TokenizerError::HuggingFace {
-                        path: dir.join("tokenizer_config.json").display().to_string(),
+                        path: config_file.display().to_string(),
                         message: e.to_string(),
-                    })?
-                }
-                Err(_) => serde_json::Value::Null,
-            };
+                    })?;
+                files.push(config_file);
+                config
+            }
+            Err(_) => serde_json::Value::Null,
+        };
         let id = |names: &[String]| names.iter().find_map(|n| inner.token_to_id(n));
         let pad_names: Vec<String> = special(&config, "pad_token")
             .into_iter()
@@ -101,12 +122,14 @@ impl HfTokenizer {
             .collect();
         let sep_names: Vec<String> = special(&config, "sep_token")
             .into_iter()
+            .chain(special(&config, "eos_token"))
             .chain(["[SEP]".to_string(), "</s>".to_string()])
             .collect();
         Ok(Self {
             pad_id: id(&pad_names).unwrap_or(0),
             sep_id: id(&sep_names),
             strip: None,
+            files,
             inner,
             context_length: crate::DEFAULT_CONTEXT_LENGTH,
             cleaning: Cleaning::default(),
@@ -138,6 +161,17 @@ impl HfTokenizer {
     /// The length every row is padded or cut to.
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// The separator (end) token's id, if the vocabulary has one.
+    pub fn sep_id(&self) -> Option<u32> {
+        self.sep_id
+    }
+
+    /// The files it was read from (`tokenizer.json`, then `tokenizer_config.json` if there was one),
+    /// for copying beside a saved model.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The number of ids the tokenizer can emit.

@@ -32,6 +32,7 @@ pub mod clean;
 pub mod hf;
 mod html;
 mod html_entities;
+pub mod text;
 
 use std::io::Read;
 use std::path::Path;
@@ -44,6 +45,7 @@ use tokenizers::Model;
 pub use clean::{clean, clean_canonical, clean_whitespace};
 pub use hf::{Cleaning, HfTokenizer};
 pub use html::unescape as html_unescape;
+pub use text::TextTokenizer;
 
 /// `<start_of_text>`.
 pub const START_OF_TEXT: u32 = 49406;
@@ -103,6 +105,17 @@ pub enum TokenizerError {
         path: String,
         /// What is wrong with it.
         message: String,
+    },
+    /// The model reads text with a Hugging Face tokenizer that was not given.
+    #[error(
+        "this model reads text with the Hugging Face tokenizer {name:?}, and no tokenizer.json was \
+         found ({looked_in}): put the tokenizer's tokenizer.json beside the weights or pass --tokenizer FILE"
+    )]
+    Missing {
+        /// Its name in the model's config (`hf_tokenizer_name`).
+        name: String,
+        /// Where it was looked for.
+        looked_in: String,
     },
 }
 

@@ -7,7 +7,7 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 use clip::{encode_texts, Clip};
 pub use clip_data::fashion::{default_dir, FashionMnist, DEBIAN_FASHION_MNIST};
 use clip_data::fashion::{is_held_out, render_scene, CLASSES, COLOURS};
-use clip_tokenizer::ClipTokenizer;
+use clip_tokenizer::TextTokenizer;
 use clip_zeroshot::{
     retrieval_recall, to_rows, top_k_accuracy, Templates, ZeroShotClassifier, DEFAULT_SCALE,
 };
@@ -95,7 +95,7 @@ pub fn encode_images<B: Backend>(
 /// The zero-shot classifier of `labels` under `templates`.
 fn classifier<B: Backend>(
     clip: &Clip<B>,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     templates: &Templates,
     labels: &[String],
     device: &B::Device,
@@ -132,7 +132,7 @@ pub fn grayscale_item(set: &FashionMnist, i: usize, side: u32) -> RgbImage {
 /// from tokenizing or embedding the prompts.
 pub fn evaluate<B: Backend>(
     clip: &Clip<B>,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     test: &FashionMnist,
     samples: usize,
     threads: usize,

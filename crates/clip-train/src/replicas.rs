@@ -12,7 +12,7 @@ use burn::tensor::module::embedding;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use clip::ImageEncoder;
 use clip_loss::{contrastive_loss, siglip_loss, ContrastiveWeights};
-use clip_tokenizer::ClipTokenizer;
+use clip_tokenizer::TextTokenizer;
 
 use crate::config::{LossConfig, TrainConfig};
 use crate::loader::MicroBatch;
@@ -81,7 +81,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     batch: MicroBatch,
     parts: usize,
     mut rows: Option<&mut TokenRows<B::InnerBackend>>,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &TextTokenizer,
     config: &TrainConfig,
     device: &B::Device,
 ) -> Result<MicroBatchGrads<B>, TrainError> {

@@ -13,7 +13,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use clip::Clip;
 use clip_data::captions::SkipReport;
 use clip_loss::{clamp_logit_scale, SIGLIP_LOGIT_BIAS_INIT};
-use clip_tokenizer::ClipTokenizer;
+use clip_tokenizer::TextTokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
@@ -135,7 +135,7 @@ pub fn train<B: AutodiffBackend>(
     let canvas = config.model.image_size() as u32;
     let (sampler, test_items) = load_source(config, canvas)?;
     let sampler = std::sync::Arc::new(sampler);
-    let tokenizer = ClipTokenizer::new()?.with_context_length(config.model.text.context_length)?;
+    let tokenizer: TextTokenizer = clip::tokenizer_for(&config.model, None)?;
 
     // the same seed gives the same initial weights (and so the same run); the backend's RNG is
     // process-wide, so two runs in one process must not initialise concurrently

@@ -48,6 +48,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
                 causal: true,
                 pool: clip::encoders::TextPool::EndToken,
                 end_token: None,
+                hf_tokenizer: None,
             },
             projection_bias: false,
         },
