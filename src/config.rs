@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 use clip_encoders::{
-    Activation, ModifiedResNetConfig, TextPool, TextTransformerConfig, VisionTransformerConfig,
-    VitPool,
+    Activation, ModifiedResNetConfig, SiglipVisionConfig, TextPool, TextTransformerConfig,
+    VisionTransformerConfig, VitPool,
 };
 use clip_tokenizer::Cleaning;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,24 @@ pub enum VisionConfig {
         #[serde(default, skip_serializing_if = "is_default")]
         final_ln_after_pool: bool,
     },
+    /// SigLIP's image tower: timm's `vit_*_siglip_*` (no class token, LayerNorm epsilon 1e-6,
+    /// attention pooling); its width is the embedding: no projection.
+    SiglipVit {
+        /// Side of the square input image, in pixels.
+        image_size: usize,
+        /// Side of the square patches; must divide `image_size`.
+        patch_size: usize,
+        /// Width of the transformer, and of the embedding.
+        width: usize,
+        /// Number of residual attention blocks.
+        layers: usize,
+        /// Attention heads; must divide `width`.
+        heads: usize,
+        /// MLP hidden size as a multiple of `width`.
+        mlp_ratio: f64,
+        /// MLP non-linearity.
+        activation: Activation,
+    },
     /// OpenAI's modified ResNet with an attention pool (`RN50`, …).
     ModifiedResnet {
         /// Side of the square input image, in pixels; a multiple of 32.
@@ -79,6 +97,7 @@ impl VisionConfig {
     pub fn image_size(&self) -> usize {
         match self {
             VisionConfig::Vit { image_size, .. }
+            | VisionConfig::SiglipVit { image_size, .. }
             | VisionConfig::ModifiedResnet { image_size, .. } => *image_size,
         }
     }
@@ -115,6 +134,17 @@ pub struct TextConfig {
     /// `tokenizer_kwargs`); CLIP's BPE when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_tokenizer: Option<HfTokenizerConfig>,
+    /// Epsilon of the tower's LayerNorms (open_clip's `norm_kwargs.eps`; 1e-6 in SigLIP).
+    #[serde(default = "clip_norm_eps", skip_serializing_if = "is_clip_norm_eps")]
+    pub norm_eps: f64,
+}
+
+fn clip_norm_eps() -> f64 {
+    clip_encoders::LAYER_NORM_EPS
+}
+
+fn is_clip_norm_eps(eps: &f64) -> bool {
+    *eps == clip_encoders::LAYER_NORM_EPS
 }
 
 /// A Hugging Face tokenizer as an open_clip config names it; its `tokenizer.json` comes with the
@@ -215,9 +245,13 @@ pub struct ClipConfig {
     pub vision: VisionConfig,
     /// The text tower.
     pub text: TextConfig,
-    /// Bias on the projection heads (none in OpenAI/open_clip/HF CLIP).
+    /// Bias on the projection heads (none in OpenAI/open_clip/HF CLIP; SigLIP's text projection).
     #[serde(default)]
     pub projection_bias: bool,
+    /// A learned bias added to the scaled logits (SigLIP's `logit_bias`), with its initial value
+    /// (loaded weights carry their own); None: no bias (CLIP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<f64>,
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), ClipError> {
@@ -251,6 +285,36 @@ impl ClipConfig {
                 check(*layers > 0, || "vision layers must be positive".into())?;
                 check(*mlp_ratio > 0.0, || {
                     "vision mlp_ratio must be positive".into()
+                })?;
+            }
+            VisionConfig::SiglipVit {
+                image_size,
+                patch_size,
+                width,
+                heads,
+                layers,
+                mlp_ratio,
+                ..
+            } => {
+                // timm's patch convolution drops the remainder (SO400M/14 at 384 px: 27×27 patches)
+                check(*patch_size > 0 && image_size >= patch_size, || {
+                    format!(
+                        "vision image_size {image_size} is smaller than patch_size {patch_size}"
+                    )
+                })?;
+                check(*heads > 0 && width % heads == 0, || {
+                    format!("vision width {width} is not divisible into {heads} heads")
+                })?;
+                check(*layers > 0, || "vision layers must be positive".into())?;
+                check(*mlp_ratio > 0.0, || {
+                    "vision mlp_ratio must be positive".into()
+                })?;
+                check(*width == self.embed_dim, || {
+                    format!(
+                        "a SigLIP image tower of width {width} has no projection, so embed_dim must \
+                         be {width}, not {}",
+                        self.embed_dim
+                    )
                 })?;
             }
             VisionConfig::ModifiedResnet {
@@ -312,6 +376,7 @@ impl ClipConfig {
             )
             .with_causal(self.text.causal)
             .with_pool(self.text.pool)
+            .with_norm_eps(self.text.norm_eps)
     }
 
     pub(crate) fn image_tower(&self) -> ImageTower {
@@ -337,6 +402,19 @@ impl ClipConfig {
                     .with_ln_pre(*ln_pre)
                     .with_final_ln_after_pool(*final_ln_after_pool),
             ),
+            VisionConfig::SiglipVit {
+                image_size,
+                patch_size,
+                width,
+                layers,
+                heads,
+                mlp_ratio,
+                activation,
+            } => ImageTower::Siglip(
+                SiglipVisionConfig::new(*image_size, *patch_size, *width, *layers, *heads)
+                    .with_mlp_ratio(*mlp_ratio)
+                    .with_activation(*activation),
+            ),
             VisionConfig::ModifiedResnet {
                 image_size,
                 layers,
@@ -360,6 +438,7 @@ impl ClipConfig {
 /// The encoder config of the image tower.
 pub(crate) enum ImageTower {
     Vit(VisionTransformerConfig),
+    Siglip(SiglipVisionConfig),
     ResNet(ModifiedResNetConfig),
 }
 
@@ -391,6 +470,7 @@ fn vit(
         },
         text: openai_text(text),
         projection_bias: false,
+        logit_bias: None,
     }
 }
 
@@ -405,6 +485,7 @@ fn resnet(embed: usize, px: usize, layers: [usize; 4], width: usize, text: usize
         },
         text: openai_text(text),
         projection_bias: false,
+        logit_bias: None,
     }
 }
 
@@ -421,6 +502,7 @@ fn openai_text(width: usize) -> TextConfig {
         pool: TextPool::EndToken,
         end_token: None,
         hf_tokenizer: None,
+        norm_eps: clip_encoders::LAYER_NORM_EPS,
     }
 }
 
@@ -493,8 +575,10 @@ impl ClipConfig {
                 pool: TextPool::EndToken,
                 end_token: None,
                 hf_tokenizer: None,
+                norm_eps: clip_encoders::LAYER_NORM_EPS,
             },
             projection_bias: false,
+            logit_bias: None,
         }
     }
 
@@ -520,8 +604,10 @@ impl ClipConfig {
                 pool: TextPool::EndToken,
                 end_token: None,
                 hf_tokenizer: None,
+                norm_eps: clip_encoders::LAYER_NORM_EPS,
             },
             projection_bias: false,
+            logit_bias: None,
         }
     }
 }
@@ -612,6 +698,196 @@ fn check_keys(
     Ok(())
 }
 
+/// timm's SigLIP image towers that open_clip's configs name: (name, patch, width, depth, heads, MLP
+/// ratio, tanh GELU), from timm 1.0's `vision_transformer.py`; the name ends in the image size.
+const TIMM_SIGLIP: [(&str, usize, usize, usize, usize, f64, bool); 16] = [
+    ("vit_base_patch16_siglip_224", 16, 768, 12, 12, 4.0, false),
+    ("vit_base_patch16_siglip_256", 16, 768, 12, 12, 4.0, false),
+    ("vit_base_patch16_siglip_384", 16, 768, 12, 12, 4.0, false),
+    ("vit_base_patch16_siglip_512", 16, 768, 12, 12, 4.0, false),
+    ("vit_base_patch32_siglip_256", 32, 768, 12, 12, 4.0, true),
+    ("vit_large_patch16_siglip_256", 16, 1024, 24, 16, 4.0, false),
+    ("vit_large_patch16_siglip_384", 16, 1024, 24, 16, 4.0, false),
+    ("vit_large_patch16_siglip_512", 16, 1024, 24, 16, 4.0, true),
+    (
+        "vit_so400m_patch14_siglip_224",
+        14,
+        1152,
+        27,
+        16,
+        3.7362,
+        false,
+    ),
+    (
+        "vit_so400m_patch14_siglip_378",
+        14,
+        1152,
+        27,
+        16,
+        3.7362,
+        false,
+    ),
+    (
+        "vit_so400m_patch14_siglip_384",
+        14,
+        1152,
+        27,
+        16,
+        3.7362,
+        false,
+    ),
+    (
+        "vit_so400m_patch16_siglip_256",
+        16,
+        1152,
+        27,
+        16,
+        3.7362,
+        true,
+    ),
+    (
+        "vit_so400m_patch16_siglip_384",
+        16,
+        1152,
+        27,
+        16,
+        3.7362,
+        true,
+    ),
+    (
+        "vit_so400m_patch16_siglip_512",
+        16,
+        1152,
+        27,
+        16,
+        3.7362,
+        true,
+    ),
+    (
+        "vit_giantopt_patch16_siglip_256",
+        16,
+        1536,
+        40,
+        16,
+        4.0,
+        true,
+    ),
+    (
+        "vit_giantopt_patch16_siglip_384",
+        16,
+        1536,
+        40,
+        16,
+        4.0,
+        true,
+    ),
+];
+
+/// The SigLIP image tower of an open_clip `vision_cfg` naming a timm model. open_clip ignores the
+/// plain size keys for timm towers; given here (`width`, `layers`, `head_width`, `patch_size`,
+/// `mlp_ratio`, `image_size`) they override the timm model's, which is how the fixtures describe small
+/// towers of the same kind.
+fn siglip_from_timm(
+    v: &serde_json::Map<String, Value>,
+    name: &Value,
+) -> Result<VisionConfig, ClipError> {
+    let name = name.as_str().unwrap_or_default();
+    let Some(&(_, patch, width, layers, heads, mlp_ratio, tanh)) =
+        TIMM_SIGLIP.iter().find(|row| row.0 == name)
+    else {
+        return Err(ClipError::Config(format!(
+            "vision_cfg.timm_model_name {name:?}: a timm image tower, which this library implements \
+             only for SigLIP's ViTs (the {} `vit_*_siglip_*` models open_clip's configs name)",
+            TIMM_SIGLIP.len()
+        )));
+    };
+    check_keys(
+        v,
+        "vision_cfg",
+        &[
+            "timm_model_name",
+            "timm_model_pretrained",
+            "image_size",
+            "width",
+            "layers",
+            "head_width",
+            "patch_size",
+            "mlp_ratio",
+        ],
+        &[
+            ("timm_pool", Value::String("map".into())),
+            ("timm_proj", Value::String("none".into())),
+            ("timm_proj_bias", Value::Bool(false)),
+        ],
+    )?;
+    // timm builds the model at the size its name ends in
+    let native = name
+        .rsplit('_')
+        .next()
+        .and_then(|px| px.parse::<usize>().ok())
+        .unwrap_or(0);
+    let image_size = match v.get("image_size") {
+        Some(size) => square(size, "vision_cfg.image_size")?,
+        None => native,
+    };
+    let width = opt_usize(v, "vision_cfg", "width", width)?;
+    let head_width = opt_usize(v, "vision_cfg", "head_width", width / heads)?;
+    check(head_width > 0, || {
+        "vision_cfg.head_width must be positive".into()
+    })?;
+    Ok(VisionConfig::SiglipVit {
+        image_size,
+        patch_size: opt_usize(v, "vision_cfg", "patch_size", patch)?,
+        width,
+        layers: opt_usize(v, "vision_cfg", "layers", layers)?,
+        heads: width / head_width,
+        mlp_ratio: opt_f64(v, "vision_cfg", "mlp_ratio", mlp_ratio)?,
+        activation: if tanh {
+            Activation::GeluTanh
+        } else {
+            Activation::Gelu
+        },
+    })
+}
+
+/// A text tower's LayerNorm epsilon (`norm_kwargs.eps`; CLIP's when absent).
+fn norm_eps(t: &serde_json::Map<String, Value>, section: &str) -> Result<f64, ClipError> {
+    let Some(kwargs) = t.get("norm_kwargs").filter(|k| !k.is_null()) else {
+        return Ok(clip_encoders::LAYER_NORM_EPS);
+    };
+    let eps = kwargs.as_object().and_then(|k| match k.len() {
+        0 => Some(clip_encoders::LAYER_NORM_EPS),
+        1 => k.get("eps").and_then(Value::as_f64),
+        _ => None,
+    });
+    eps.ok_or_else(|| {
+        ClipError::Config(format!(
+            "{section}.norm_kwargs = {kwargs} is not supported (only eps)"
+        ))
+    })
+}
+
+/// The text tower's activation: the model's, or tanh GELU with `act_kwargs.approximate = "tanh"`.
+fn text_activation(
+    t: &serde_json::Map<String, Value>,
+    model: Activation,
+) -> Result<Activation, ClipError> {
+    match t.get("act_kwargs") {
+        None | Some(Value::Null) => Ok(model),
+        Some(kwargs) if kwargs.as_object().is_some_and(|k| k.is_empty()) => Ok(model),
+        Some(kwargs)
+            if model == Activation::Gelu
+                && kwargs.get("approximate").and_then(Value::as_str) == Some("tanh")
+                && kwargs.as_object().is_some_and(|k| k.len() == 1) =>
+        {
+            Ok(Activation::GeluTanh)
+        }
+        Some(kwargs) => Err(ClipError::Config(format!(
+            "text_cfg.act_kwargs = {kwargs} is not supported (approximate: \"tanh\" with GELU)"
+        ))),
+    }
+}
+
 /// A boolean option of an open_clip config section (absent or null: false).
 fn flag(section: &serde_json::Map<String, Value>, key: &str) -> Result<bool, ClipError> {
     match section.get(key) {
@@ -632,10 +908,7 @@ impl ClipConfig {
             .as_object()
             .ok_or_else(|| ClipError::Config("the model config is not a JSON object".into()))?;
         // towers from other libraries first: their many options would otherwise be reported one by one
-        for (section, key, what) in [
-            ("vision_cfg", "timm_model_name", "a timm image tower"),
-            ("text_cfg", "hf_model_name", "a Hugging Face text tower"),
-        ] {
+        for (section, key, what) in [("text_cfg", "hf_model_name", "a Hugging Face text tower")] {
             if let Some(name) = top
                 .get(section)
                 .and_then(|c| c.get(key))
@@ -656,11 +929,9 @@ impl ClipConfig {
                 "text_cfg",
                 "custom_text",
                 "cast_dtype",
+                "init_logit_bias",
             ],
-            &[
-                ("init_logit_bias", Value::Null),
-                ("multimodal_cfg", Value::Null),
-            ],
+            &[("multimodal_cfg", Value::Null)],
         )?;
         let embed_dim = as_usize(field(top, "model_cfg", "embed_dim")?, "model_cfg.embed_dim")?;
         let quick_gelu = top
@@ -675,32 +946,39 @@ impl ClipConfig {
         let v = field(top, "model_cfg", "vision_cfg")?
             .as_object()
             .ok_or_else(|| ClipError::Config("model_cfg.vision_cfg is not an object".into()))?;
-        check_keys(
-            v,
-            "vision_cfg",
-            &[
-                "image_size",
-                "layers",
-                "width",
-                "head_width",
-                "mlp_ratio",
-                "patch_size",
-                "patch_dropout",
-                "output_tokens",
-                "ls_init_value",
-                "no_ln_pre",
-                "final_ln_after_pool",
-                "pool_type",
-            ],
-            &[
-                ("attentional_pool", Value::Bool(false)),
-                ("pos_embed_type", Value::String("learnable".into())),
-                ("timm_model_name", Value::Null),
-                ("act_kwargs", Value::Null),
-                ("norm_kwargs", Value::Null),
-                ("qk_norm", Value::Bool(false)),
-            ],
-        )?;
+        let timm = v.get("timm_model_name").filter(|n| !n.is_null());
+        let vision = match timm {
+            Some(name) => Some(siglip_from_timm(v, name)?),
+            None => None,
+        };
+        if vision.is_none() {
+            check_keys(
+                v,
+                "vision_cfg",
+                &[
+                    "image_size",
+                    "layers",
+                    "width",
+                    "head_width",
+                    "mlp_ratio",
+                    "patch_size",
+                    "patch_dropout",
+                    "output_tokens",
+                    "ls_init_value",
+                    "no_ln_pre",
+                    "final_ln_after_pool",
+                    "pool_type",
+                ],
+                &[
+                    ("attentional_pool", Value::Bool(false)),
+                    ("pos_embed_type", Value::String("learnable".into())),
+                    ("timm_model_name", Value::Null),
+                    ("act_kwargs", Value::Null),
+                    ("norm_kwargs", Value::Null),
+                    ("qk_norm", Value::Bool(false)),
+                ],
+            )?;
+        }
         let image_size = square(
             field(v, "vision_cfg", "image_size")?,
             "vision_cfg.image_size",
@@ -710,8 +988,10 @@ impl ClipConfig {
         check(head_width > 0, || {
             "vision_cfg.head_width must be positive".into()
         })?;
-        let vision = match field(v, "vision_cfg", "layers")? {
-            Value::Array(layers) => {
+        let vision = match (vision, field(v, "vision_cfg", "layers")) {
+            (Some(siglip), _) => siglip,
+            (None, Err(e)) => return Err(e),
+            (None, Ok(Value::Array(layers))) => {
                 check(layers.len() == 4, || {
                     format!(
                         "vision_cfg.layers has {} stages; a ModifiedResNet has 4",
@@ -729,7 +1009,7 @@ impl ClipConfig {
                     heads: width * 32 / head_width,
                 }
             }
-            layers => VisionConfig::Vit {
+            (None, Ok(layers)) => VisionConfig::Vit {
                 image_size,
                 patch_size: opt_usize(v, "vision_cfg", "patch_size", 16)?,
                 width,
@@ -775,6 +1055,9 @@ impl ClipConfig {
                 "eos_id",
                 "hf_tokenizer_name",
                 "tokenizer_kwargs",
+                "proj_bias",
+                "norm_kwargs",
+                "act_kwargs",
             ],
             &[
                 ("hf_model_name", Value::Null),
@@ -782,10 +1065,7 @@ impl ClipConfig {
                 ("embed_cls", Value::Bool(false)),
                 ("pad_id", Value::from(0)),
                 ("final_ln_after_pool", Value::Bool(false)),
-                ("proj_bias", Value::Bool(false)),
                 ("proj_type", Value::String("linear".into())),
-                ("act_kwargs", Value::Null),
-                ("norm_kwargs", Value::Null),
             ],
         )?;
         let text = TextConfig {
@@ -795,7 +1075,7 @@ impl ClipConfig {
             heads: opt_usize(t, "text_cfg", "heads", 8)?,
             layers: opt_usize(t, "text_cfg", "layers", 12)?,
             mlp_ratio: opt_f64(t, "text_cfg", "mlp_ratio", 4.0)?,
-            activation,
+            activation: text_activation(t, activation)?,
             causal: !flag(t, "no_causal_mask")?,
             pool: match t.get("pool_type").and_then(Value::as_str) {
                 None | Some("argmax") | Some("eos") => TextPool::EndToken,
@@ -814,12 +1094,26 @@ impl ClipConfig {
                 _ => None,
             },
             hf_tokenizer: HfTokenizerConfig::from_text_cfg(t)?,
+            norm_eps: norm_eps(t, "text_cfg")?,
+        };
+        // one flag covers both projections here: a text bias needs an image tower without one
+        let projection_bias = flag(t, "proj_bias")?;
+        check(
+            !projection_bias || matches!(vision, VisionConfig::SiglipVit { .. }),
+            || "text_cfg.proj_bias with a projected image tower is not supported".into(),
+        )?;
+        let logit_bias = match top.get("init_logit_bias") {
+            None | Some(Value::Null) => None,
+            Some(b) => Some(b.as_f64().ok_or_else(|| {
+                ClipError::Config(format!("model_cfg.init_logit_bias {b} is not a number"))
+            })?),
         };
         let config = ClipConfig {
             embed_dim,
             vision,
             text,
-            projection_bias: false,
+            projection_bias,
+            logit_bias,
         };
         config.validate()?;
         Ok(config)
@@ -898,8 +1192,10 @@ impl ClipConfig {
                 pool: TextPool::EndToken,
                 end_token: None,
                 hf_tokenizer: None,
+                norm_eps: clip_encoders::LAYER_NORM_EPS,
             },
             projection_bias: false,
+            logit_bias: None,
         };
         config.validate()?;
         Ok(config)
@@ -972,8 +1268,10 @@ impl ClipConfig {
                     pool: TextPool::EndToken,
                     end_token: None,
                     hf_tokenizer: None,
+                    norm_eps: clip_encoders::LAYER_NORM_EPS,
                 },
                 projection_bias: false,
+                logit_bias: None,
             }
         } else {
             let vision = if shapes.contains_key("visual.proj") {
@@ -1027,8 +1325,10 @@ impl ClipConfig {
                     pool: TextPool::EndToken,
                     end_token: None,
                     hf_tokenizer: None,
+                    norm_eps: clip_encoders::LAYER_NORM_EPS,
                 },
                 projection_bias: shapes.contains_key("text_projection.bias"),
+                logit_bias: None,
             }
         };
         config.validate()?;
@@ -1040,6 +1340,13 @@ impl ClipConfig {
     /// exported as a different model.
     pub fn to_open_clip_json(&self) -> Result<Value, ClipError> {
         let (vision_cfg, vision_activation) = match &self.vision {
+            VisionConfig::SiglipVit { .. } => {
+                return Err(ClipError::Config(
+                    "writing SigLIP's image tower in open_clip's (timm) layout is not implemented \
+                     yet; save it in this library's format (clip convert --to burn)"
+                        .into(),
+                ))
+            }
             VisionConfig::Vit {
                 image_size,
                 patch_size,

@@ -63,6 +63,7 @@ fn hf_act(a: Activation) -> &'static str {
         Activation::QuickGelu => "quick_gelu",
         Activation::Gelu => "gelu",
         Activation::Relu => "relu",
+        Activation::GeluTanh => "gelu_pytorch_tanh",
     }
 }
 
@@ -88,10 +89,17 @@ impl ClipConfig {
             final_ln_after_pool,
         } = &self.vision
         else {
-            return Err(ClipError::Config(
-                "transformers' CLIPModel has no ModifiedResNet image tower; export to open_clip instead"
-                    .into(),
-            ));
+            return Err(ClipError::Config(match self.vision {
+                VisionConfig::SiglipVit { .. } => {
+                    "writing SigLIP in transformers' layout (SiglipModel) is not implemented yet; \
+                     save it in this library's format (clip convert --to burn)"
+                }
+                _ => {
+                    "transformers' CLIPModel has no ModifiedResNet image tower; export to open_clip \
+                     instead"
+                }
+            }
+            .into()));
         };
         if layer_scale.is_some() {
             return Err(ClipError::Config(

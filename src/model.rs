@@ -1,10 +1,10 @@
 //! The CLIP model: an image tower and a text tower projected into one space, compared by a
 //! temperature-scaled cosine similarity.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Int, Tensor};
 use burn_store::ModuleSnapshot;
-use clip_encoders::{ModifiedResNet, TextTransformer, VisionTransformer};
+use clip_encoders::{ModifiedResNet, SiglipVisionTransformer, TextTransformer, VisionTransformer};
 use clip_heads::{LogitScale, Projection, ProjectionConfig, LOGIT_SCALE_INIT};
 
 use crate::config::{ClipConfig, ImageTower};
@@ -15,6 +15,8 @@ use crate::config::{ClipConfig, ImageTower};
 pub enum ImageEncoder<B: Backend> {
     /// A vision transformer, pooled at its class token.
     Vit(VisionTransformer<B>),
+    /// SigLIP's ViT (attention-pooled, unprojected).
+    Siglip(SiglipVisionTransformer<B>),
     /// OpenAI's modified ResNet, pooled by attention straight into the joint space.
     ResNet(ModifiedResNet<B>),
 }
@@ -34,6 +36,8 @@ pub struct Clip<B: Backend> {
     pub text_projection: Projection<B>,
     /// The learned temperature shared by both directions.
     pub logit_scale: LogitScale<B>,
+    /// SigLIP's learned bias on the logits, `[1]` (None in CLIP).
+    pub logit_bias: Option<Param<Tensor<B, 1>>>,
 }
 
 impl<B: Backend> Clip<B> {
@@ -48,6 +52,8 @@ impl<B: Backend> Clip<B> {
                 ImageEncoder::Vit(vit.init(device)),
                 Some(projection(vit.width)),
             ),
+            // SigLIP's tower is as wide as the joint space, and pools with attention: no projection
+            ImageTower::Siglip(siglip) => (ImageEncoder::Siglip(siglip.init(device)), None),
             // the ResNet's attention pool projects into the joint space itself
             ImageTower::ResNet(resnet) => (ImageEncoder::ResNet(resnet.init(device)), None),
         };
@@ -57,6 +63,9 @@ impl<B: Backend> Clip<B> {
             text: config.text_encoder().init(device),
             text_projection: projection(config.text.width),
             logit_scale: LogitScale::new(LOGIT_SCALE_INIT, device),
+            logit_bias: config
+                .logit_bias
+                .map(|b| Param::from_tensor(Tensor::from_floats([b as f32], device))),
         }
     }
 
@@ -71,6 +80,7 @@ impl<B: Backend> Clip<B> {
                     None => pooled,
                 }
             }
+            ImageEncoder::Siglip(siglip) => siglip.forward(images),
             ImageEncoder::ResNet(resnet) => resnet.forward(images),
         }
     }
@@ -94,19 +104,25 @@ impl<B: Backend> Clip<B> {
             .forward(self.text.forward_embedded(tokens, ids))
     }
 
-    /// `exp(logit_scale) · norm(image) · norm(text)ᵀ`: `[images, texts]`; its transpose is per text.
+    /// `exp(logit_scale) · norm(image) · norm(text)ᵀ` (`+ logit_bias` for SigLIP): `[images, texts]`;
+    /// its transpose is per text.
     pub fn logits_per_image(
         &self,
         image_embeds: Tensor<B, 2>,
         text_embeds: Tensor<B, 2>,
     ) -> Tensor<B, 2> {
-        self.logit_scale.logits(image_embeds, text_embeds)
+        let logits = self.logit_scale.logits(image_embeds, text_embeds);
+        match &self.logit_bias {
+            Some(bias) => logits + bias.val().unsqueeze(),
+            None => logits,
+        }
     }
 
     /// Side of the square input image.
     pub fn image_size(&self) -> usize {
         match &self.visual {
             ImageEncoder::Vit(v) => v.image_size,
+            ImageEncoder::Siglip(v) => v.image_size,
             ImageEncoder::ResNet(r) => r.image_size,
         }
     }

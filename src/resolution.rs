@@ -41,9 +41,13 @@ impl<B: Backend> Pretrained<B> {
         ) = (&mut self.config.vision, &mut self.model.visual)
         else {
             return Err(ClipError::Input(
-                "another image size needs a ViT: a ModifiedResNet's attention-pool positions are \
-                 not resized (open_clip does not either)"
-                    .into(),
+                if matches!(self.config.vision, VisionConfig::SiglipVit { .. }) {
+                    "another image size is not implemented yet for SigLIP's image tower"
+                } else {
+                    "another image size needs a ViT: a ModifiedResNet's attention-pool positions \
+                     are not resized (open_clip does not either)"
+                }
+                .into(),
             ));
         };
         if image_size == 0 || !image_size.is_multiple_of(*patch_size) {

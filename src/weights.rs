@@ -467,6 +467,53 @@ fn hf_to_open_clip(
     Ok((out, source))
 }
 
+/// open_clip's SigLIP keys renamed to the ones [`module_path`] reads: the timm image trunk
+/// (`visual.trunk.blocks.N.attn.qkv`, …) to this library's ViT names, the custom text tower's `text.`
+/// prefix dropped, its `nn.Linear` projection turned into the `[in, out]` parameter form. Other state
+/// dicts pass through unchanged.
+fn timm_siglip_to_open_clip(tensors: BTreeMap<String, TensorData>) -> Renamed {
+    const TRUNK: [(&str, &str); 5] = [
+        ("visual.trunk.patch_embed.proj.", "visual.conv1."),
+        ("visual.trunk.pos_embed", "visual.positional_embedding"),
+        ("visual.trunk.blocks.", "visual.transformer.resblocks."),
+        ("visual.trunk.norm.", "visual.ln_post."),
+        ("visual.trunk.attn_pool.", "visual.attn_pool."),
+    ];
+    const BLOCK: [(&str, &str); 7] = [
+        (".norm1.", ".ln_1."),
+        (".norm2.", ".ln_2."),
+        (".attn.qkv.weight", ".attn.in_proj_weight"),
+        (".attn.qkv.bias", ".attn.in_proj_bias"),
+        (".attn.proj.", ".attn.out_proj."),
+        (".mlp.fc1.", ".mlp.c_fc."),
+        (".mlp.fc2.", ".mlp.c_proj."),
+    ];
+    let mut sources = HashMap::new();
+    let renamed = tensors
+        .into_iter()
+        .map(|(key, data)| {
+            let mut new = key.clone();
+            let mut data = data;
+            if let Some((from, to)) = TRUNK.iter().find(|(from, _)| key.starts_with(from)) {
+                new = format!("{to}{}", &key[from.len()..]);
+                if from.ends_with("blocks.") || from.ends_with("attn_pool.") {
+                    new = BLOCK.iter().fold(new, |n, (a, b)| n.replace(a, b));
+                }
+            } else if key == "text.text_projection.weight" {
+                new = "text_projection".into();
+                data = transpose(data);
+            } else if let Some(rest) = key.strip_prefix("text.") {
+                new = rest.to_string();
+            }
+            if new != key {
+                sources.insert(new.clone(), key);
+            }
+            (new, data)
+        })
+        .collect();
+    (renamed, sources)
+}
+
 // ---------------------------------------------------------------------------------------------
 // open_clip names ↔ module paths
 
@@ -481,6 +528,9 @@ fn is_linear_weight(key: &str) -> bool {
         "attnpool.k_proj.weight",
         "attnpool.v_proj.weight",
         "attnpool.c_proj.weight",
+        "attn_pool.q.weight",
+        "attn_pool.kv.weight",
+        "attn_pool.proj.weight",
     ]
     .iter()
     .any(|s| key.ends_with(s))
@@ -489,7 +539,11 @@ fn is_linear_weight(key: &str) -> bool {
 /// Is the module that owns this key a LayerNorm or BatchNorm (whose weight/bias burn calls gamma/beta)?
 fn is_norm(owner: &str) -> bool {
     let last = owner.rsplit('.').next().unwrap_or("");
-    last.starts_with("ln_") || last.starts_with("bn") || owner.ends_with("downsample.1")
+    // `norm`: the LayerNorm of SigLIP's pooling head (timm's name)
+    last.starts_with("ln_")
+        || last.starts_with("bn")
+        || last == "norm"
+        || owner.ends_with("downsample.1")
 }
 
 const TEXT_ROOTS: [&str; 4] = [
@@ -503,6 +557,7 @@ const TEXT_ROOTS: [&str; 4] = [
 pub(crate) fn module_path(key: &str) -> Option<String> {
     match key {
         "logit_scale" => return Some("logit_scale.value".into()),
+        "logit_bias" => return Some("logit_bias".into()),
         "text_projection" => return Some("text_projection.weight".into()),
         "visual.proj" => return Some("visual_projection.weight".into()),
         _ => {}
@@ -547,6 +602,7 @@ pub(crate) fn module_path(key: &str) -> Option<String> {
 pub(crate) fn open_clip_key(path: &str) -> String {
     match path {
         "logit_scale.value" => return "logit_scale".into(),
+        "logit_bias" => return "logit_bias".into(),
         "text_projection.weight" => return "text_projection".into(),
         "visual_projection.weight" => return "visual.proj".into(),
         _ => {}
@@ -594,7 +650,7 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
     });
     let (tensors, source) = match layout {
         Layout::HuggingFace => hf_to_open_clip(&sd.path, std::mem::take(&mut sd.tensors))?,
-        Layout::OpenClip => (std::mem::take(&mut sd.tensors), HashMap::new()),
+        Layout::OpenClip => timm_siglip_to_open_clip(std::mem::take(&mut sd.tensors)),
     };
     let source_of = |key: &str| source.get(key).cloned().unwrap_or_else(|| key.to_string());
     let expected = parameter_shapes(model);

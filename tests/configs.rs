@@ -72,13 +72,25 @@ fn open_clip_plain_configs_use_exact_gelu() {
 
 #[test]
 fn unsupported_open_clip_variants_are_refused_by_name() {
-    let siglip = ClipConfig::from_open_clip_json(&read("ViT-B-16-SigLIP"))
+    // a timm tower other than SigLIP's ViT, and an option of SigLIP's that is not implemented
+    let mut convnext = read("ViT-B-16-SigLIP");
+    convnext["vision_cfg"]["timm_model_name"] = "convnext_base".into();
+    let err = ClipConfig::from_open_clip_json(&convnext)
         .unwrap_err()
         .to_string();
-    assert!(
-        siglip.contains("init_logit_bias") || siglip.contains("timm_model_name"),
-        "{siglip}"
-    );
+    assert!(err.contains("timm_model_name \"convnext_base\""), "{err}");
+    let mut gap = read("ViT-B-16-SigLIP");
+    gap["vision_cfg"]["timm_pool"] = "avg".into();
+    let err = ClipConfig::from_open_clip_json(&gap)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("vision_cfg.timm_pool"), "{err}");
+    let mut act = read("ViT-B-16-SigLIP");
+    act["text_cfg"]["act_kwargs"] = serde_json::json!({"approximate": "none", "inplace": true});
+    let err = ClipConfig::from_open_clip_json(&act)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("text_cfg.act_kwargs"), "{err}");
     let coca = ClipConfig::from_open_clip_json(&read("coca_ViT-B-32"))
         .unwrap_err()
         .to_string();
@@ -179,6 +191,36 @@ const STANDARD_OPEN_CLIP_CONFIGS: [&str; 55] = [
     "ViT-bigG-14-worldwide-378",
 ];
 
+/// open_clip 3.3.0's SigLIP and SigLIP 2 configs (timm `vit_*_siglip_*` towers) that load: all but
+/// ViT-SO400M-16-SigLIP-i18n-256 (`text_cfg.proj_type: none`) and the NLLB ones (Hugging Face text towers).
+const SIGLIP_OPEN_CLIP_CONFIGS: [&str; 25] = [
+    "ViT-B-16-SigLIP",
+    "ViT-B-16-SigLIP-256",
+    "ViT-B-16-SigLIP-384",
+    "ViT-B-16-SigLIP-512",
+    "ViT-B-16-SigLIP-i18n-256",
+    "ViT-B-16-SigLIP2",
+    "ViT-B-16-SigLIP2-256",
+    "ViT-B-16-SigLIP2-384",
+    "ViT-B-16-SigLIP2-512",
+    "ViT-B-32-SigLIP2-256",
+    "ViT-L-16-SigLIP-256",
+    "ViT-L-16-SigLIP-384",
+    "ViT-L-16-SigLIP2-256",
+    "ViT-L-16-SigLIP2-384",
+    "ViT-L-16-SigLIP2-512",
+    "ViT-SO400M-14-SigLIP",
+    "ViT-SO400M-14-SigLIP-378",
+    "ViT-SO400M-14-SigLIP-384",
+    "ViT-SO400M-14-SigLIP2",
+    "ViT-SO400M-14-SigLIP2-378",
+    "ViT-SO400M-16-SigLIP2-256",
+    "ViT-SO400M-16-SigLIP2-384",
+    "ViT-SO400M-16-SigLIP2-512",
+    "ViT-gopt-16-SigLIP2-256",
+    "ViT-gopt-16-SigLIP2-384",
+];
+
 #[test]
 fn bundled_open_clip_configs_load_by_name_or_are_refused_naming_the_option() {
     let names = clip::open_clip_config_names();
@@ -218,10 +260,11 @@ fn bundled_open_clip_configs_load_by_name_or_are_refused_naming_the_option() {
             }
         }
     }
-    let mut standard = STANDARD_OPEN_CLIP_CONFIGS.to_vec();
-    standard.sort_unstable();
+    let mut expected = STANDARD_OPEN_CLIP_CONFIGS.to_vec();
+    expected.extend(SIGLIP_OPEN_CLIP_CONFIGS);
+    expected.sort_unstable();
     loaded.sort_unstable();
-    assert_eq!(loaded, standard);
+    assert_eq!(loaded, expected);
     // the text side names its tokenizer and how open_clip runs it
     let clipa = ClipConfig::named("ViT-L-14-CLIPA").unwrap().text;
     let tokenizer = clipa.hf_tokenizer.unwrap();
@@ -297,7 +340,7 @@ fn the_readme_table_of_supported_models_is_the_generated_one() {
         table,
         "README.md's table is out of date: replace it with `clip info --config table`"
     );
-    // the counts add up to the 144 configs, 55 of which load
+    // the counts add up to the 144 configs, 80 of which load
     let rows: Vec<Vec<&str>> = table
         .lines()
         .skip(2)
@@ -305,5 +348,5 @@ fn the_readme_table_of_supported_models_is_the_generated_one() {
         .collect();
     let total: usize = rows.iter().map(|r| r[1].parse::<usize>().unwrap()).sum();
     let loading: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
-    assert_eq!((total, loading), (144, 55));
+    assert_eq!((total, loading), (144, 80));
 }

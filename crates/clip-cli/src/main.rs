@@ -762,6 +762,9 @@ fn towers(c: &clip::ClipConfig) -> (String, String) {
         VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
             "ViT: {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
         ),
+        VisionConfig::SiglipVit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
+            "SigLIP ViT (attention-pooled): {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
+        ),
         VisionConfig::ModifiedResnet { image_size, layers, width, heads } => format!(
             "ModifiedResNet: {image_size}px, layers {layers:?}, width {width}, attention pool {heads} heads"
         ),

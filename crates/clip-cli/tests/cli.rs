@@ -244,8 +244,10 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
         ok && stdout.contains("tokenizer bert-base-uncased"),
         "{stderr}"
     );
-    let (ok, _, stderr) = run(&["info", "--config", "ViT-B-16-SigLIP"]);
+    let (ok, _, stderr) = run(&["info", "--config", "convnext_base"]);
     assert!(!ok && stderr.contains("timm"), "{stderr}");
+    let (ok, stdout, stderr) = run(&["info", "--config", "ViT-B-16-SigLIP"]);
+    assert!(ok && stdout.contains("SigLIP ViT"), "{stderr}");
     // files: transformers' config.json, open_clip's
     for file in ["hf_tiny/config.json", "vit_tiny/open_clip_config.json"] {
         let (ok, stdout, stderr) = run(&["info", "--config", fixture(file).to_str().unwrap()]);
@@ -254,7 +256,7 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
     let (ok, stdout, _) = run(&["info", "--config", "list"]);
     assert!(ok);
     assert_eq!(stdout.lines().count(), 144);
-    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 55);
+    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 80);
     // --model CONFIG --weights FILE, as create_model_and_transforms(name, pretrained=FILE)
     let (ok, stdout, stderr) = run(&[
         "embed",

@@ -17,6 +17,9 @@ pub enum Activation {
     QuickGelu,
     /// `max(x, 0)` (HF `relu`).
     Relu,
+    /// GELU with the tanh approximation (`GELU(approximate="tanh")`, `gelu_pytorch_tanh`): SigLIP 2's
+    /// text tower and transformers' SigLIP towers.
+    GeluTanh,
 }
 
 impl Activation {
@@ -26,6 +29,7 @@ impl Activation {
             Activation::Gelu => gelu(x),
             Activation::QuickGelu => quick_gelu(x),
             Activation::Relu => activation::relu(x),
+            Activation::GeluTanh => gelu_tanh(x),
         }
     }
 }
@@ -48,4 +52,11 @@ fn quick_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
         Err(x) => x,
     };
     x.clone() * activation::sigmoid(x * 1.702)
+}
+
+/// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`, as PyTorch's `gelu(approximate="tanh")`.
+fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let inner =
+        (x.clone() + x.clone().powi_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
+    x * (inner.tanh() + 1.0) * 0.5
 }

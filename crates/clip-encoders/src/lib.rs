@@ -54,16 +54,20 @@ pub mod attention;
 #[cfg(feature = "flex")]
 mod flex;
 pub mod linear;
+pub mod map_head;
 pub mod modified_resnet;
+pub mod siglip_vision;
 pub mod text_transformer;
 pub mod transformer;
 pub mod vision_transformer;
 
 pub use activation::Activation;
 pub use attention::{MultiheadAttention, MultiheadAttentionConfig};
+pub use map_head::{map_head, MapHead};
 pub use modified_resnet::{
     AttentionPool2d, Bottleneck, Downsample, ModifiedResNet, ModifiedResNetConfig,
 };
+pub use siglip_vision::{SiglipVisionConfig, SiglipVisionTransformer, SIGLIP_NORM_EPS};
 pub use text_transformer::{TextPool, TextTransformer, TextTransformerConfig, END_OF_TEXT};
 pub use transformer::{
     Mlp, ResidualAttentionBlock, Transformer, TransformerConfig, LAYER_NORM_EPS,

@@ -8,7 +8,9 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::{backend::Backend, Distribution, Int, Tensor};
 
 use crate::activation::Activation;
-use crate::transformer::{add_positions, layer_norm, Transformer, TransformerConfig};
+use crate::transformer::{
+    add_positions, layer_norm_eps, Transformer, TransformerConfig, LAYER_NORM_EPS,
+};
 
 /// CLIP's `<|endoftext|>` id.
 pub const END_OF_TEXT: i64 = 49407;
@@ -59,6 +61,10 @@ pub struct TextTransformerConfig {
     /// Which token is pooled (default the first end token).
     #[config(default = "TextPool::EndToken")]
     pub pool: TextPool,
+    /// Epsilon of every LayerNorm (default [`LAYER_NORM_EPS`]; open_clip's `norm_kwargs.eps`, 1e-6
+    /// in SigLIP).
+    #[config(default = "LAYER_NORM_EPS")]
+    pub norm_eps: f64,
 }
 
 impl TextTransformerConfig {
@@ -80,8 +86,9 @@ impl TextTransformerConfig {
             transformer: TransformerConfig::new(self.width, self.layers, self.heads)
                 .with_mlp_ratio(self.mlp_ratio)
                 .with_activation(self.activation)
+                .with_norm_eps(self.norm_eps)
                 .init(device),
-            ln_final: layer_norm(self.width, device),
+            ln_final: layer_norm_eps(self.width, self.norm_eps, device),
             end_of_text: self.end_of_text,
             causal: self.causal,
             pool: self.pool,

@@ -14,9 +14,16 @@ use crate::linear::linear_rows;
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 pub(crate) fn layer_norm<B: Backend>(width: usize, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(width)
-        .with_epsilon(LAYER_NORM_EPS)
-        .init(device)
+    layer_norm_eps(width, LAYER_NORM_EPS, device)
+}
+
+/// A LayerNorm with another epsilon (timm's and SigLIP's 1e-6).
+pub(crate) fn layer_norm_eps<B: Backend>(
+    width: usize,
+    eps: f64,
+    device: &B::Device,
+) -> LayerNorm<B> {
+    LayerNormConfig::new(width).with_epsilon(eps).init(device)
 }
 
 /// The shape of a [`Transformer`]: `layers` blocks of `width`-wide tokens.
@@ -39,6 +46,9 @@ pub struct TransformerConfig {
     /// per-channel gain, initialised to this value, before it is added back (default none).
     #[config(default = "None")]
     pub layer_scale: Option<f64>,
+    /// Epsilon of the blocks' LayerNorms (default [`LAYER_NORM_EPS`]; SigLIP's 1e-6).
+    #[config(default = "LAYER_NORM_EPS")]
+    pub norm_eps: f64,
 }
 
 impl TransformerConfig {
@@ -47,14 +57,10 @@ impl TransformerConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Transformer<B> {
         let hidden = (self.width as f64 * self.mlp_ratio) as usize;
         let block = || ResidualAttentionBlock {
-            ln_1: layer_norm(self.width, device),
+            ln_1: layer_norm_eps(self.width, self.norm_eps, device),
             attn: MultiheadAttentionConfig::new(self.width, self.heads).init(device),
-            ln_2: layer_norm(self.width, device),
-            mlp: Mlp {
-                c_fc: LinearConfig::new(self.width, hidden).init(device),
-                c_proj: LinearConfig::new(hidden, self.width).init(device),
-                activation: self.activation,
-            },
+            ln_2: layer_norm_eps(self.width, self.norm_eps, device),
+            mlp: Mlp::new(self.width, hidden, self.activation, device),
             ls_1: self.layer_scale.map(|v| gain(self.width, v, device)),
             ls_2: self.layer_scale.map(|v| gain(self.width, v, device)),
         };
@@ -92,6 +98,15 @@ pub struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
+    /// `width → hidden → width` with `activation` between, randomly initialized.
+    pub fn new(width: usize, hidden: usize, activation: Activation, device: &B::Device) -> Self {
+        Self {
+            c_fc: LinearConfig::new(width, hidden).init(device),
+            c_proj: LinearConfig::new(hidden, width).init(device),
+            activation,
+        }
+    }
+
     /// `x`: `[batch, seq, width]` → `[batch, seq, width]`, each token independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.forward_added(x, None)
@@ -119,7 +134,7 @@ impl<B: Backend> Mlp<B> {
             let kind = match self.activation {
                 Activation::Gelu => Some(Gelu::Exact),
                 Activation::QuickGelu => Some(Gelu::Quick),
-                Activation::Relu => None,
+                Activation::Relu | Activation::GeluTanh => None,
             };
             let weight = self.c_fc.weight.val();
             let fused = match (kind, &self.c_fc.bias) {

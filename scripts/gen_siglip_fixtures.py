@@ -1,0 +1,113 @@
+"""Small random-init SigLIP models in open_clip's layout (a timm `vit_*_siglip_*` image trunk, a custom
+text tower), with reference outputs from open_clip itself.
+
+    /tmp/venv/bin/python scripts/gen_siglip_fixtures.py
+
+No checkpoint or vocabulary can be downloaded here, so:
+- the image trunk is timm's own `VisionTransformer` built as its SigLIP models are (no class token,
+  `global_pool='map'`, LayerNorm eps 1e-6), only small; open_clip builds the named full-size one and the
+  trunk is swapped for it. The config keeps the timm name and states the small sizes (`width`, `layers`,
+  `head_width`, `patch_size`), which open_clip ignores for timm towers and this library reads;
+- the tokenizer is a small SentencePiece-style (Unigram, `</s>` appended, no start token, `<pad>` padding)
+  `tokenizer.json` trained with the `tokenizers` package on fixtures/tokenizer_corpus.jsonl, run through
+  open_clip's `HFTokenizer` with SigLIP's `clean: canonicalize`.
+
+Outputs, per model under fixtures/siglip/<name>/: open_clip_config.json, open_clip_model.safetensors,
+tokenizer.json, tokenizer_config.json, reference.safetensors (pixel_values, text_ids, image_embeds,
+text_embeds, logits_per_image; metadata `texts`).
+  siglip   SigLIP 1: exact GELU in both towers (as `vit_base_patch16_siglip_224`)
+  siglip2  SigLIP 2: tanh GELU in both towers (as `vit_base_patch32_siglip_256`, `act_kwargs`)
+"""
+import json
+import pathlib
+
+import open_clip
+import timm
+import torch
+import transformers
+from open_clip.tokenizer import HFTokenizer
+from safetensors.torch import save_file
+from timm.models.vision_transformer import VisionTransformer
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "fixtures" / "siglip"
+TEXTS = [
+    "a photo of a cat",
+    "A Photo Of A Dog!",
+    "two   birds, sitting on a wire; the sky is grey.",
+    "Logging package for Python. Based on PEP 282 and comments thereto in comp.lang.python, and much more",
+]
+
+
+def train_tokenizer(d):
+    texts = [json.loads(l)["text"] for l in (ROOT / "fixtures" / "tokenizer_corpus.jsonl").read_text().split("\n") if l.strip()]
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=1500, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    d.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(d)
+    for extra in ["special_tokens_map.json"]:
+        (d / extra).unlink(missing_ok=True)
+    return tok.get_vocab_size()
+
+
+def randomize_norms(module, g):
+    for m in module.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.weight.copy_(1.0 + 0.3 * torch.randn(m.weight.shape, generator=g))
+            m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
+
+
+def siglip(name, timm_name, tanh, seed):
+    d = OUT / name
+    vocab = train_tokenizer(d)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    width, context = 64, 16
+    vision_cfg = {"image_size": 32, "timm_model_name": timm_name, "timm_model_pretrained": False, "timm_pool": "map",
+                  "timm_proj": "none", "width": width, "layers": 2, "head_width": 32, "patch_size": 8}
+    text_cfg = {"context_length": context, "vocab_size": 2048, "width": 32, "heads": 2, "layers": 2,
+                "hf_tokenizer_name": "timm/ViT-B-16-SigLIP", "tokenizer_kwargs": {"clean": "canonicalize"},
+                "no_causal_mask": True, "pool_type": "last", "proj_bias": True, "norm_kwargs": {"eps": 1e-6}}
+    if tanh:
+        text_cfg["act_kwargs"] = {"approximate": "tanh"}
+    cfg = {"embed_dim": width, "init_logit_bias": -10, "custom_text": True, "vision_cfg": vision_cfg, "text_cfg": text_cfg}
+    assert vocab <= text_cfg["vocab_size"], vocab
+    model = open_clip.CustomTextCLIP(embed_dim=width, vision_cfg=vision_cfg, text_cfg=text_cfg, init_logit_bias=-10)
+    model.visual.trunk = VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=width, depth=2, num_heads=2, class_token=False, global_pool="map",
+        num_classes=0, act_layer="gelu_tanh" if tanh else None)
+    with torch.no_grad():
+        randomize_norms(model, g)
+        model.visual.trunk.attn_pool.latent.normal_(0.0, 1.0, generator=g)
+        model.visual.trunk.pos_embed.normal_(0.0, 0.5, generator=g)
+        model.logit_scale.fill_(2.3)
+        model.logit_bias.fill_(-3.7)
+    model.eval()
+    tokenizer = HFTokenizer(str(d), context_length=context, clean="canonicalize")
+    ids = tokenizer(TEXTS)
+    pixels = torch.randn(3, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        image, text = model.encode_image(pixels), model.encode_text(ids)
+        i, t = torch.nn.functional.normalize(image, dim=-1), torch.nn.functional.normalize(text, dim=-1)
+        logits = model.logit_scale.exp() * i @ t.T + model.logit_bias
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, d / "open_clip_model.safetensors")
+    preprocess = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic", "resize_mode": "squash"}
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": preprocess}, indent=2))
+    save_file({"pixel_values": pixels, "text_ids": ids, "image_embeds": image, "text_embeds": text, "logits_per_image": logits},
+              d / "reference.safetensors",
+              metadata={"torch": torch.__version__, "open_clip": open_clip.__version__, "timm": timm.__version__, "texts": json.dumps(TEXTS)})
+    spread = torch.cdist(image, image)
+    print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, vocabulary {vocab}, ids {ids.tolist()}, "
+          f"image embeds min distance {spread[spread > 0].min():.3f}, logits {logits.tolist()}")
+
+
+if __name__ == "__main__":
+    siglip("siglip", "vit_base_patch16_siglip_224", False, 21)
+    siglip("siglip2", "vit_base_patch32_siglip_256", True, 22)

@@ -1,0 +1,143 @@
+//! SigLIP in open_clip's layout (a timm `vit_*_siglip_*` image trunk with attention pooling, a
+//! bidirectional text tower pooled at the last position with a biased projection, a learned logit
+//! bias) against open_clip's own outputs on small random-init models (scripts/gen_siglip_fixtures.py).
+
+mod common;
+
+use burn::backend::Flex;
+use clip::encoders::Activation;
+use clip::tokenizer::TextTokenizer;
+use clip::{Pretrained, VisionConfig};
+use common::*;
+
+#[test]
+fn siglip_models_match_open_clip_from_pixels_and_texts() {
+    let device = Default::default();
+    for (name, activation) in [
+        ("siglip", Activation::Gelu),
+        ("siglip2", Activation::GeluTanh),
+    ] {
+        let clip = Pretrained::<Flex>::load(fixture(&format!("siglip/{name}")), &device).unwrap();
+        let VisionConfig::SiglipVit {
+            activation: vision_activation,
+            width,
+            ..
+        } = clip.config.vision
+        else {
+            panic!("{name}: a SigLIP image tower, not {:?}", clip.config.vision)
+        };
+        assert_eq!(
+            (vision_activation, clip.config.text.activation),
+            (activation, activation)
+        );
+        assert_eq!((width, clip.config.text.norm_eps), (64, 1e-6));
+        assert_eq!(clip.config.logit_bias, Some(-10.0));
+        assert!(
+            clip.model.visual_projection.is_none() && clip.model.text_projection.bias.is_some()
+        );
+        assert!(matches!(clip.tokenizer, TextTokenizer::HuggingFace(_)));
+
+        let reference = Reference::open(&format!("siglip/{name}/reference.safetensors"));
+        let (e_image, e_text) = reference.errors_of(&clip.model);
+        // the texts through our tokenizer: the same ids as open_clip's HFTokenizer, the same embeddings
+        let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+        let ids = clip.tokenizer.tokenize_data(&texts).unwrap();
+        assert_eq!(
+            ids.to_vec::<i64>().unwrap(),
+            reference.i64("text_ids").0,
+            "{name}"
+        );
+        let text = clip.embed_texts(&texts, &device).unwrap();
+        let e_from_texts = relative_error(&values(text.clone()), &reference.f32("text_embeds").0);
+        // sigmoid logits: scale · cos + the loaded bias (-3.7, not the config's initial -10)
+        let image = clip
+            .model
+            .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
+        let logits = values(clip.model.logits_per_image(image, text));
+        let e_logits = relative_error(&logits, &reference.f32("logits_per_image").0);
+        println!(
+            "{name}: image embeds relative error {e_image:.2e}, text {e_text:.2e} (from texts \
+             {e_from_texts:.2e}), logits {e_logits:.2e}"
+        );
+        for e in [e_image, e_text, e_from_texts, e_logits] {
+            assert!(
+                e < 1e-5,
+                "{name}: {e_image} {e_text} {e_from_texts} {e_logits}"
+            );
+        }
+    }
+}
+
+#[test]
+fn open_clips_siglip_configs_load_by_name() {
+    let c = clip::ClipConfig::named("ViT-SO400M-14-SigLIP-384").unwrap();
+    let VisionConfig::SiglipVit {
+        image_size,
+        patch_size,
+        width,
+        layers,
+        heads,
+        mlp_ratio,
+        activation,
+    } = c.vision
+    else {
+        panic!("{:?}", c.vision)
+    };
+    assert_eq!(
+        (image_size, patch_size, width, layers, heads, activation),
+        (384, 14, 1152, 27, 16, Activation::Gelu)
+    );
+    assert_eq!(mlp_ratio, 3.7362);
+    assert_eq!(
+        (c.embed_dim, c.logit_bias, c.text.context_length),
+        (1152, Some(-10.0), 64)
+    );
+    // SigLIP 2's SO400M/16 towers use tanh GELU on both sides
+    let c = clip::ClipConfig::named("ViT-SO400M-16-SigLIP2-256").unwrap();
+    assert!(matches!(
+        c.vision,
+        VisionConfig::SiglipVit {
+            activation: Activation::GeluTanh,
+            ..
+        }
+    ));
+    assert_eq!(c.text.activation, Activation::GeluTanh);
+    // a timm tower that is not SigLIP's is refused by name
+    let err = clip::ClipConfig::named("EVA02-B-16")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("timm_model_name"), "{err}");
+}
+
+#[test]
+fn siglip_saves_in_this_librarys_format_and_refuses_the_others_by_name() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/siglip2"), &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    clip.save_burn(dir.path()).unwrap();
+    let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+    assert_eq!(back.config, clip.config);
+    let reference = Reference::open("siglip/siglip2/reference.safetensors");
+    let (e_image, e_text) = reference.errors_of(&back.model);
+    assert!(e_image < 1e-5 && e_text < 1e-5, "{e_image} {e_text}");
+    // the logit bias and the tokenizer come along
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    assert!(matches!(back.tokenizer, TextTokenizer::HuggingFace(_)));
+    let text = back.embed_texts(&texts, &device).unwrap();
+    let image = back
+        .model
+        .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
+    let logits = values(back.model.logits_per_image(image, text));
+    assert!(relative_error(&logits, &reference.f32("logits_per_image").0) < 1e-5);
+
+    let err = clip
+        .save_open_clip(dir.path().join("oc"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SigLIP"), "{err}");
+    let err = clip
+        .save_hf(dir.path().join("hf"), clip::StorageType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SiglipModel"), "{err}");
+}
