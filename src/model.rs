@@ -132,6 +132,21 @@ impl<B: Backend> Clip<B> {
         self.text.context_length()
     }
 
+    /// How zero-shot scores are made for this model: SigLIP's `sigmoid(scale · cos + bias)` per class
+    /// with its learned scale and bias when it has a logit bias, else CLIP's softmax at `softmax_scale`.
+    pub fn zero_shot_scoring(&self, softmax_scale: f64) -> clip_zeroshot::Scoring {
+        use burn::tensor::ElementConversion;
+        match &self.logit_bias {
+            Some(bias) => clip_zeroshot::Scoring::Sigmoid {
+                scale: f64::from(self.logit_scale.scale().into_scalar().elem::<f32>()),
+                bias: f64::from(bias.val().into_scalar().elem::<f32>()),
+            },
+            None => clip_zeroshot::Scoring::Softmax {
+                scale: softmax_scale,
+            },
+        }
+    }
+
     /// Learnable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())` counts them
     /// (BatchNorm running statistics are buffers, not parameters; burn's `num_params` includes them).
     pub fn parameter_count(&self) -> usize {

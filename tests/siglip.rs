@@ -141,3 +141,45 @@ fn siglip_saves_in_this_librarys_format_and_refuses_the_others_by_name() {
         .to_string();
     assert!(err.contains("SiglipModel"), "{err}");
 }
+
+#[test]
+fn siglip_zero_shot_scores_each_label_with_a_sigmoid() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/siglip"), &device).unwrap();
+    let reference = Reference::open("siglip/siglip/reference.safetensors");
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    // each text its own class (template "{}"): the class vectors are the normalized text embeddings,
+    // so the scores are sigmoid of open_clip's logits
+    let classifier = clip
+        .zero_shot_classifier(&texts, &clip::zeroshot::Templates::none(), &device, |_| ())
+        .unwrap();
+    let scoring = clip.model.zero_shot_scoring(clip::zeroshot::DEFAULT_SCALE);
+    let clip::zeroshot::Scoring::Sigmoid { scale, bias } = scoring else {
+        panic!("{scoring:?}")
+    };
+    assert!(
+        (scale - 2.3f64.exp()).abs() < 1e-4 && (bias + 3.7).abs() < 1e-6,
+        "{scale} {bias}"
+    );
+    let image = clip
+        .model
+        .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
+    let got = values(classifier.scores(image, scoring));
+    let want: Vec<f32> = reference
+        .f32("logits_per_image")
+        .0
+        .iter()
+        .map(|l| 1.0 / (1.0 + (-l).exp()))
+        .collect();
+    let e = relative_error(&got, &want);
+    assert!(e < 1e-5, "{e}: {got:?} {want:?}");
+    // not a distribution over the labels
+    let first: f32 = got[..texts.len()].iter().sum();
+    assert!((first - 1.0).abs() > 0.1, "{first}");
+    // a CLIP model keeps the softmax
+    let clip = Pretrained::<Flex>::load(fixture("vit_tiny"), &device).unwrap();
+    assert_eq!(
+        clip.model.zero_shot_scoring(100.0),
+        clip::zeroshot::Scoring::Softmax { scale: 100.0 }
+    );
+}

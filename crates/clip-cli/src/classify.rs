@@ -64,6 +64,14 @@ pub fn run<B: Backend>(
             })?,
     };
     let classifier = classifier(&clip, o, device)?;
+    // SigLIP scores each label on its own with its learned scale and bias; CLIP takes a softmax
+    let scoring = clip.model.zero_shot_scoring(scale);
+    if let clip::zeroshot::Scoring::Sigmoid { scale, bias } = scoring {
+        eprintln!(
+            "note: a SigLIP model: each label is scored on its own, sigmoid(scale · cos + bias) with \
+             its scale {scale:.2} and bias {bias:.2}; the scores need not sum to 100 %"
+        );
+    }
 
     // decoded on a pool of threads ahead of the model, batch by batch; a file that cannot be read is
     // reported in its place and does not stop the others
@@ -80,7 +88,11 @@ pub fn run<B: Backend>(
         }
         if let Some(pixels) = batch.to_tensor::<B>(device) {
             let embeds = clip.embed_pixels(pixels);
-            for (index, ranked) in batch.decoded.iter().zip(classifier.ranked(embeds, scale)) {
+            for (index, ranked) in batch
+                .decoded
+                .iter()
+                .zip(classifier.ranked_by(embeds, scoring))
+            {
                 results[*index] = Ok(ranked);
             }
         }
@@ -96,6 +108,7 @@ pub fn run<B: Backend>(
             .map(|(path, r)| match r {
                 Ok(ranked) => json!({
                     "image": path,
+                    "scoring": scoring.name(),
                     "predictions": ranked.iter().map(|(i, p)| json!({"label": classifier.labels[*i], "prob": p})).collect::<Vec<_>>(),
                 }),
                 Err(e) => json!({"image": path, "error": e}),

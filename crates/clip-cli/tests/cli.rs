@@ -906,3 +906,39 @@ fn dtype_runs_the_model_in_half_precision() {
     let (ok, _, stderr) = run(&["convert", "--dtype", "bf16", "--half", "--output", "out"]);
     assert!(!ok && stderr.contains("disagree"), "{stderr}");
 }
+
+#[test]
+fn classify_says_a_siglip_model_scores_with_a_sigmoid() {
+    let image = s(fixture("images/chelsea.jpg"));
+    let scores = |model: &str| {
+        let (ok, stdout, stderr) = run(&[
+            "classify",
+            "--model",
+            model,
+            "--labels",
+            "a cat,a dog,a rocket",
+            "--templates",
+            "none",
+            "--json",
+            &image,
+        ]);
+        assert!(ok, "{stderr}");
+        let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let item = json[0].clone();
+        let sum: f64 = item["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["prob"].as_f64().unwrap())
+            .sum();
+        (item["scoring"].as_str().unwrap().to_string(), sum, stderr)
+    };
+    let (scoring, sum, stderr) = scores(&s(fixture("siglip/siglip")));
+    assert_eq!(scoring, "sigmoid");
+    assert!(stderr.contains("sigmoid(scale · cos + bias)"), "{stderr}");
+    // independent per label: far from a distribution with these small random models
+    assert!((sum - 1.0).abs() > 0.05, "{sum}");
+    let (scoring, sum, _) = scores(&s(fixture("vit_tiny")));
+    assert_eq!(scoring, "softmax");
+    assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+}

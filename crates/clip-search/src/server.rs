@@ -180,8 +180,9 @@ fn encoder<B: Backend>(
                     let Some((_, _, classifier)) = &cached else {
                         return Ok(Vec::new());
                     };
-                    let ranked =
-                        classifier.ranked(embed_image(&image)?, clip::zeroshot::DEFAULT_SCALE);
+                    // SigLIP: sigmoid per label with the model's scale and bias; CLIP: softmax
+                    let scoring = clip.model.zero_shot_scoring(clip::zeroshot::DEFAULT_SCALE);
+                    let ranked = classifier.ranked_by(embed_image(&image)?, scoring);
                     Ok(ranked
                         .into_iter()
                         .next()

@@ -1,11 +1,12 @@
 //! The zero-shot classifier: for each class, every filled template is encoded and L2-normalized, the
 //! embeddings are averaged and the mean renormalized; the class vectors are the columns of a
-//! `[dim, classes]` matrix. Prediction is `softmax(s · norm(image) · W)`.
+//! `[dim, classes]` matrix. Prediction is `softmax(s · norm(image) · W)` for CLIP, and
+//! `sigmoid(s · norm(image) · W + b)` per class for SigLIP ([`Scoring`]).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -16,6 +17,35 @@ use crate::ZeroShotError;
 /// The multiplier of the reference notebooks, open_clip and CLIP_benchmark (instead of the model's
 /// own learned scale).
 pub const DEFAULT_SCALE: f64 = 100.0;
+
+/// How image–class similarities become scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scoring {
+    /// CLIP's: a softmax over the classes of `scale · cos` (scores sum to 1; `scale` usually
+    /// [`DEFAULT_SCALE`]).
+    Softmax {
+        /// The multiplier of the cosine similarities.
+        scale: f64,
+    },
+    /// SigLIP's: every class on its own, `sigmoid(scale · cos + bias)` with the model's learned scale
+    /// and bias (scores need not sum to 1).
+    Sigmoid {
+        /// The model's `exp(logit_scale)`.
+        scale: f64,
+        /// The model's `logit_bias`.
+        bias: f64,
+    },
+}
+
+impl Scoring {
+    /// `softmax` or `sigmoid`, as the CLI reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Softmax { .. } => "softmax",
+            Scoring::Sigmoid { .. } => "sigmoid",
+        }
+    }
+}
 
 /// Class vectors built from prompts, with what they were built from.
 #[derive(Debug, Clone)]
@@ -81,21 +111,36 @@ impl<B: Backend> ZeroShotClassifier<B> {
     /// Class probabilities `[images, classes]` = softmax(scale · norm(image) · W) for raw
     /// `[images, dim]` image embeddings; `scale` is usually [`DEFAULT_SCALE`].
     pub fn probabilities(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Tensor<B, 2> {
+        self.scores(image_embeds, Scoring::Softmax { scale })
+    }
+
+    /// Class scores `[images, classes]` of raw `[images, dim]` image embeddings, by `scoring`.
+    pub fn scores(&self, image_embeds: Tensor<B, 2>, scoring: Scoring) -> Tensor<B, 2> {
         // embeddings of a half-precision model meet the classifier in its dtype
         let image_embeds = if image_embeds.dtype() == self.weights.dtype() {
             image_embeds
         } else {
             image_embeds.cast(self.weights.dtype())
         };
-        softmax(
-            l2_normalize(image_embeds).matmul(self.weights.clone()) * scale,
-            1,
-        )
+        let cosines = l2_normalize(image_embeds).matmul(self.weights.clone());
+        match scoring {
+            Scoring::Softmax { scale } => softmax(cosines * scale, 1),
+            Scoring::Sigmoid { scale, bias } => sigmoid(cosines * scale + bias),
+        }
     }
 
     /// For each image, all classes as `(index, probability)` sorted by probability (highest first).
     pub fn ranked(&self, image_embeds: Tensor<B, 2>, scale: f64) -> Vec<Vec<(usize, f32)>> {
-        let probs = self.probabilities(image_embeds, scale);
+        self.ranked_by(image_embeds, Scoring::Softmax { scale })
+    }
+
+    /// For each image, all classes as `(index, score)` sorted by score (highest first).
+    pub fn ranked_by(
+        &self,
+        image_embeds: Tensor<B, 2>,
+        scoring: Scoring,
+    ) -> Vec<Vec<(usize, f32)>> {
+        let probs = self.scores(image_embeds, scoring);
         let classes = self.labels.len();
         let values = probs
             .into_data()

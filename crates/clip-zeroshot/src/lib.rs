@@ -41,7 +41,7 @@ pub mod linear_probe;
 pub mod metrics;
 pub mod templates;
 
-pub use classifier::{ZeroShotClassifier, DEFAULT_SCALE};
+pub use classifier::{Scoring, ZeroShotClassifier, DEFAULT_SCALE};
 pub use linear_probe::LinearProbe;
 pub use metrics::{
     argmax, confusion_matrix, mean_per_class_recall, retrieval_recall, to_rows, top_k_accuracy,
