@@ -1,14 +1,13 @@
-//! What training optimizes: the CLIP model and, for SigLIP, its logit bias.
+//! What training optimizes: the CLIP model (for SigLIP, with its logit bias: `Clip::logit_bias`, so that
+//! the saved model carries it).
 
-use burn::module::{Module, Param};
-use burn::tensor::{backend::Backend, Tensor};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
 use clip::Clip;
 
-/// What is optimized: the CLIP model and, for SigLIP, its logit bias.
+/// What is optimized: the CLIP model, SigLIP's logit bias included.
 #[derive(Module, Debug)]
 pub struct TrainModel<B: Backend> {
     /// The model being trained.
     pub clip: Clip<B>,
-    /// SigLIP's learnable logit bias, `[1]`; `None` for InfoNCE.
-    pub logit_bias: Option<Param<Tensor<B, 1>>>,
 }

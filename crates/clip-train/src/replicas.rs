@@ -176,7 +176,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
                         }
                     };
                     let scale = tracked(replica.clip.logit_scale.value.val());
-                    let bias = replica.logit_bias.as_ref().map(|b| tracked(b.val()));
+                    let bias = replica.clip.logit_bias.as_ref().map(|b| tracked(b.val()));
                     let value = whole_batch_loss(images, texts, scale, bias, loss)?;
                     let number: f64 = value.clone().into_scalar().elem::<f32>() as f64;
                     let value = if divisor != 1.0 {

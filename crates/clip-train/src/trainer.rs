@@ -146,10 +146,15 @@ pub fn train<B: AutodiffBackend>(
             Some(path) => initial_weights::<B>(path, &config.model, device)?,
             None => config.model.init::<B>(device)?,
         },
-        logit_bias: matches!(config.loss, LossConfig::Siglip).then(|| {
-            Param::from_tensor(Tensor::from_floats([SIGLIP_LOGIT_BIAS_INIT as f32], device))
-        }),
     };
+    // SigLIP's loss learns a bias on the logits, which the model carries (a SigLIP model already has
+    // one; a CLIP model fine-tuned with SigLIP's loss gets one)
+    if matches!(config.loss, LossConfig::Siglip) && model.clip.logit_bias.is_none() {
+        model.clip.logit_bias = Some(Param::from_tensor(Tensor::from_floats(
+            [SIGLIP_LOGIT_BIAS_INIT as f32],
+            device,
+        )));
+    }
     if let clip::ImageEncoder::Vit(vit) = &mut model.clip.visual {
         vit.patch_dropout = config.patch_dropout;
     }
@@ -452,7 +457,12 @@ pub fn save_model<B: Backend>(
     config: &TrainConfig,
     dir: &Path,
 ) -> Result<(), TrainError> {
-    let pretrained = clip::Pretrained::from_model(clip.clone(), config.model.clone())?;
+    // a model trained with SigLIP's loss keeps its bias: the config says it has one
+    let mut architecture = config.model.clone();
+    if clip.logit_bias.is_some() && architecture.logit_bias.is_none() {
+        architecture.logit_bias = Some(SIGLIP_LOGIT_BIAS_INIT);
+    }
+    let pretrained = clip::Pretrained::from_model(clip.clone(), architecture)?;
     if config.half_precision_model {
         pretrained.save_burn_half(dir)?;
     } else {

@@ -49,8 +49,10 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
                 pool: clip::encoders::TextPool::EndToken,
                 end_token: None,
                 hf_tokenizer: None,
+                norm_eps: clip::encoders::LAYER_NORM_EPS,
             },
             projection_bias: false,
+            logit_bias: None,
         },
         data: DataConfig::FashionScenes {
             dir: FASHION.into(),
@@ -511,4 +513,48 @@ fn the_shipped_fine_tuning_config_starts_from_the_base_run() {
         other => panic!("{other:?}"),
     }
     assert!(plain.steps < base.steps / 5 && plain.lr < base.lr);
+}
+
+#[test]
+fn siglip_towers_train_with_siglip_loss_and_keep_their_bias() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny(dir.path(), 40);
+    // SigLIP's architecture: timm's attention-pooled ViT (as wide as the embedding), a bidirectional
+    // text tower pooled at the last position with a biased projection, LayerNorm eps 1e-6
+    config.model.vision = VisionConfig::SiglipVit {
+        image_size: 24,
+        patch_size: 8,
+        width: 32,
+        layers: 1,
+        heads: 2,
+        mlp_ratio: 2.0,
+        activation: Activation::GeluTanh,
+    };
+    config.model.text.causal = false;
+    config.model.text.pool = clip::encoders::TextPool::Last;
+    config.model.text.norm_eps = 1e-6;
+    config.model.text.activation = Activation::GeluTanh;
+    config.model.projection_bias = true;
+    config.loss = LossConfig::Siglip;
+    let report = train::<AD>(&config, None, &Default::default()).unwrap();
+    let first = report.log[0].loss;
+    let last: f64 = report.log[35..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
+    println!("SigLIP towers, SigLIP loss: {first:.4} → {last:.4}");
+    assert!(last < 0.8 * first, "loss {first} → {last}");
+    // the saved model carries the learned bias, and scores zero-shot with it
+    let trained =
+        clip::Pretrained::<Flex>::load(report.final_dir.unwrap(), &Default::default()).unwrap();
+    assert!(matches!(
+        trained.config.vision,
+        VisionConfig::SiglipVit { .. }
+    ));
+    let scoring = trained.model.zero_shot_scoring(100.0);
+    let clip::zeroshot::Scoring::Sigmoid { bias, .. } = scoring else {
+        panic!("{scoring:?}")
+    };
+    assert!(
+        bias.is_finite() && (bias + 10.0).abs() > 1e-3,
+        "the bias did not train: {bias}"
+    );
 }
