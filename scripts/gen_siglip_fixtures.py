@@ -17,7 +17,12 @@ tokenizer.json, tokenizer_config.json, reference.safetensors (pixel_values, text
 text_embeds, logits_per_image; metadata `texts`).
   siglip   SigLIP 1: exact GELU in both towers (as `vit_base_patch16_siglip_224`)
   siglip2  SigLIP 2: tanh GELU in both towers (as `vit_base_patch32_siglip_256`, `act_kwargs`)
+and under fixtures/siglip/hf_siglip/ the same kind of model in transformers' layout (`SiglipModel.save_pretrained`:
+config.json, model.safetensors; a SiglipImageProcessor preprocessor_config.json; siglip's tokenizer files), with
+reference.safetensors from transformers (`get_image_features`, `get_text_features` of the open_clip tokenizer's ids,
+and the logits).
 """
+import shutil
 import json
 import pathlib
 
@@ -108,6 +113,46 @@ def siglip(name, timm_name, tanh, seed):
           f"image embeds min distance {spread[spread > 0].min():.3f}, logits {logits.tolist()}")
 
 
+def hf_siglip(seed):
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+    d = OUT / "hf_siglip"
+    d.mkdir(parents=True, exist_ok=True)
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(OUT / "siglip" / f, d / f)
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    cfg = SiglipConfig(
+        text_config=dict(vocab_size=2048, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=16, projection_size=48, pad_token_id=0, bos_token_id=None, eos_token_id=1),
+        vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                           patch_size=8))
+    model = SiglipModel(cfg)
+    with torch.no_grad():
+        randomize_norms(model, g)
+        model.vision_model.head.probe.normal_(0.0, 1.0, generator=g)
+        model.logit_scale.fill_(2.1)
+        model.logit_bias.fill_(-2.9)
+    model.eval()
+    model.save_pretrained(d)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(d)
+    tokenizer = HFTokenizer(str(d), context_length=16, clean="canonicalize")
+    ids = tokenizer(TEXTS)
+    pixels = torch.randn(3, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        image = model.get_image_features(pixel_values=pixels)
+        text = model.get_text_features(input_ids=ids)
+        image = getattr(image, "pooler_output", image)
+        text = getattr(text, "pooler_output", text)
+        logits = model(input_ids=ids, pixel_values=pixels).logits_per_image
+    save_file({"pixel_values": pixels, "text_ids": ids, "image_embeds": image.contiguous(), "text_embeds": text.contiguous(),
+               "logits_per_image": logits.contiguous()}, d / "reference.safetensors",
+              metadata={"torch": torch.__version__, "transformers": transformers.__version__, "texts": json.dumps(TEXTS)})
+    spread = torch.cdist(image, image)
+    print(f"hf_siglip: {sum(p.numel() for p in model.parameters())} parameters, files {sorted(p.name for p in d.iterdir())}, "
+          f"image embeds min distance {spread[spread > 0].min():.3f}, logits {logits.tolist()}")
+
+
 if __name__ == "__main__":
     siglip("siglip", "vit_base_patch16_siglip_224", False, 21)
     siglip("siglip2", "vit_base_patch32_siglip_256", True, 22)
+    hf_siglip(23)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use burn::tensor::backend::Backend;
 use clip_encoders::{
     Activation, ModifiedResNetConfig, SiglipVisionConfig, TextPool, TextTransformerConfig,
-    VisionTransformerConfig, VitPool,
+    VisionTransformerConfig, VitPool, SIGLIP_NORM_EPS,
 };
 use clip_tokenizer::Cleaning;
 use serde::{Deserialize, Serialize};
@@ -1119,11 +1119,104 @@ impl ClipConfig {
         Ok(config)
     }
 
+    /// Reads transformers' `SiglipConfig` (`model_type: "siglip"`): the same towers as open_clip's SigLIP
+    /// (its defaults are SigLIP base/16 at 224 px), with the activation the config names
+    /// (`gelu_pytorch_tanh` in every released one) and the tokenizer beside the weights.
+    fn from_hf_siglip_json(json: &Value) -> Result<Self, ClipError> {
+        let section = |name: &str| {
+            json.get(name)
+                .and_then(Value::as_object)
+                .ok_or_else(|| ClipError::Config(format!("config.json has no {name} object")))
+        };
+        let (t, v) = (section("text_config")?, section("vision_config")?);
+        let act =
+            |obj: &serde_json::Map<String, Value>, name: &str| -> Result<Activation, ClipError> {
+                match obj
+                    .get("hidden_act")
+                    .and_then(Value::as_str)
+                    .unwrap_or("gelu_pytorch_tanh")
+                {
+                    "gelu_pytorch_tanh" | "gelu_new" => Ok(Activation::GeluTanh),
+                    "gelu" => Ok(Activation::Gelu),
+                    other => Err(ClipError::Config(format!(
+                        "{name}.hidden_act {other:?} is not supported (gelu_pytorch_tanh, gelu)"
+                    ))),
+                }
+            };
+        for (obj, name) in [(t, "text_config"), (v, "vision_config")] {
+            let eps = opt_f64(obj, name, "layer_norm_eps", 1e-6)?;
+            check((eps - SIGLIP_NORM_EPS).abs() < 1e-12, || {
+                format!("{name}.layer_norm_eps {eps} differs from SigLIP's 1e-6")
+            })?;
+        }
+        check(
+            v.get("vision_use_head").and_then(Value::as_bool) != Some(false),
+            || "vision_config.vision_use_head false (no pooling head) is not supported".into(),
+        )?;
+        let hidden_t = opt_usize(t, "text_config", "hidden_size", 768)?;
+        let hidden_v = opt_usize(v, "vision_config", "hidden_size", 768)?;
+        let ratio = |obj, name, hidden: usize| -> Result<f64, ClipError> {
+            Ok(opt_usize(obj, name, "intermediate_size", 3072)? as f64 / hidden as f64)
+        };
+        let projection = opt_usize(t, "text_config", "projection_size", hidden_t)?;
+        check(projection == hidden_v, || {
+            format!(
+                "text_config.projection_size {projection} differs from the image tower's width \
+                 {hidden_v}: the embeddings would not meet"
+            )
+        })?;
+        let config = ClipConfig {
+            embed_dim: hidden_v,
+            vision: VisionConfig::SiglipVit {
+                image_size: opt_usize(v, "vision_config", "image_size", 224)?,
+                patch_size: opt_usize(v, "vision_config", "patch_size", 16)?,
+                width: hidden_v,
+                layers: opt_usize(v, "vision_config", "num_hidden_layers", 12)?,
+                heads: opt_usize(v, "vision_config", "num_attention_heads", 12)?,
+                mlp_ratio: ratio(v, "vision_config", hidden_v)?,
+                activation: act(v, "vision_config")?,
+            },
+            text: TextConfig {
+                context_length: opt_usize(t, "text_config", "max_position_embeddings", 64)?,
+                vocab_size: opt_usize(t, "text_config", "vocab_size", 32000)?,
+                width: hidden_t,
+                heads: opt_usize(t, "text_config", "num_attention_heads", 12)?,
+                layers: opt_usize(t, "text_config", "num_hidden_layers", 12)?,
+                mlp_ratio: ratio(t, "text_config", hidden_t)?,
+                activation: act(t, "text_config")?,
+                causal: false,
+                pool: TextPool::Last,
+                end_token: None,
+                // open_clip runs SigLIP's tokenizer with this cleaning
+                hf_tokenizer: Some(HfTokenizerConfig {
+                    name: json
+                        .get("_name_or_path")
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or("SigLIP's tokenizer")
+                        .to_string(),
+                    cleaning: Cleaning::Canonicalize,
+                    strip_sep_token: false,
+                }),
+                norm_eps: SIGLIP_NORM_EPS,
+            },
+            projection_bias: true,
+            logit_bias: Some(-10.0),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads a Hugging Face `CLIPConfig` (`config.json` with `text_config` and `vision_config`).
     pub fn from_hf_json(json: &Value) -> Result<Self, ClipError> {
         if let Some(kind) = json.get("model_type").and_then(Value::as_str) {
+            if kind == "siglip" {
+                return Self::from_hf_siglip_json(json);
+            }
             check(kind == "clip", || {
-                format!("config.json has model_type {kind:?}; only \"clip\" is supported")
+                format!(
+                    "config.json has model_type {kind:?}; only \"clip\" and \"siglip\" are supported"
+                )
             })?;
         }
         let section = |name: &str| {

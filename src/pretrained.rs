@@ -229,6 +229,15 @@ pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessC
     };
     p.mean = floats3(json.get("image_mean"), "image_mean", CLIP_MEAN)?;
     p.std = floats3(json.get("image_std"), "image_std", CLIP_STD)?;
+    // SigLIP's processor resizes to the square size directly, without a crop
+    if json
+        .get("image_processor_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("Siglip"))
+    {
+        p.resize_mode = ResizeMode::Squash;
+        p.size = p.resize_size;
+    }
     p.interpolation = match json.get("resample").and_then(Value::as_u64) {
         None | Some(3) => Interpolation::Bicubic,
         Some(2) => Interpolation::Bilinear,

@@ -286,6 +286,15 @@ fn concat_rows(parts: Vec<TensorData>) -> TensorData {
     TensorData::new(v, shape)
 }
 
+/// Rows `from..to` of a matrix or vector (a slice of a packed projection).
+fn rows(data: &TensorData, from: usize, to: usize) -> TensorData {
+    let mut shape = data.shape.to_vec();
+    let row: usize = shape[1..].iter().product();
+    let v = values(&to_f32(data.clone()));
+    shape[0] = to - from;
+    TensorData::new(v[from * row..to * row].to_vec(), shape)
+}
+
 fn reshape(data: TensorData, shape: Vec<usize>) -> TensorData {
     let data = to_f32(data);
     TensorData::new(values(&data), shape)
@@ -463,6 +472,95 @@ fn hf_to_open_clip(
         }
         source.insert(packed.clone(), format!("{} (with k_proj, v_proj)", hf("q")));
         out.insert(packed, concat_rows(vec![q, k, v]));
+    }
+    Ok((out, source))
+}
+
+/// Takes the tensors of transformers' `SiglipModel` that `CLIPModel` has no counterpart for out of
+/// `tensors`, renamed to the open_clip names [`module_path`] reads: the patch convolution's bias, the
+/// attention-pooling head (`probe`, a packed `nn.MultiheadAttention` split into the query and the
+/// key-value projections, `layernorm`, `mlp`), the text `head` (the biased projection) and
+/// `logit_bias`. A CLIP state dict has none of them; the rest goes through [`hf_to_open_clip`].
+fn take_hf_siglip_heads(
+    path: &Path,
+    tensors: &mut BTreeMap<String, TensorData>,
+) -> Result<Renamed, ClipError> {
+    const RENAMED: [(&str, &str); 11] = [
+        (
+            "vision_model.embeddings.patch_embedding.bias",
+            "visual.conv1.bias",
+        ),
+        ("vision_model.head.probe", "visual.attn_pool.latent"),
+        (
+            "vision_model.head.attention.out_proj.weight",
+            "visual.attn_pool.proj.weight",
+        ),
+        (
+            "vision_model.head.attention.out_proj.bias",
+            "visual.attn_pool.proj.bias",
+        ),
+        (
+            "vision_model.head.layernorm.weight",
+            "visual.attn_pool.norm.weight",
+        ),
+        (
+            "vision_model.head.layernorm.bias",
+            "visual.attn_pool.norm.bias",
+        ),
+        (
+            "vision_model.head.mlp.fc1.weight",
+            "visual.attn_pool.mlp.c_fc.weight",
+        ),
+        (
+            "vision_model.head.mlp.fc1.bias",
+            "visual.attn_pool.mlp.c_fc.bias",
+        ),
+        (
+            "vision_model.head.mlp.fc2.weight",
+            "visual.attn_pool.mlp.c_proj.weight",
+        ),
+        (
+            "vision_model.head.mlp.fc2.bias",
+            "visual.attn_pool.mlp.c_proj.bias",
+        ),
+        ("text_model.head.bias", "text_projection.bias"),
+    ];
+    let (mut out, mut source) = (BTreeMap::new(), HashMap::new());
+    for (hf, oc) in RENAMED {
+        if let Some(data) = tensors.remove(hf) {
+            out.insert(oc.to_string(), data);
+            source.insert(oc.to_string(), hf.to_string());
+        }
+    }
+    for key in ["logit_bias"] {
+        if let Some(data) = tensors.remove(key) {
+            out.insert(key.to_string(), data);
+        }
+    }
+    if let Some(head) = tensors.remove("text_model.head.weight") {
+        out.insert("text_projection".into(), transpose(head));
+        source.insert("text_projection".into(), "text_model.head.weight".into());
+    }
+    // nn.MultiheadAttention packs q, k, v; timm's head (ours) projects the query apart
+    for kind in ["weight", "bias"] {
+        let key = format!("vision_model.head.attention.in_proj_{kind}");
+        let Some(packed) = tensors.remove(&key) else {
+            continue;
+        };
+        let width = packed.shape[0] / 3;
+        if packed.shape[0] != 3 * width || width == 0 {
+            return Err(ClipError::Shape {
+                path: path.to_path_buf(),
+                key,
+                expected: vec![3 * width.max(1)],
+                found: packed.shape.to_vec(),
+            });
+        }
+        for (name, from, to) in [("q", 0, width), ("kv", width, 3 * width)] {
+            let new = format!("visual.attn_pool.{name}.{kind}");
+            out.insert(new.clone(), rows(&packed, from, to));
+            source.insert(new, key.clone());
+        }
     }
     Ok((out, source))
 }
@@ -649,7 +747,14 @@ pub(crate) fn load_state_dict_owned<B: Backend>(
         get_device_settings::<B>(&d).float_dtype.into()
     });
     let (tensors, source) = match layout {
-        Layout::HuggingFace => hf_to_open_clip(&sd.path, std::mem::take(&mut sd.tensors))?,
+        Layout::HuggingFace => {
+            let mut tensors = std::mem::take(&mut sd.tensors);
+            let (siglip, siglip_source) = take_hf_siglip_heads(&sd.path, &mut tensors)?;
+            let (mut renamed, mut source) = hf_to_open_clip(&sd.path, tensors)?;
+            renamed.extend(siglip);
+            source.extend(siglip_source);
+            (renamed, source)
+        }
         Layout::OpenClip => timm_siglip_to_open_clip(std::mem::take(&mut sd.tensors)),
     };
     let source_of = |key: &str| source.get(key).cloned().unwrap_or_else(|| key.to_string());

@@ -107,11 +107,15 @@ fn hf_default_config_is_vit_b_32() {
         ClipConfig::preset("ViT-B/32").unwrap()
     );
     let mut other = read("hf-clip-vit-base-patch32");
-    other["model_type"] = "siglip".into();
+    other["model_type"] = "align".into();
     assert!(ClipConfig::from_hf_json(&other)
         .unwrap_err()
         .to_string()
-        .contains("siglip"));
+        .contains("\"align\""));
+    // a CLIP config relabelled siglip is read as SigLIP's, and its CLIP epsilon refused
+    other["model_type"] = "siglip".into();
+    let err = ClipConfig::from_hf_json(&other).unwrap_err().to_string();
+    assert!(err.contains("layer_norm_eps"), "{err}");
     let mut act = read("hf-clip-vit-base-patch32");
     act["vision_config"]["hidden_act"] = "relu".into();
     let relu = ClipConfig::from_hf_json(&act).unwrap();

@@ -183,3 +183,44 @@ fn siglip_zero_shot_scores_each_label_with_a_sigmoid() {
         clip::zeroshot::Scoring::Softmax { scale: 100.0 }
     );
 }
+
+#[test]
+fn transformers_siglip_model_directories_match_transformers() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/hf_siglip"), &device).unwrap();
+    assert_eq!(clip.layout, Some(clip::Layout::HuggingFace));
+    let VisionConfig::SiglipVit {
+        activation, width, ..
+    } = clip.config.vision
+    else {
+        panic!("{:?}", clip.config.vision)
+    };
+    // transformers runs tanh GELU in both towers (gelu_pytorch_tanh)
+    assert_eq!(
+        (activation, clip.config.text.activation),
+        (Activation::GeluTanh, Activation::GeluTanh)
+    );
+    assert_eq!((width, clip.config.embed_dim), (48, 48));
+    // SiglipImageProcessor: a plain resize to the square, no crop, mean and std 0.5
+    assert_eq!(clip.preprocess.resize_mode, clip::data::ResizeMode::Squash);
+    assert_eq!((clip.preprocess.size, clip.preprocess.mean), (32, [0.5; 3]));
+    let reference = Reference::open("siglip/hf_siglip/reference.safetensors");
+    let (e_image, e_text) = reference.errors_of(&clip.model);
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    let text = clip.embed_texts(&texts, &device).unwrap();
+    let e_from_texts = relative_error(&values(text.clone()), &reference.f32("text_embeds").0);
+    let image = clip
+        .model
+        .encode_image(reference.tensor4::<Flex>("pixel_values", &device));
+    let e_logits = relative_error(
+        &values(clip.model.logits_per_image(image, text)),
+        &reference.f32("logits_per_image").0,
+    );
+    println!(
+        "hf_siglip: image embeds relative error {e_image:.2e}, text {e_text:.2e} (from texts \
+         {e_from_texts:.2e}), logits {e_logits:.2e}"
+    );
+    for e in [e_image, e_text, e_from_texts, e_logits] {
+        assert!(e < 1e-5, "{e_image} {e_text} {e_from_texts} {e_logits}");
+    }
+}
