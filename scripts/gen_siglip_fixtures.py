@@ -20,7 +20,8 @@ text_embeds, logits_per_image; metadata `texts`).
 and under fixtures/siglip/hf_siglip/ the same kind of model in transformers' layout (`SiglipModel.save_pretrained`:
 config.json, model.safetensors; a SiglipImageProcessor preprocessor_config.json; siglip's tokenizer files), with
 reference.safetensors from transformers (`get_image_features`, `get_text_features` of the open_clip tokenizer's ids,
-and the logits).
+and the logits), and resized.safetensors: image features at 48 and 24 px with `interpolate_pos_encoding=True`
+(the position grid resized by bicubic `F.interpolate`, `align_corners=False`).
 """
 import shutil
 import json
@@ -144,6 +145,14 @@ def hf_siglip(seed):
         image = getattr(image, "pooler_output", image)
         text = getattr(text, "pooler_output", text)
         logits = model(input_ids=ids, pixel_values=pixels).logits_per_image
+    resized = {}
+    for size in [48, 24]:
+        px = torch.randn(2, 3, size, size, generator=g)
+        with torch.no_grad():
+            out = model.get_image_features(pixel_values=px, interpolate_pos_encoding=True)
+        resized[f"pixel_values_{size}"] = px
+        resized[f"image_embeds_{size}"] = getattr(out, "pooler_output", out).contiguous()
+    save_file(resized, d / "resized.safetensors", metadata={"torch": torch.__version__, "transformers": transformers.__version__})
     save_file({"pixel_values": pixels, "text_ids": ids, "image_embeds": image.contiguous(), "text_embeds": text.contiguous(),
                "logits_per_image": logits.contiguous()}, d / "reference.safetensors",
               metadata={"torch": torch.__version__, "transformers": transformers.__version__, "texts": json.dumps(TEXTS)})

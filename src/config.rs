@@ -850,6 +850,52 @@ fn siglip_from_timm(
     })
 }
 
+/// The `vision_cfg` of a SigLIP image tower: the timm model of its sizes and activation, at its image
+/// size; sizes timm has no model for are written out (open_clip ignores them, this library reads them).
+fn siglip_vision_cfg(
+    image_size: usize,
+    patch_size: usize,
+    width: usize,
+    layers: usize,
+    heads: usize,
+    mlp_ratio: f64,
+    activation: Activation,
+) -> Result<Value, ClipError> {
+    let tanh = activation == Activation::GeluTanh;
+    check(tanh || activation == Activation::Gelu, || {
+        format!("timm's SigLIP towers use GELU or tanh GELU, not {activation:?}")
+    })?;
+    let same_kind = |row: &&(&str, usize, usize, usize, usize, f64, bool)| row.6 == tanh;
+    let exact = TIMM_SIGLIP.iter().filter(same_kind).find(|row| {
+        (row.1, row.2, row.3, row.4) == (patch_size, width, layers, heads)
+            && (row.5 - mlp_ratio).abs() < 1e-9
+            && row.0.ends_with(&format!("_{image_size}"))
+    });
+    let mut cfg = serde_json::json!({
+        "image_size": image_size, "timm_pool": "map", "timm_proj": "none",
+        "timm_model_pretrained": false,
+    });
+    match exact {
+        Some(row) => cfg["timm_model_name"] = row.0.into(),
+        None => {
+            let Some(row) = TIMM_SIGLIP.iter().find(same_kind) else {
+                return Err(ClipError::Config("no timm SigLIP model to name".into()));
+            };
+            cfg["timm_model_name"] = row.0.into();
+            for (key, value) in [
+                ("width", Value::from(width)),
+                ("layers", layers.into()),
+                ("head_width", (width / heads.max(1)).into()),
+                ("patch_size", patch_size.into()),
+                ("mlp_ratio", mlp_ratio.into()),
+            ] {
+                cfg[key] = value;
+            }
+        }
+    }
+    Ok(cfg)
+}
+
 /// A text tower's LayerNorm epsilon (`norm_kwargs.eps`; CLIP's when absent).
 fn norm_eps(t: &serde_json::Map<String, Value>, section: &str) -> Result<f64, ClipError> {
     let Some(kwargs) = t.get("norm_kwargs").filter(|k| !k.is_null()) else {
@@ -1433,13 +1479,26 @@ impl ClipConfig {
     /// exported as a different model.
     pub fn to_open_clip_json(&self) -> Result<Value, ClipError> {
         let (vision_cfg, vision_activation) = match &self.vision {
-            VisionConfig::SiglipVit { .. } => {
-                return Err(ClipError::Config(
-                    "writing SigLIP's image tower in open_clip's (timm) layout is not implemented \
-                     yet; save it in this library's format (clip convert --to burn)"
-                        .into(),
-                ))
-            }
+            VisionConfig::SiglipVit {
+                image_size,
+                patch_size,
+                width,
+                layers,
+                heads,
+                mlp_ratio,
+                activation,
+            } => (
+                siglip_vision_cfg(
+                    *image_size,
+                    *patch_size,
+                    *width,
+                    *layers,
+                    *heads,
+                    *mlp_ratio,
+                    *activation,
+                )?,
+                Activation::Gelu,
+            ),
             VisionConfig::Vit {
                 image_size,
                 patch_size,
@@ -1476,7 +1535,8 @@ impl ClipConfig {
             ),
         };
         let quick_gelu = match (vision_activation, self.text.activation) {
-            (Activation::Gelu, Activation::Gelu) => false,
+            // tanh GELU in the text tower is `act_kwargs` (SigLIP 2's)
+            (Activation::Gelu, Activation::Gelu | Activation::GeluTanh) => false,
             (Activation::QuickGelu, Activation::QuickGelu) => true,
             (image, text) => {
                 return Err(ClipError::Config(format!(
@@ -1505,11 +1565,32 @@ impl ClipConfig {
         if let Some(tokenizer) = &t.hf_tokenizer {
             tokenizer.write_text_cfg(&mut text_cfg);
         }
-        Ok(serde_json::json!({
+        if t.norm_eps != clip_encoders::LAYER_NORM_EPS {
+            text_cfg["norm_kwargs"] = serde_json::json!({ "eps": t.norm_eps });
+        }
+        if t.activation == Activation::GeluTanh {
+            text_cfg["act_kwargs"] = serde_json::json!({ "approximate": "tanh" });
+        }
+        let siglip = matches!(self.vision, VisionConfig::SiglipVit { .. });
+        if self.projection_bias {
+            check(siglip, || {
+                "open_clip has a projection bias only on a SigLIP text tower".into()
+            })?;
+            text_cfg["proj_bias"] = true.into();
+        }
+        let mut model_cfg = serde_json::json!({
             "embed_dim": self.embed_dim,
             "quick_gelu": quick_gelu,
             "vision_cfg": vision_cfg,
             "text_cfg": text_cfg,
-        }))
+        });
+        // SigLIP's text tower is open_clip's custom one (its keys under `text.`)
+        if siglip {
+            model_cfg["custom_text"] = true.into();
+        }
+        if let Some(bias) = self.logit_bias {
+            model_cfg["init_logit_bias"] = bias.into();
+        }
+        Ok(model_cfg)
     }
 }

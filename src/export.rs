@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, TensorData};
-use clip_data::Interpolation;
+use clip_data::{Interpolation, ResizeMode};
 use serde_json::{json, Value};
 
 use crate::config::{ClipConfig, VisionConfig};
@@ -75,6 +75,9 @@ impl ClipConfig {
     /// [`ClipError::Config`] for what `CLIPModel` cannot hold: a ModifiedResNet image tower, or
     /// projections with a bias.
     pub fn to_hf_json(&self) -> Result<Value, ClipError> {
+        if let VisionConfig::SiglipVit { .. } = self.vision {
+            return self.to_hf_siglip_json();
+        }
         let VisionConfig::Vit {
             image_size,
             patch_size,
@@ -89,17 +92,10 @@ impl ClipConfig {
             final_ln_after_pool,
         } = &self.vision
         else {
-            return Err(ClipError::Config(match self.vision {
-                VisionConfig::SiglipVit { .. } => {
-                    "writing SigLIP in transformers' layout (SiglipModel) is not implemented yet; \
-                     save it in this library's format (clip convert --to burn)"
-                }
-                _ => {
-                    "transformers' CLIPModel has no ModifiedResNet image tower; export to open_clip \
-                     instead"
-                }
-            }
-            .into()));
+            return Err(ClipError::Config(
+                "transformers' CLIPModel has no ModifiedResNet image tower; export to open_clip instead"
+                    .into(),
+            ));
         };
         if layer_scale.is_some() {
             return Err(ClipError::Config(
@@ -162,6 +158,167 @@ impl ClipConfig {
             },
         }))
     }
+}
+
+impl ClipConfig {
+    /// This SigLIP architecture as a transformers `SiglipConfig`: a bidirectional text tower pooled
+    /// at the last position with a biased head, LayerNorm epsilon 1e-6, each tower's activation.
+    fn to_hf_siglip_json(&self) -> Result<Value, ClipError> {
+        let VisionConfig::SiglipVit {
+            image_size,
+            patch_size,
+            width,
+            layers,
+            heads,
+            mlp_ratio,
+            activation,
+        } = &self.vision
+        else {
+            return Err(ClipError::Config("not a SigLIP model".into()));
+        };
+        let t = &self.text;
+        let siglip_text = !t.causal
+            && t.pool == crate::encoders::TextPool::Last
+            && t.norm_eps == crate::encoders::SIGLIP_NORM_EPS
+            && self.projection_bias;
+        if !siglip_text {
+            return Err(ClipError::Config(
+                "transformers' SiglipModel has a bidirectional text tower pooled at the last \
+                 position, with LayerNorm epsilon 1e-6 and a biased head; this one differs: export \
+                 to open_clip instead"
+                    .into(),
+            ));
+        }
+        let act = |a: Activation| -> Result<&'static str, ClipError> {
+            match a {
+                Activation::Gelu | Activation::GeluTanh => Ok(hf_act(a)),
+                other => Err(ClipError::Config(format!(
+                    "transformers' SiglipModel runs GELU, not {other:?}"
+                ))),
+            }
+        };
+        Ok(json!({
+            "architectures": ["SiglipModel"],
+            "model_type": "siglip",
+            "text_config": {
+                "model_type": "siglip_text_model",
+                "hidden_size": t.width,
+                "intermediate_size": (t.width as f64 * t.mlp_ratio) as usize,
+                "num_attention_heads": t.heads,
+                "num_hidden_layers": t.layers,
+                "max_position_embeddings": t.context_length,
+                "vocab_size": t.vocab_size,
+                "hidden_act": act(t.activation)?,
+                "layer_norm_eps": t.norm_eps,
+                "projection_size": self.embed_dim,
+            },
+            "vision_config": {
+                "model_type": "siglip_vision_model",
+                "hidden_size": width,
+                "intermediate_size": (*width as f64 * mlp_ratio) as usize,
+                "num_attention_heads": heads,
+                "num_hidden_layers": layers,
+                "image_size": image_size,
+                "patch_size": patch_size,
+                "num_channels": 3,
+                "hidden_act": act(*activation)?,
+                "layer_norm_eps": crate::encoders::SIGLIP_NORM_EPS,
+                "vision_use_head": true,
+            },
+        }))
+    }
+}
+
+/// SigLIP's tensors without a `CLIPModel` counterpart, taken out of `tensors` under transformers'
+/// `SiglipModel` names (the inverse of the importer's `take_hf_siglip_heads`): the patch bias, the
+/// pooling head with its query and key-value projections packed into `nn.MultiheadAttention`'s
+/// `in_proj`, the text head and the logit bias.
+fn take_siglip_heads(
+    tensors: &mut BTreeMap<String, TensorData>,
+) -> Result<BTreeMap<String, TensorData>, ClipError> {
+    const RENAMED: [(&str, &str); 10] = [
+        (
+            "visual.conv1.bias",
+            "vision_model.embeddings.patch_embedding.bias",
+        ),
+        (
+            "visual.attn_pool.proj.weight",
+            "vision_model.head.attention.out_proj.weight",
+        ),
+        (
+            "visual.attn_pool.proj.bias",
+            "vision_model.head.attention.out_proj.bias",
+        ),
+        (
+            "visual.attn_pool.norm.weight",
+            "vision_model.head.layernorm.weight",
+        ),
+        (
+            "visual.attn_pool.norm.bias",
+            "vision_model.head.layernorm.bias",
+        ),
+        (
+            "visual.attn_pool.mlp.c_fc.weight",
+            "vision_model.head.mlp.fc1.weight",
+        ),
+        (
+            "visual.attn_pool.mlp.c_fc.bias",
+            "vision_model.head.mlp.fc1.bias",
+        ),
+        (
+            "visual.attn_pool.mlp.c_proj.weight",
+            "vision_model.head.mlp.fc2.weight",
+        ),
+        (
+            "visual.attn_pool.mlp.c_proj.bias",
+            "vision_model.head.mlp.fc2.bias",
+        ),
+        ("text_projection.bias", "text_model.head.bias"),
+    ];
+    let mut out = BTreeMap::new();
+    for (ours, hf) in RENAMED {
+        if let Some(data) = tensors.remove(ours) {
+            out.insert(hf.to_string(), data);
+        }
+    }
+    if let Some(bias) = tensors.remove("logit_bias") {
+        out.insert("logit_bias".into(), bias);
+    }
+    // SiglipModel's temperature is `[1]`, CLIPModel's a scalar
+    if let Some(scale) = tensors.remove("logit_scale") {
+        let values = scale.convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        out.insert("logit_scale".into(), TensorData::new(values, [1]));
+    }
+    if let Some(projection) = tensors.remove("text_projection") {
+        out.insert("text_model.head.weight".into(), transpose(projection));
+    }
+    if let Some(latent) = tensors.remove("visual.attn_pool.latent") {
+        let width = latent.shape[0];
+        let values = latent.convert::<f32>().to_vec::<f32>().unwrap_or_default();
+        out.insert(
+            "vision_model.head.probe".into(),
+            TensorData::new(values, [1, 1, width]),
+        );
+    }
+    for kind in ["weight", "bias"] {
+        let (Some(q), Some(kv)) = (
+            tensors.remove(&format!("visual.attn_pool.q.{kind}")),
+            tensors.remove(&format!("visual.attn_pool.kv.{kind}")),
+        ) else {
+            continue;
+        };
+        let mut shape = q.shape.to_vec();
+        shape[0] += kv.shape[0];
+        let values: Vec<f32> = [q, kv]
+            .into_iter()
+            .flat_map(|t| t.convert::<f32>().to_vec::<f32>().unwrap_or_default())
+            .collect();
+        out.insert(
+            format!("vision_model.head.attention.in_proj_{kind}"),
+            TensorData::new(values, shape),
+        );
+    }
+    Ok(out)
 }
 
 /// open_clip names → transformers names: q, k and v unpacked, projections transposed to `[out, in]`
@@ -231,30 +388,62 @@ impl<B: Backend> Pretrained<B> {
     pub fn save_hf(&self, dir: impl AsRef<Path>, storage: StorageType) -> Result<(), ClipError> {
         let dir = dir.as_ref();
         let config = self.config.to_hf_json()?;
-        let tensors = stored(
-            open_clip_to_hf(open_clip_state_dict(&self.model)?)?,
-            storage,
-        );
+        let siglip = matches!(self.config.vision, VisionConfig::SiglipVit { .. });
+        let p = &self.preprocess;
+        if siglip && p.resize_mode != ResizeMode::Squash {
+            return Err(ClipError::Config(
+                "transformers' SiglipImageProcessor resizes to the square without a crop; this \
+                 model's preprocessing crops: export to open_clip instead"
+                    .into(),
+            ));
+        }
+        let mut canonical = open_clip_state_dict(&self.model)?;
+        let mut tensors = if siglip {
+            take_siglip_heads(&mut canonical)?
+        } else {
+            BTreeMap::new()
+        };
+        tensors.extend(open_clip_to_hf(canonical)?);
+        let tensors = stored(tensors, storage);
         std::fs::create_dir_all(dir).map_err(|source| ClipError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         write_safetensors(&dir.join("model.safetensors"), &tensors)?;
-        let p = &self.preprocess;
-        let preprocessor = json!({
-            "image_processor_type": "CLIPImageProcessor",
-            "do_resize": true,
-            "size": {"shortest_edge": p.resize_size},
-            "resample": match p.interpolation { Interpolation::Bicubic => 3, Interpolation::Bilinear => 2 },
-            "do_center_crop": true,
-            "crop_size": {"height": p.size, "width": p.size},
-            "do_rescale": true,
-            "rescale_factor": 1.0 / 255.0,
-            "do_normalize": true,
-            "image_mean": p.mean,
-            "image_std": p.std,
-            "do_convert_rgb": true,
-        });
+        self.copy_tokenizer(dir)?;
+        let resample = match p.interpolation {
+            Interpolation::Bicubic => 3,
+            Interpolation::Bilinear => 2,
+        };
+        let preprocessor = if siglip {
+            json!({
+                "image_processor_type": "SiglipImageProcessor",
+                "do_resize": true,
+                "size": {"height": p.size, "width": p.size},
+                "resample": resample,
+                "do_rescale": true,
+                "rescale_factor": 1.0 / 255.0,
+                "do_normalize": true,
+                "image_mean": p.mean,
+                "image_std": p.std,
+                "do_convert_rgb": true,
+            })
+        } else {
+            json!({
+                "image_processor_type": "CLIPImageProcessor",
+                "do_resize": true,
+                "size": {"shortest_edge": p.resize_size},
+                "resample": resample,
+                "do_center_crop": true,
+                "crop_size": {"height": p.size, "width": p.size},
+                "do_rescale": true,
+                "rescale_factor": 1.0 / 255.0,
+                "do_normalize": true,
+                "image_mean": p.mean,
+                "image_std": p.std,
+                "do_convert_rgb": true,
+            })
+        };
         write_atomic(
             &dir.join("preprocessor_config.json"),
             serde_json::to_string_pretty(&preprocessor)

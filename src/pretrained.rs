@@ -574,10 +574,11 @@ impl<B: Backend> Pretrained<B> {
             path: dir.to_path_buf(),
             source,
         })?;
-        write_safetensors(
-            &dir.join(WEIGHT_FILES[0]),
-            &store(open_clip_state_dict(&self.model)?),
-        )?;
+        let mut tensors = open_clip_state_dict(&self.model)?;
+        if matches!(self.config.vision, crate::VisionConfig::SiglipVit { .. }) {
+            tensors = crate::weights::open_clip_siglip_layout(tensors);
+        }
+        write_safetensors(&dir.join(WEIGHT_FILES[0]), &store(tensors))?;
         self.copy_tokenizer(dir)?;
         let p = &self.preprocess;
         let json = serde_json::json!({
@@ -611,8 +612,9 @@ impl<B: Backend> Pretrained<B> {
         let needed = self.tokenizer.vocab_size();
         if table < needed {
             return Err(ClipError::Input(format!(
-                "this model's token table has {table} rows, its tokenizer emits ids up to {}: it was \
-                 trained with another vocabulary; pass token ids to `model.encode_text` instead",
+                "this model's token table has {table} rows, its tokenizer has {needed} tokens (ids \
+                 up to {}): it was trained with another vocabulary; pass token ids to \
+                 `model.encode_text` instead",
                 needed - 1
             )));
         }

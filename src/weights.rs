@@ -565,37 +565,47 @@ fn take_hf_siglip_heads(
     Ok((out, source))
 }
 
+/// timm's SigLIP trunk prefixes and this library's, `(timm, ours)`.
+const TIMM_TRUNK: [(&str, &str); 5] = [
+    ("visual.trunk.patch_embed.proj.", "visual.conv1."),
+    ("visual.trunk.pos_embed", "visual.positional_embedding"),
+    ("visual.trunk.blocks.", "visual.transformer.resblocks."),
+    ("visual.trunk.norm.", "visual.ln_post."),
+    ("visual.trunk.attn_pool.", "visual.attn_pool."),
+];
+/// Names inside timm's blocks and pooling head, `(timm, ours)`.
+const TIMM_BLOCK: [(&str, &str); 7] = [
+    (".norm1.", ".ln_1."),
+    (".norm2.", ".ln_2."),
+    (".attn.qkv.weight", ".attn.in_proj_weight"),
+    (".attn.qkv.bias", ".attn.in_proj_bias"),
+    (".attn.proj.", ".attn.out_proj."),
+    (".mlp.fc1.", ".mlp.c_fc."),
+    (".mlp.fc2.", ".mlp.c_proj."),
+];
+/// The text tower's keys, which open_clip's custom text tower (SigLIP's) puts under `text.`.
+const CUSTOM_TEXT_KEYS: [&str; 4] = [
+    "token_embedding.",
+    "positional_embedding",
+    "transformer.",
+    "ln_final.",
+];
+
 /// open_clip's SigLIP keys renamed to the ones [`module_path`] reads: the timm image trunk
 /// (`visual.trunk.blocks.N.attn.qkv`, …) to this library's ViT names, the custom text tower's `text.`
 /// prefix dropped, its `nn.Linear` projection turned into the `[in, out]` parameter form. Other state
 /// dicts pass through unchanged.
 fn timm_siglip_to_open_clip(tensors: BTreeMap<String, TensorData>) -> Renamed {
-    const TRUNK: [(&str, &str); 5] = [
-        ("visual.trunk.patch_embed.proj.", "visual.conv1."),
-        ("visual.trunk.pos_embed", "visual.positional_embedding"),
-        ("visual.trunk.blocks.", "visual.transformer.resblocks."),
-        ("visual.trunk.norm.", "visual.ln_post."),
-        ("visual.trunk.attn_pool.", "visual.attn_pool."),
-    ];
-    const BLOCK: [(&str, &str); 7] = [
-        (".norm1.", ".ln_1."),
-        (".norm2.", ".ln_2."),
-        (".attn.qkv.weight", ".attn.in_proj_weight"),
-        (".attn.qkv.bias", ".attn.in_proj_bias"),
-        (".attn.proj.", ".attn.out_proj."),
-        (".mlp.fc1.", ".mlp.c_fc."),
-        (".mlp.fc2.", ".mlp.c_proj."),
-    ];
     let mut sources = HashMap::new();
     let renamed = tensors
         .into_iter()
         .map(|(key, data)| {
             let mut new = key.clone();
             let mut data = data;
-            if let Some((from, to)) = TRUNK.iter().find(|(from, _)| key.starts_with(from)) {
+            if let Some((from, to)) = TIMM_TRUNK.iter().find(|(from, _)| key.starts_with(from)) {
                 new = format!("{to}{}", &key[from.len()..]);
                 if from.ends_with("blocks.") || from.ends_with("attn_pool.") {
-                    new = BLOCK.iter().fold(new, |n, (a, b)| n.replace(a, b));
+                    new = TIMM_BLOCK.iter().fold(new, |n, (a, b)| n.replace(a, b));
                 }
             } else if key == "text.text_projection.weight" {
                 new = "text_projection".into();
@@ -610,6 +620,46 @@ fn timm_siglip_to_open_clip(tensors: BTreeMap<String, TensorData>) -> Renamed {
         })
         .collect();
     (renamed, sources)
+}
+
+/// The inverse of [`timm_siglip_to_open_clip`]: a SigLIP model's open_clip state dict as open_clip
+/// writes it (timm's trunk names and shapes, the text tower under `text.` with an `nn.Linear`
+/// projection).
+pub(crate) fn open_clip_siglip_layout(
+    tensors: BTreeMap<String, TensorData>,
+) -> BTreeMap<String, TensorData> {
+    tensors
+        .into_iter()
+        .map(|(key, data)| {
+            if let Some((timm, ours)) = TIMM_TRUNK.iter().find(|(_, ours)| key.starts_with(ours)) {
+                let mut new = format!("{timm}{}", &key[ours.len()..]);
+                if ours.ends_with("resblocks.") || ours.ends_with("attn_pool.") {
+                    new = TIMM_BLOCK.iter().fold(new, |n, (a, b)| n.replace(b, a));
+                }
+                // timm keeps the batch (and query) axes: pos_embed [1, N, C], latent [1, 1, C]
+                let data = match new.as_str() {
+                    "visual.trunk.pos_embed" => {
+                        let shape = [1, data.shape[0], data.shape[1]].to_vec();
+                        reshape(data, shape)
+                    }
+                    "visual.trunk.attn_pool.latent" => {
+                        let shape = [1, 1, data.shape[0]].to_vec();
+                        reshape(data, shape)
+                    }
+                    _ => data,
+                };
+                (new, data)
+            } else if key == "text_projection" {
+                ("text.text_projection.weight".into(), transpose(data))
+            } else if key == "text_projection.bias" {
+                ("text.text_projection.bias".into(), data)
+            } else if CUSTOM_TEXT_KEYS.iter().any(|k| key.starts_with(k)) {
+                (format!("text.{key}"), data)
+            } else {
+                (key, data)
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
