@@ -31,6 +31,11 @@ impl<B: Backend> Pretrained<B> {
     /// [`ClipError::Input`] for a size that is not a positive multiple of the patch size, or a
     /// ModifiedResNet (its attention pool's positions are not resized by open_clip either).
     pub fn with_image_size(mut self, image_size: usize) -> Result<Self, ClipError> {
+        if let (VisionConfig::SiglipVit { .. }, ImageEncoder::Siglip(_)) =
+            (&self.config.vision, &self.model.visual)
+        {
+            return self.with_siglip_image_size(image_size);
+        }
         let (
             VisionConfig::Vit {
                 image_size: current,
@@ -41,13 +46,9 @@ impl<B: Backend> Pretrained<B> {
         ) = (&mut self.config.vision, &mut self.model.visual)
         else {
             return Err(ClipError::Input(
-                if matches!(self.config.vision, VisionConfig::SiglipVit { .. }) {
-                    "another image size is not implemented yet for SigLIP's image tower"
-                } else {
-                    "another image size needs a ViT: a ModifiedResNet's attention-pool positions \
-                     are not resized (open_clip does not either)"
-                }
-                .into(),
+                "another image size needs a ViT: a ModifiedResNet's attention-pool positions are \
+                 not resized (open_clip does not either)"
+                    .into(),
             ));
         };
         if image_size == 0 || !image_size.is_multiple_of(*patch_size) {
@@ -87,6 +88,56 @@ impl<B: Backend> Pretrained<B> {
         let p = &mut self.preprocess;
         p.resize_size = (p.resize_size * image_size + old_size / 2) / old_size;
         p.size = image_size;
+        Ok(self)
+    }
+
+    /// SigLIP at another image size: its position grid (no class token) resized as transformers'
+    /// `interpolate_pos_encoding` does (bicubic `F.interpolate`, `align_corners=False`, no antialiasing;
+    /// open_clip cannot run timm's SigLIP at another size), the image resized to the new square.
+    fn with_siglip_image_size(mut self, image_size: usize) -> Result<Self, ClipError> {
+        let (
+            VisionConfig::SiglipVit {
+                image_size: current,
+                patch_size,
+                ..
+            },
+            ImageEncoder::Siglip(tower),
+        ) = (&mut self.config.vision, &mut self.model.visual)
+        else {
+            return Err(ClipError::Input("not a SigLIP model".into()));
+        };
+        if image_size < *patch_size {
+            return Err(ClipError::Input(format!(
+                "image size {image_size} is smaller than the patch size {patch_size}"
+            )));
+        }
+        let (old, new) = (*current / *patch_size, image_size / *patch_size);
+        if new == old {
+            return Ok(self);
+        }
+        let param = &tower.positional_embedding;
+        let device = param.device();
+        let (pos, [tokens, width]) = values(param.val())?;
+        if tokens != old * old {
+            return Err(ClipError::Input(format!(
+                "the position embedding has {tokens} rows, not a {old}×{old} grid"
+            )));
+        }
+        let planes: Vec<f32> = (0..width)
+            .flat_map(|c| (0..tokens).map(move |p| (c, p)))
+            .map(|(c, p)| pos[p * width + c])
+            .collect();
+        let resized = clip_data::interpolate_planes_bicubic(&planes, width, (old, old), (new, new));
+        let rows: Vec<f32> = (0..new * new)
+            .flat_map(|p| (0..width).map(move |c| (p, c)))
+            .map(|(p, c)| resized[c * new * new + p])
+            .collect();
+        let tensor = Tensor::from_data(TensorData::new(rows, [new * new, width]), &device);
+        tower.positional_embedding = Param::initialized(param.id, tensor);
+        tower.image_size = image_size;
+        *current = image_size;
+        self.preprocess.size = image_size;
+        self.preprocess.resize_size = image_size;
         Ok(self)
     }
 

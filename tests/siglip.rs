@@ -244,3 +244,34 @@ fn transformers_siglip_model_directories_match_transformers() {
         assert!(e < 1e-5, "{e_image} {e_text} {e_from_texts} {e_logits}");
     }
 }
+
+#[test]
+fn siglip_runs_at_other_sizes_as_transformers_interpolates_its_positions() {
+    let device = Default::default();
+    let reference = Reference::open("siglip/hf_siglip/resized.safetensors");
+    for size in [48, 24] {
+        let clip = Pretrained::<Flex>::load(fixture("siglip/hf_siglip"), &device)
+            .unwrap()
+            .with_image_size(size)
+            .unwrap();
+        assert_eq!(
+            (clip.model.image_size(), clip.preprocess.size),
+            (size, size)
+        );
+        let image = clip
+            .model
+            .encode_image(reference.tensor4::<Flex>(&format!("pixel_values_{size}"), &device));
+        let e = relative_error(
+            &values(image),
+            &reference.f32(&format!("image_embeds_{size}")).0,
+        );
+        println!("hf_siglip at {size} px: image embeds relative error {e:.2e}");
+        assert!(e < 1e-5, "{size}: {e}");
+    }
+    let err = Pretrained::<Flex>::load(fixture("siglip/hf_siglip"), &device)
+        .unwrap()
+        .with_image_size(4)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("smaller than the patch size"), "{err}");
+}

@@ -56,7 +56,7 @@ pub mod prefetch;
 pub mod preprocess;
 mod resample;
 
-pub use resample::resize_planes_bicubic;
+pub use resample::{interpolate_planes_bicubic, resize_planes_bicubic};
 
 pub use augment::AugmentConfig;
 pub use image_io::{decode_rgb, load_rgb, probe_image, ImageError};

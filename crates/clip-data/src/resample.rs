@@ -101,6 +101,58 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients
     }
 }
 
+/// The four taps of PyTorch's bicubic interpolation (A = −0.75, `align_corners=False`, no
+/// antialiasing) for each of `out` positions over `len` inputs: (first input index, may be −1 or
+/// past the end and is clamped by the caller; weights).
+fn torch_cubic_taps(len: usize, out: usize) -> Vec<(isize, [f64; 4])> {
+    const A: f64 = -0.75;
+    let near = |t: f64| ((A + 2.0) * t - (A + 3.0)) * t * t + 1.0;
+    let far = |t: f64| ((A * t - 5.0 * A) * t + 8.0 * A) * t - 4.0 * A;
+    let scale = len as f64 / out as f64;
+    (0..out)
+        .map(|o| {
+            let src = (o as f64 + 0.5) * scale - 0.5;
+            let first = src.floor();
+            let t = src - first;
+            (
+                first as isize - 1,
+                [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)],
+            )
+        })
+        .collect()
+}
+
+/// Resizes `planes` stacked planes of `from = (height, width)` f32 values (`[planes, height, width]`,
+/// row-major) to `to` as PyTorch's `F.interpolate(x, size, mode="bicubic", align_corners=False)`
+/// without antialiasing does (cubic convolution with A = −0.75, edge indices clamped), computed in f64.
+/// This is how transformers' `interpolate_pos_encoding` resizes SigLIP's position grid.
+pub fn interpolate_planes_bicubic(
+    values: &[f32],
+    planes: usize,
+    from: (usize, usize),
+    to: (usize, usize),
+) -> Vec<f32> {
+    let ((in_h, in_w), (out_h, out_w)) = (from, to);
+    let (horiz, vert) = (torch_cubic_taps(in_w, out_w), torch_cubic_taps(in_h, out_h));
+    let clamp = |i: isize, len: usize| i.clamp(0, len as isize - 1) as usize;
+    let mut out = Vec::with_capacity(planes * out_h * out_w);
+    for plane in values.chunks_exact(in_h * in_w).take(planes) {
+        for (y0, wy) in &vert {
+            for (x0, wx) in &horiz {
+                let mut sum = 0f64;
+                for (dy, wy) in wy.iter().enumerate() {
+                    let row = clamp(y0 + dy as isize, in_h) * in_w;
+                    for (dx, wx) in wx.iter().enumerate() {
+                        sum += wy * wx * plane[row + clamp(x0 + dx as isize, in_w)] as f64;
+                    }
+                }
+                out.push(sum as f32);
+            }
+        }
+    }
+    out
+}
+
 /// Resizes `planes` stacked planes of `from = (height, width)` f32 values (`[planes, height, width]`,
 /// row-major) to `to = (height, width)` with Keys' cubic (a = −0.5), the support widened when
 /// shrinking: PyTorch's `F.interpolate(x, size, mode="bicubic", antialias=True, align_corners=False)`
