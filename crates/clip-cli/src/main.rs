@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use clap::{Parser, Subcommand};
-use clip::tokenizer::ClipTokenizer;
 use clip::zeroshot::{to_rows, Templates};
 use clip::{ClipError, Pretrained, VisionConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -114,8 +113,13 @@ enum Command {
     Serve(search::ServeArgs),
     /// Print the token ids of texts, one JSON array per line (padded to the context length).
     Tokenize {
-        #[arg(long, default_value_t = clip::tokenizer::DEFAULT_CONTEXT_LENGTH)]
-        context_length: usize,
+        /// Tokenize as this model does (its tokenizer: CLIP's, or the Hugging Face `tokenizer.json`
+        /// its config names, and its context length); CLIP's tokenizer when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Pad or cut every text to this many tokens (default: the model's, 77 for CLIP's).
+        #[arg(long)]
+        context_length: Option<usize>,
         /// Read texts from standard input, one JSON string per line.
         #[arg(long)]
         jsonl: bool,
@@ -366,10 +370,26 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Search(args) => dispatch!(choice, dtype, search::search(&args)),
         Command::Serve(args) => dispatch!(choice, dtype, search::serve(&args)),
         Command::Tokenize {
+            model: None,
             context_length,
             jsonl,
             texts,
-        } => tokenize(context_length, jsonl, texts),
+        } => {
+            let length = context_length.unwrap_or(clip::tokenizer::DEFAULT_CONTEXT_LENGTH);
+            let tokenizer =
+                clip::tokenizer::TextTokenizer::clip(length).map_err(ClipError::from)?;
+            tokenize(&tokenizer, jsonl, texts)
+        }
+        Command::Tokenize {
+            model: Some(model),
+            context_length,
+            jsonl,
+            texts,
+        } => dispatch!(
+            choice,
+            dtype,
+            tokenize_as_model(&model, context_length, jsonl, texts)
+        ),
         Command::Info {
             config: Some(config),
             json,
@@ -641,10 +661,30 @@ fn embed<B: Backend>(
     Ok(Value::Object(out))
 }
 
-fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Result<(), CliError> {
-    let tokenizer = ClipTokenizer::new()
-        .and_then(|t| t.with_context_length(context_length))
-        .map_err(ClipError::from)?;
+/// `clip tokenize --model M`: the model's tokenizer, at `context_length` or the model's.
+fn tokenize_as_model<B: Backend>(
+    device: &B::Device,
+    model: &Path,
+    context_length: Option<usize>,
+    jsonl: bool,
+    texts: Vec<String>,
+) -> Result<(), CliError> {
+    let clip = load_model::<B>(Some(model), device)?;
+    let tokenizer = match context_length {
+        Some(length) => clip
+            .tokenizer
+            .with_context_length(length)
+            .map_err(ClipError::from)?,
+        None => clip.tokenizer,
+    };
+    tokenize(&tokenizer, jsonl, texts)
+}
+
+fn tokenize(
+    tokenizer: &clip::tokenizer::TextTokenizer,
+    jsonl: bool,
+    mut texts: Vec<String>,
+) -> Result<(), CliError> {
     if jsonl {
         if !texts.is_empty() {
             return Err(CliError::Usage(
@@ -670,7 +710,7 @@ fn tokenize(context_length: usize, jsonl: bool, mut texts: Vec<String>) -> Resul
     }
     let mut out = std::io::stdout().lock();
     for text in &texts {
-        let ids = tokenizer.tokenize(text);
+        let ids = tokenizer.tokenize(text).map_err(ClipError::from)?;
         writeln!(out, "{}", json!(ids)).map_err(|source| CliError::Write {
             path: "standard output".into(),
             source,

@@ -310,6 +310,20 @@ fn models_with_a_hugging_face_tokenizer_embed_texts_and_take_tokenizer() {
         ok && stdout.contains("tokenizer.json (2026 tokens)"),
         "{stdout}"
     );
+    // clip tokenize --model: the model's tokenizer and context length, open_clip's ids
+    let (ok, stdout, stderr) = run(&[
+        "tokenize",
+        "--model",
+        model.to_str().unwrap(),
+        &texts[0],
+        &texts[1],
+    ]);
+    assert!(ok, "{stderr}");
+    let ids: Vec<Vec<i64>> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(ids.concat(), reference.i64("hf_text_ids").0[..2 * 16]);
 
     // without it, texts are refused naming the tokenizer and the flag; --tokenizer supplies it
     let dir = tempfile::tempdir().unwrap();
