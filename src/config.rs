@@ -865,32 +865,46 @@ fn siglip_vision_cfg(
     check(tanh || activation == Activation::Gelu, || {
         format!("timm's SigLIP towers use GELU or tanh GELU, not {activation:?}")
     })?;
-    let same_kind = |row: &&(&str, usize, usize, usize, usize, f64, bool)| row.6 == tanh;
-    let exact = TIMM_SIGLIP.iter().filter(same_kind).find(|row| {
+    let same_sizes = |row: &&(&str, usize, usize, usize, usize, f64, bool)| {
         (row.1, row.2, row.3, row.4) == (patch_size, width, layers, heads)
             && (row.5 - mlp_ratio).abs() < 1e-9
-            && row.0.ends_with(&format!("_{image_size}"))
-    });
+    };
     let mut cfg = serde_json::json!({
         "image_size": image_size, "timm_pool": "map", "timm_proj": "none",
         "timm_model_pretrained": false,
     });
-    match exact {
-        Some(row) => cfg["timm_model_name"] = row.0.into(),
-        None => {
-            let Some(row) = TIMM_SIGLIP.iter().find(same_kind) else {
-                return Err(ClipError::Config("no timm SigLIP model to name".into()));
-            };
-            cfg["timm_model_name"] = row.0.into();
-            for (key, value) in [
-                ("width", Value::from(width)),
-                ("layers", layers.into()),
-                ("head_width", (width / heads.max(1)).into()),
-                ("patch_size", patch_size.into()),
-                ("mlp_ratio", mlp_ratio.into()),
-            ] {
-                cfg[key] = value;
-            }
+    let sized: Vec<_> = TIMM_SIGLIP.iter().filter(same_sizes).collect();
+    if let Some(row) = sized.iter().find(|row| row.6 == tanh) {
+        // timm builds the model at the size its name ends in; another size is this library's
+        // extension (`image_size`), which open_clip ignores for timm towers
+        let at_size = sized
+            .iter()
+            .find(|row| row.6 == tanh && row.0.ends_with(&format!("_{image_size}")));
+        cfg["timm_model_name"] = at_size.unwrap_or(row).0.into();
+    } else if let Some(row) = sized.first() {
+        return Err(ClipError::Config(format!(
+            "timm's {} has this image tower's sizes but {} GELU, this one {} GELU (transformers runs \
+             tanh GELU in every SigLIP): open_clip would compute other numbers; write it with --to hf \
+             or --to burn",
+            row.0,
+            if row.6 { "tanh" } else { "exact" },
+            if tanh { "tanh" } else { "exact" }
+        )));
+    } else {
+        // no timm model of these sizes (a small or custom tower): the sizes are written out beside a
+        // name of the same activation; this library reads them, open_clip must build the trunk itself
+        let Some(row) = TIMM_SIGLIP.iter().find(|row| row.6 == tanh) else {
+            return Err(ClipError::Config("no timm SigLIP model to name".into()));
+        };
+        cfg["timm_model_name"] = row.0.into();
+        for (key, value) in [
+            ("width", Value::from(width)),
+            ("layers", layers.into()),
+            ("head_width", (width / heads.max(1)).into()),
+            ("patch_size", patch_size.into()),
+            ("mlp_ratio", mlp_ratio.into()),
+        ] {
+            cfg[key] = value;
         }
     }
     Ok(cfg)
@@ -1025,10 +1039,14 @@ impl ClipConfig {
                 ],
             )?;
         }
-        let image_size = square(
-            field(v, "vision_cfg", "image_size")?,
-            "vision_cfg.image_size",
-        )?;
+        // a timm tower's size comes from its name when the config does not give one
+        let image_size = match &vision {
+            Some(siglip) => siglip.image_size(),
+            None => square(
+                field(v, "vision_cfg", "image_size")?,
+                "vision_cfg.image_size",
+            )?,
+        };
         let width = opt_usize(v, "vision_cfg", "width", 768)?;
         let head_width = opt_usize(v, "vision_cfg", "head_width", 64)?;
         check(head_width > 0, || {

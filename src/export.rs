@@ -181,6 +181,13 @@ impl ClipConfig {
             && t.pool == crate::encoders::TextPool::Last
             && t.norm_eps == crate::encoders::SIGLIP_NORM_EPS
             && self.projection_bias;
+        if self.logit_bias.is_none() {
+            return Err(ClipError::Config(
+                "transformers' SiglipModel has a logit bias; this model has none (it was trained with \
+                 InfoNCE): export to open_clip or burn instead"
+                    .into(),
+            ));
+        }
         if !siglip_text {
             return Err(ClipError::Config(
                 "transformers' SiglipModel has a bidirectional text tower pooled at the last \
@@ -200,6 +207,8 @@ impl ClipConfig {
         Ok(json!({
             "architectures": ["SiglipModel"],
             "model_type": "siglip",
+            // the tokenizer's name, which `from_hf_siglip_json` reads back
+            "_name_or_path": t.hf_tokenizer.as_ref().map(|h| h.name.clone()),
             "text_config": {
                 "model_type": "siglip_text_model",
                 "hidden_size": t.width,

@@ -113,7 +113,11 @@ impl<B: Backend> Clip<B> {
     ) -> Tensor<B, 2> {
         let logits = self.logit_scale.logits(image_embeds, text_embeds);
         match &self.logit_bias {
-            Some(bias) => logits + bias.val().unsqueeze(),
+            // as the scale: rows may come in another float dtype than the model (f32 from a half model)
+            Some(bias) => {
+                let bias = bias.val().cast(logits.dtype());
+                logits + bias.unsqueeze()
+            }
             None => logits,
         }
     }

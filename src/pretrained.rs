@@ -526,10 +526,12 @@ impl<B: Backend> Pretrained<B> {
         let TextTokenizer::HuggingFace(tokenizer) = &self.tokenizer else {
             return Ok(());
         };
-        for file in tokenizer.files() {
-            let Some(name) = file.file_name() else {
-                continue;
-            };
+        // under the names `load` looks for, whatever the files were called
+        for (file, name) in tokenizer
+            .files()
+            .iter()
+            .zip(["tokenizer.json", "tokenizer_config.json"])
+        {
             let bytes = std::fs::read(file).map_err(|source| ClipError::Io {
                 path: file.clone(),
                 source,
@@ -738,7 +740,15 @@ pub fn tokenizer_for(config: &ClipConfig, dir: Option<&Path>) -> Result<TextToke
     let Some(spec) = &config.text.hf_tokenizer else {
         return Ok(TextTokenizer::clip(config.text.context_length)?);
     };
-    match dir.filter(|d| !d.as_os_str().is_empty()) {
+    // a bare relative file name's directory is the working directory
+    let dir = dir.map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    });
+    match dir {
         Some(dir) if dir.join("tokenizer.json").is_file() => {
             hf_tokenizer(config, &dir.join("tokenizer.json"))
         }

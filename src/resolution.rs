@@ -113,6 +113,11 @@ impl<B: Backend> Pretrained<B> {
         }
         let (old, new) = (*current / *patch_size, image_size / *patch_size);
         if new == old {
+            // the same grid (378 and 384 px at patch 14): only the input size changes
+            tower.image_size = image_size;
+            *current = image_size;
+            self.preprocess.size = image_size;
+            self.preprocess.resize_size = image_size;
             return Ok(self);
         }
         let param = &tower.positional_embedding;

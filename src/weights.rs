@@ -547,13 +547,20 @@ fn take_hf_siglip_heads(
         let Some(packed) = tensors.remove(&key) else {
             continue;
         };
-        let width = packed.shape[0] / 3;
-        if packed.shape[0] != 3 * width || width == 0 {
-            return Err(ClipError::Shape {
+        let stacked = packed.shape.first().copied().unwrap_or(0);
+        let width = stacked / 3;
+        if packed.shape.len() != if kind == "weight" { 2 } else { 1 }
+            || stacked != 3 * width
+            || width == 0
+        {
+            return Err(ClipError::Weights {
                 path: path.to_path_buf(),
-                key,
-                expected: vec![3 * width.max(1)],
-                found: packed.shape.to_vec(),
+                message: format!(
+                    "{key} has shape {:?}: the query, key and value projections stacked need 3·width \
+                     rows{}",
+                    packed.shape.to_vec(),
+                    if kind == "weight" { " of width columns" } else { "" }
+                ),
             });
         }
         for (name, from, to) in [("q", 0, width), ("kv", width, 3 * width)] {

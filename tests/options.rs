@@ -194,10 +194,15 @@ fn a_missing_or_wrong_hugging_face_tokenizer_is_named() {
         err.contains("bert-base-uncased") && err.contains("--tokenizer"),
         "{err}"
     );
-    let clip = clip
-        .with_tokenizer(fixture("hf_tokenizer/bert_tiny/tokenizer.json"))
-        .unwrap();
+    // a tokenizer file of any name; a saved model carries it as tokenizer.json
+    let renamed = dir.path().join("bert_tiny_tok.json");
+    std::fs::copy(fixture("hf_tokenizer/bert_tiny/tokenizer.json"), &renamed).unwrap();
+    let clip = clip.with_tokenizer(&renamed).unwrap();
     assert!(text_parity_from_texts(&clip, "hf_clipa") < 1e-5);
+    let saved = dir.path().join("saved");
+    clip.save_burn(&saved).unwrap();
+    let back = Pretrained::<Flex>::load(&saved, &device).unwrap();
+    assert!(text_parity_from_texts(&back, "hf_clipa") < 1e-5);
 
     // a tokenizer larger than the token table is another model's: refused with both sizes
     let mut config = clip.config.clone();

@@ -275,3 +275,45 @@ fn siglip_runs_at_other_sizes_as_transformers_interpolates_its_positions() {
         .to_string();
     assert!(err.contains("smaller than the patch size"), "{err}");
 }
+
+#[test]
+fn siglip_export_edge_cases_are_named() {
+    // open_clip's configs name the timm model of the tower; one of the same sizes but another GELU
+    // (transformers runs tanh GELU in SigLIP 1) would compute other numbers there: refused
+    let c = clip::ClipConfig::named("ViT-B-16-SigLIP").unwrap();
+    let json = c.to_open_clip_json().unwrap();
+    assert_eq!(
+        json["vision_cfg"]["timm_model_name"],
+        "vit_base_patch16_siglip_224"
+    );
+    assert_eq!(clip::ClipConfig::from_open_clip_json(&json).unwrap(), c);
+    let mut tanh = c.clone();
+    if let VisionConfig::SiglipVit { activation, .. } = &mut tanh.vision {
+        *activation = Activation::GeluTanh;
+    }
+    let err = tanh.to_open_clip_json().unwrap_err().to_string();
+    assert!(
+        err.contains("vit_base_patch16_siglip_224") && err.contains("--to hf"),
+        "{err}"
+    );
+    // transformers' SiglipModel always has a logit bias
+    let mut no_bias = c;
+    no_bias.logit_bias = None;
+    let err = no_bias.to_hf_json().unwrap_err().to_string();
+    assert!(err.contains("logit bias"), "{err}");
+
+    // an image size on the same patch grid changes the input size only
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/hf_siglip"), &device)
+        .unwrap()
+        .with_image_size(35)
+        .unwrap();
+    assert_eq!(
+        (
+            clip.config.image_size(),
+            clip.model.image_size(),
+            clip.preprocess.size
+        ),
+        (35, 35, 35)
+    );
+}

@@ -105,7 +105,10 @@ fn initial_weights<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<clip::Clip<B>, TrainError> {
     let pretrained = clip::Pretrained::<B>::load(path, device)?;
-    if &pretrained.config != model {
+    // whether the model carries a logit bias follows the loss (SigLIP's adds one), not [model]
+    let mut own = pretrained.config.clone();
+    own.logit_bias = model.logit_bias;
+    if &own != model {
         let table = toml::to_string(&pretrained.config)
             .unwrap_or_else(|e| format!("(cannot be shown as TOML: {e})"));
         return Err(TrainError::Architecture(format!(
@@ -135,7 +138,12 @@ pub fn train<B: AutodiffBackend>(
     let canvas = config.model.image_size() as u32;
     let (sampler, test_items) = load_source(config, canvas)?;
     let sampler = std::sync::Arc::new(sampler);
-    let tokenizer: TextTokenizer = clip::tokenizer_for(&config.model, None)?;
+    // a Hugging Face tokenizer comes with the weights fine-tuned from (also when resuming such a run)
+    let init_dir = config
+        .init
+        .as_deref()
+        .and_then(|p| if p.is_dir() { Some(p) } else { p.parent() });
+    let tokenizer: TextTokenizer = clip::tokenizer_for(&config.model, init_dir)?;
 
     // the same seed gives the same initial weights (and so the same run); the backend's RNG is
     // process-wide, so two runs in one process must not initialise concurrently
@@ -391,7 +399,7 @@ pub fn train<B: AutodiffBackend>(
     let trained = end - start;
     let final_dir = if end == config.steps {
         let dir = config.output.join("model");
-        save_model(&model.valid().clip, config, &dir)?;
+        save_model(&model.valid().clip, config, &tokenizer, &dir)?;
         Some(dir)
     } else {
         None
@@ -451,10 +459,11 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
 }
 
 /// Writes the trained model as a model directory `clip` loads (`clip_config.json` + `model.bpk`),
-/// with f16 weights when `config.half_precision_model` is set.
+/// with f16 weights when `config.half_precision_model` is set, and the files of a Hugging Face `tokenizer`.
 pub fn save_model<B: Backend>(
     clip: &Clip<B>,
     config: &TrainConfig,
+    tokenizer: &TextTokenizer,
     dir: &Path,
 ) -> Result<(), TrainError> {
     // a model trained with SigLIP's loss keeps its bias: the config says it has one
@@ -462,7 +471,9 @@ pub fn save_model<B: Backend>(
     if clip.logit_bias.is_some() && architecture.logit_bias.is_none() {
         architecture.logit_bias = Some(SIGLIP_LOGIT_BIAS_INIT);
     }
-    let pretrained = clip::Pretrained::from_model(clip.clone(), architecture)?;
+    let mut pretrained = clip::Pretrained::from_model(clip.clone(), architecture)?;
+    // a Hugging Face tokenizer's files go beside the weights, where `Pretrained::load` finds them
+    pretrained.tokenizer = tokenizer.clone();
     if config.half_precision_model {
         pretrained.save_burn_half(dir)?;
     } else {
