@@ -14,6 +14,8 @@ Outputs, per model under fixtures/options/<name>/: open_clip_config.json, open_c
             `pool_type: last`: CLIPA's and SigLIP's text side)
   text_eos  text pooled at the first `eos_id` token (`pool_type: eos`, as the worldwide MetaCLIP 2
             configs), which is not the largest id here
+  text_noproj  a text tower without a projection (`proj_type: none`, as ViT-SO400M-16-SigLIP-i18n-256),
+            as wide as the embedding
   hf_clipa  CLIPA's text side end to end from *texts*: a Hugging Face tokenizer (`hf_tokenizer_name`,
             here the small WordPiece of fixtures/hf_tokenizer/bert_tiny, copied beside the weights as a
             downloaded model has it) with `strip_sep_token`, bidirectional attention, last-position pooling
@@ -147,6 +149,7 @@ def hf_text(name, options, tokenizer_kwargs, seed):
 
 
 if __name__ == "__main__":
+    text_options("text_noproj", {"proj_type": "none", "width": 24}, 18)
     hf_text("hf_clipa", {"no_causal_mask": True, "pool_type": "last"}, {"strip_sep_token": True}, 16)
     hf_text("hf_eos", {"pool_type": "eos", "eos_id": 3}, {"clean": "canonicalize"}, 17)
     text_options("text_last", {"no_causal_mask": True, "pool_type": "last"}, 14)

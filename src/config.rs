@@ -137,6 +137,10 @@ pub struct TextConfig {
     /// Epsilon of the tower's LayerNorms (open_clip's `norm_kwargs.eps`; 1e-6 in SigLIP).
     #[serde(default = "clip_norm_eps", skip_serializing_if = "is_clip_norm_eps")]
     pub norm_eps: f64,
+    /// A projection into the joint space after pooling (false: open_clip's `proj_type: none`, the
+    /// tower as wide as the embedding).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub projection: bool,
 }
 
 fn clip_norm_eps() -> f64 {
@@ -266,6 +270,16 @@ impl ClipConfig {
     /// Checks that the sizes fit together (heads divide widths, the image divides into patches, …).
     pub fn validate(&self) -> Result<(), ClipError> {
         check(self.embed_dim > 0, || "embed_dim must be positive".into())?;
+        check(
+            self.text.projection || self.text.width == self.embed_dim,
+            || {
+                format!(
+                "a text tower without a projection (proj_type none) must be as wide as embed_dim {}, \
+                 not {}",
+                self.embed_dim, self.text.width
+            )
+            },
+        )?;
         match &self.vision {
             VisionConfig::Vit {
                 image_size,
@@ -503,6 +517,7 @@ fn openai_text(width: usize) -> TextConfig {
         end_token: None,
         hf_tokenizer: None,
         norm_eps: clip_encoders::LAYER_NORM_EPS,
+        projection: true,
     }
 }
 
@@ -576,6 +591,7 @@ impl ClipConfig {
                 end_token: None,
                 hf_tokenizer: None,
                 norm_eps: clip_encoders::LAYER_NORM_EPS,
+                projection: true,
             },
             projection_bias: false,
             logit_bias: None,
@@ -605,6 +621,7 @@ impl ClipConfig {
                 end_token: None,
                 hf_tokenizer: None,
                 norm_eps: clip_encoders::LAYER_NORM_EPS,
+                projection: true,
             },
             projection_bias: false,
             logit_bias: None,
@@ -910,6 +927,18 @@ fn siglip_vision_cfg(
     Ok(cfg)
 }
 
+/// Whether a text tower projects into the joint space (`proj_type`: `linear`, the default, or `none`).
+fn text_projection(t: &serde_json::Map<String, Value>) -> Result<bool, ClipError> {
+    match t.get("proj_type") {
+        None | Some(Value::Null) => Ok(true),
+        Some(Value::String(kind)) if kind == "linear" => Ok(true),
+        Some(Value::String(kind)) if kind == "none" => Ok(false),
+        Some(other) => Err(ClipError::Config(format!(
+            "text_cfg.proj_type = {other} is not supported (linear, none)"
+        ))),
+    }
+}
+
 /// A text tower's LayerNorm epsilon (`norm_kwargs.eps`; CLIP's when absent).
 fn norm_eps(t: &serde_json::Map<String, Value>, section: &str) -> Result<f64, ClipError> {
     let Some(kwargs) = t.get("norm_kwargs").filter(|k| !k.is_null()) else {
@@ -1122,6 +1151,7 @@ impl ClipConfig {
                 "proj_bias",
                 "norm_kwargs",
                 "act_kwargs",
+                "proj_type",
             ],
             &[
                 ("hf_model_name", Value::Null),
@@ -1129,7 +1159,6 @@ impl ClipConfig {
                 ("embed_cls", Value::Bool(false)),
                 ("pad_id", Value::from(0)),
                 ("final_ln_after_pool", Value::Bool(false)),
-                ("proj_type", Value::String("linear".into())),
             ],
         )?;
         let text = TextConfig {
@@ -1159,6 +1188,7 @@ impl ClipConfig {
             },
             hf_tokenizer: HfTokenizerConfig::from_text_cfg(t)?,
             norm_eps: norm_eps(t, "text_cfg")?,
+            projection: text_projection(t)?,
         };
         // one flag covers both projections here: a text bias needs an image tower without one
         let projection_bias = flag(t, "proj_bias")?;
@@ -1263,6 +1293,7 @@ impl ClipConfig {
                     strip_sep_token: false,
                 }),
                 norm_eps: SIGLIP_NORM_EPS,
+                projection: true,
             },
             projection_bias: true,
             logit_bias: Some(-10.0),
@@ -1350,6 +1381,7 @@ impl ClipConfig {
                 end_token: None,
                 hf_tokenizer: None,
                 norm_eps: clip_encoders::LAYER_NORM_EPS,
+                projection: true,
             },
             projection_bias: false,
             logit_bias: None,
@@ -1426,6 +1458,7 @@ impl ClipConfig {
                     end_token: None,
                     hf_tokenizer: None,
                     norm_eps: clip_encoders::LAYER_NORM_EPS,
+                    projection: true,
                 },
                 projection_bias: false,
                 logit_bias: None,
@@ -1483,6 +1516,7 @@ impl ClipConfig {
                     end_token: None,
                     hf_tokenizer: None,
                     norm_eps: clip_encoders::LAYER_NORM_EPS,
+                    projection: true,
                 },
                 projection_bias: shapes.contains_key("text_projection.bias"),
                 logit_bias: None,
@@ -1582,6 +1616,9 @@ impl ClipConfig {
         text_cfg["pool_type"] = pool.into();
         if let Some(tokenizer) = &t.hf_tokenizer {
             tokenizer.write_text_cfg(&mut text_cfg);
+        }
+        if !t.projection {
+            text_cfg["proj_type"] = "none".into();
         }
         if t.norm_eps != clip_encoders::LAYER_NORM_EPS {
             text_cfg["norm_kwargs"] = serde_json::json!({ "eps": t.norm_eps });

@@ -123,6 +123,13 @@ impl ClipConfig {
                 "transformers' CLIPModel has no projection bias".into(),
             ));
         }
+        if !t.projection {
+            return Err(ClipError::Config(
+                "transformers' CLIPModel always projects the text (this tower has proj_type none): \
+                 export to open_clip instead"
+                    .into(),
+            ));
+        }
         Ok(json!({
             "architectures": ["CLIPModel"],
             "model_type": "clip",
@@ -177,7 +184,8 @@ impl ClipConfig {
             return Err(ClipError::Config("not a SigLIP model".into()));
         };
         let t = &self.text;
-        let siglip_text = !t.causal
+        let siglip_text = t.projection
+            && !t.causal
             && t.pool == crate::encoders::TextPool::Last
             && t.norm_eps == crate::encoders::SIGLIP_NORM_EPS
             && self.projection_bias;

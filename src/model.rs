@@ -33,7 +33,7 @@ pub struct Clip<B: Backend> {
     /// The text tower (token embedding, causal transformer, final layer norm).
     pub text: TextTransformer<B>,
     /// `text_projection`: text width → `embed_dim`.
-    pub text_projection: Projection<B>,
+    pub text_projection: Option<Projection<B>>,
     /// The learned temperature shared by both directions.
     pub logit_scale: LogitScale<B>,
     /// SigLIP's learned bias on the logits, `[1]` (None in CLIP).
@@ -61,7 +61,11 @@ impl<B: Backend> Clip<B> {
             visual,
             visual_projection,
             text: config.text_encoder().init(device),
-            text_projection: projection(config.text.width),
+            // open_clip's `proj_type: none`: the text tower is as wide as the joint space
+            text_projection: config
+                .text
+                .projection
+                .then(|| projection(config.text.width)),
             logit_scale: LogitScale::new(LOGIT_SCALE_INIT, device),
             logit_bias: config
                 .logit_bias
@@ -90,7 +94,15 @@ impl<B: Backend> Clip<B> {
     /// [`context_length`](Self::context_length) as long as every row keeps its end token
     /// ([`tokenize_trimmed`](crate::tokenize_trimmed) cuts the padding that way).
     pub fn encode_text(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-        self.text_projection.forward(self.text.forward(ids))
+        self.project_text(self.text.forward(ids))
+    }
+
+    /// The pooled text features projected into the joint space (as they are, without a projection).
+    fn project_text(&self, pooled: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.text_projection {
+            Some(p) => p.forward(pooled),
+            None => pooled,
+        }
     }
 
     /// [`Clip::encode_text`] on token embeddings looked up elsewhere
@@ -100,8 +112,7 @@ impl<B: Backend> Clip<B> {
         tokens: Tensor<B, 3>,
         ids: Tensor<B, 2, Int>,
     ) -> Tensor<B, 2> {
-        self.text_projection
-            .forward(self.text.forward_embedded(tokens, ids))
+        self.project_text(self.text.forward_embedded(tokens, ids))
     }
 
     /// `exp(logit_scale) · norm(image) · norm(text)ᵀ` (`+ logit_bias` for SigLIP): `[images, texts]`;
@@ -163,7 +174,9 @@ impl<B: Backend> Clip<B> {
 
     /// Dimension of the joint embedding space.
     pub fn embed_dim(&self) -> usize {
-        self.text_projection.output_dim()
+        self.text_projection
+            .as_ref()
+            .map_or_else(|| self.text.width(), Projection::output_dim)
     }
 
     /// [`encode_image`](Self::encode_image) with the batch cut into `threads` parts encoded side by

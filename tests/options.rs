@@ -223,3 +223,27 @@ fn a_missing_or_wrong_hugging_face_tokenizer_is_named() {
         .to_string();
     assert!(err.contains("CLIP's own tokenizer"), "{err}");
 }
+
+#[test]
+fn a_text_tower_without_a_projection_matches_open_clip() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("options/text_noproj"), &device).unwrap();
+    assert!(!clip.config.text.projection && clip.model.text_projection.is_none());
+    assert_eq!(clip.model.embed_dim(), 24);
+    let (e_image, e_text) = parity(&clip, "text_noproj");
+    println!("text_noproj: image embeds relative error {e_image:.2e}, text {e_text:.2e}");
+    assert!(e_image < 1e-5 && e_text < 1e-5, "{e_image} {e_text}");
+    // open_clip's layout keeps it (proj_type none); transformers' CLIPModel always projects
+    let dir = tempfile::tempdir().unwrap();
+    clip.save_open_clip_as(dir.path(), StorageType::F32)
+        .unwrap();
+    let back = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+    assert_eq!(back.config, clip.config);
+    let (e_image, e_text) = parity(&back, "text_noproj");
+    assert!(e_image < 1e-5 && e_text < 1e-5, "{e_image} {e_text}");
+    let err = clip
+        .save_hf(dir.path().join("hf"), StorageType::F32)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("proj_type none"), "{err}");
+}

@@ -33,7 +33,12 @@ fn siglip_models_match_open_clip_from_pixels_and_texts() {
         assert_eq!((width, clip.config.text.norm_eps), (64, 1e-6));
         assert_eq!(clip.config.logit_bias, Some(-10.0));
         assert!(
-            clip.model.visual_projection.is_none() && clip.model.text_projection.bias.is_some()
+            clip.model.visual_projection.is_none()
+                && clip
+                    .model
+                    .text_projection
+                    .as_ref()
+                    .is_some_and(|p| p.bias.is_some())
         );
         assert!(matches!(clip.tokenizer, TextTokenizer::HuggingFace(_)));
 

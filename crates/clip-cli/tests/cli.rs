@@ -256,7 +256,7 @@ fn info_describes_configs_without_weights_and_models_load_by_config_name() {
     let (ok, stdout, _) = run(&["info", "--config", "list"]);
     assert!(ok);
     assert_eq!(stdout.lines().count(), 144);
-    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 80);
+    assert_eq!(stdout.lines().filter(|l| l.ends_with("\tok")).count(), 81);
     // --model CONFIG --weights FILE, as create_model_and_transforms(name, pretrained=FILE)
     let (ok, stdout, stderr) = run(&[
         "embed",

@@ -50,6 +50,7 @@ fn tiny(output: &std::path::Path, steps: usize) -> TrainConfig {
                 end_token: None,
                 hf_tokenizer: None,
                 norm_eps: clip::encoders::LAYER_NORM_EPS,
+                projection: true,
             },
             projection_bias: false,
             logit_bias: None,
