@@ -617,7 +617,11 @@ fn timm_siglip_to_open_clip(tensors: BTreeMap<String, TensorData>) -> Renamed {
             } else if key == "text.text_projection.weight" {
                 new = "text_projection".into();
                 data = transpose(data);
-            } else if let Some(rest) = key.strip_prefix("text.") {
+            } else if let Some(rest) = key.strip_prefix("text.").filter(|rest| {
+                rest.starts_with("text_projection.")
+                    || CUSTOM_TEXT_KEYS.iter().any(|k| rest.starts_with(k))
+            }) {
+                // the inverse of `open_clip_siglip_layout`: only the text tower's own keys
                 new = rest.to_string();
             }
             if new != key {
