@@ -149,8 +149,8 @@ fn run<B: Backend>(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 if let Some((_, e)) = std::mem::take(&mut batch.failed).into_iter().next() {
                     return Err(e.into());
                 }
-                if let Some(pixels) = batch.to_tensor::<B>(&device) {
-                    clip.embed_pixels(pixels).into_data();
+                if let Some(embeds) = clip.embed_prepared(&batch, &device) {
+                    embeds.into_data();
                 }
             }
             Task::Image => {

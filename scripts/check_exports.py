@@ -1,6 +1,8 @@
 """Checks that transformers and open_clip load what `clip convert` writes and compute the embeddings of
 the model it came from (the vit_tiny fixture's references; for SigLIP, the siglip2 fixture's, written as
-`SiglipModel` and in open_clip's layout, whose small timm trunk is built by hand as the generator does). Not run in CI (no Python there); run by hand:
+`SiglipModel` and in open_clip's layout, whose small timm trunk is built by hand as the generator does; for NaFlex,
+the hf_siglip2 fixture written back as `Siglip2Model` with its `Siglip2ImageProcessor`). Not run in CI (no Python
+there); run by hand:
 
     cargo build -p clip-cli
     /tmp/venv/bin/python scripts/check_exports.py target/debug/clip
@@ -84,7 +86,30 @@ def check_siglip(clip_bin):
               f"image {rel(image, ref['image_embeds']):.2e}, text {rel(text, ref['text_embeds']):.2e}")
 
 
+def check_siglip2(clip_bin):
+    from PIL import Image
+    fix = FIX / "siglip" / "hf_siglip2"
+    ref = load_file(fix / "reference.safetensors")
+    meta = json.loads(open(fix / "reference.safetensors", "rb").read(8 + int.from_bytes(
+        open(fix / "reference.safetensors", "rb").read(8), "little"))[8:])["__metadata__"]
+    images = [Image.open(ROOT / f).convert("RGB") for f in json.loads(meta["images"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "hf"
+        subprocess.run([clip_bin, "convert", str(fix), str(out), "--to", "hf"], check=True)
+        model = transformers.Siglip2Model.from_pretrained(out, torch_dtype=torch.float32).eval()
+        processor = transformers.AutoImageProcessor.from_pretrained(out)
+        inputs = processor(images=images, return_tensors="pt")
+        with torch.no_grad():
+            image = model.get_image_features(**inputs)
+            text = model.get_text_features(input_ids=ref["text_ids"].long())
+        image = getattr(image, "pooler_output", image)
+        text = getattr(text, "pooler_output", text)
+        print(f"transformers {transformers.__version__} Siglip2Model + {type(processor).__name__} on --to hf: "
+              f"image {rel(image, ref['image_embeds']):.2e}, text {rel(text, ref['text_embeds']):.2e}")
+
+
 if __name__ == "__main__":
     binary = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "target" / "debug" / "clip")
     main(binary)
     check_siglip(binary)
+    check_siglip2(binary)

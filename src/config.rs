@@ -66,6 +66,11 @@ pub enum VisionConfig {
         mlp_ratio: f64,
         /// MLP non-linearity.
         activation: Activation,
+        /// SigLIP 2's NaFlex (transformers' `Siglip2Model`): images keep their aspect ratio, and the
+        /// square position grid of `image_size / patch_size` patches per side is resized to each
+        /// image's grid. false: every image is the square `image_size`.
+        #[serde(default, skip_serializing_if = "is_default")]
+        naflex: bool,
     },
     /// OpenAI's modified ResNet with an attention pool (`RN50`, …).
     ModifiedResnet {
@@ -178,7 +183,7 @@ mod cleaning_name {
         let name = String::deserialize(d)?;
         Cleaning::from_name(&name).ok_or_else(|| {
             serde::de::Error::custom(format!(
-                "cleaning {name:?} is not one of whitespace, lower, canonicalize"
+                "cleaning {name:?} is not one of whitespace, lower, canonicalize, lowercase"
             ))
         })
     }
@@ -424,10 +429,12 @@ impl ClipConfig {
                 heads,
                 mlp_ratio,
                 activation,
+                naflex,
             } => ImageTower::Siglip(
                 SiglipVisionConfig::new(*image_size, *patch_size, *width, *layers, *heads)
                     .with_mlp_ratio(*mlp_ratio)
-                    .with_activation(*activation),
+                    .with_activation(*activation)
+                    .with_naflex(*naflex),
             ),
             VisionConfig::ModifiedResnet {
                 image_size,
@@ -864,6 +871,7 @@ fn siglip_from_timm(
         } else {
             Activation::Gelu
         },
+        naflex: false,
     })
 }
 
@@ -1215,8 +1223,10 @@ impl ClipConfig {
 
     /// Reads transformers' `SiglipConfig` (`model_type: "siglip"`): the same towers as open_clip's SigLIP
     /// (its defaults are SigLIP base/16 at 224 px), with the activation the config names
-    /// (`gelu_pytorch_tanh` in every released one) and the tokenizer beside the weights.
-    fn from_hf_siglip_json(json: &Value) -> Result<Self, ClipError> {
+    /// (`gelu_pytorch_tanh` in every released one) and the tokenizer beside the weights. With
+    /// `naflex`, transformers' `Siglip2Config` (`model_type: "siglip2"`): the same towers, the image
+    /// one NaFlex, its position grid given as `num_patches` (a square) instead of `image_size`.
+    fn from_hf_siglip_json(json: &Value, naflex: bool) -> Result<Self, ClipError> {
         let section = |name: &str| {
             json.get(name)
                 .and_then(Value::as_object)
@@ -1259,16 +1269,28 @@ impl ClipConfig {
                  {hidden_v}: the embeddings would not meet"
             )
         })?;
+        let patch_size = opt_usize(v, "vision_config", "patch_size", 16)?;
+        let image_size = if naflex {
+            let patches = opt_usize(v, "vision_config", "num_patches", 256)?;
+            let side = (patches as f64).sqrt().round() as usize;
+            check(side * side == patches && side > 0, || {
+                format!("vision_config.num_patches {patches} is not a square grid")
+            })?;
+            side * patch_size
+        } else {
+            opt_usize(v, "vision_config", "image_size", 224)?
+        };
         let config = ClipConfig {
             embed_dim: hidden_v,
             vision: VisionConfig::SiglipVit {
-                image_size: opt_usize(v, "vision_config", "image_size", 224)?,
-                patch_size: opt_usize(v, "vision_config", "patch_size", 16)?,
+                image_size,
+                patch_size,
                 width: hidden_v,
                 layers: opt_usize(v, "vision_config", "num_hidden_layers", 12)?,
                 heads: opt_usize(v, "vision_config", "num_attention_heads", 12)?,
                 mlp_ratio: ratio(v, "vision_config", hidden_v)?,
                 activation: act(v, "vision_config")?,
+                naflex,
             },
             text: TextConfig {
                 context_length: opt_usize(t, "text_config", "max_position_embeddings", 64)?,
@@ -1281,7 +1303,8 @@ impl ClipConfig {
                 causal: false,
                 pool: TextPool::Last,
                 end_token: None,
-                // open_clip runs SigLIP's tokenizer with this cleaning
+                // open_clip runs SigLIP's tokenizer with canonicalize; transformers' Siglip2Tokenizer
+                // only lowercases
                 hf_tokenizer: Some(HfTokenizerConfig {
                     name: json
                         .get("_name_or_path")
@@ -1289,7 +1312,11 @@ impl ClipConfig {
                         .filter(|n| !n.is_empty())
                         .unwrap_or("SigLIP's tokenizer")
                         .to_string(),
-                    cleaning: Cleaning::Canonicalize,
+                    cleaning: if naflex {
+                        Cleaning::Lowercase
+                    } else {
+                        Cleaning::Canonicalize
+                    },
                     strip_sep_token: false,
                 }),
                 norm_eps: SIGLIP_NORM_EPS,
@@ -1305,12 +1332,13 @@ impl ClipConfig {
     /// Reads a Hugging Face `CLIPConfig` (`config.json` with `text_config` and `vision_config`).
     pub fn from_hf_json(json: &Value) -> Result<Self, ClipError> {
         if let Some(kind) = json.get("model_type").and_then(Value::as_str) {
-            if kind == "siglip" {
-                return Self::from_hf_siglip_json(json);
+            if kind == "siglip" || kind == "siglip2" {
+                return Self::from_hf_siglip_json(json, kind == "siglip2");
             }
             check(kind == "clip", || {
                 format!(
-                    "config.json has model_type {kind:?}; only \"clip\" and \"siglip\" are supported"
+                    "config.json has model_type {kind:?}; only \"clip\", \"siglip\" and \"siglip2\" \
+                     are supported"
                 )
             })?;
         }
@@ -1539,16 +1567,24 @@ impl ClipConfig {
                 heads,
                 mlp_ratio,
                 activation,
+                naflex,
             } => (
-                siglip_vision_cfg(
-                    *image_size,
-                    *patch_size,
-                    *width,
-                    *layers,
-                    *heads,
-                    *mlp_ratio,
-                    *activation,
-                )?,
+                {
+                    check(!naflex, || {
+                        "open_clip has no NaFlex image tower (SigLIP 2 with images of any \
+                         aspect ratio); export this model with --to hf"
+                            .into()
+                    })?;
+                    siglip_vision_cfg(
+                        *image_size,
+                        *patch_size,
+                        *width,
+                        *layers,
+                        *heads,
+                        *mlp_ratio,
+                        *activation,
+                    )?
+                },
                 Activation::Gelu,
             ),
             VisionConfig::Vit {

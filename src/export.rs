@@ -168,8 +168,9 @@ impl ClipConfig {
 }
 
 impl ClipConfig {
-    /// This SigLIP architecture as a transformers `SiglipConfig`: a bidirectional text tower pooled
-    /// at the last position with a biased head, LayerNorm epsilon 1e-6, each tower's activation.
+    /// This SigLIP architecture as a transformers `SiglipConfig` (a NaFlex one as a `Siglip2Config`):
+    /// a bidirectional text tower pooled at the last position with a biased head, LayerNorm epsilon
+    /// 1e-6, each tower's activation.
     fn to_hf_siglip_json(&self) -> Result<Value, ClipError> {
         let VisionConfig::SiglipVit {
             image_size,
@@ -179,6 +180,7 @@ impl ClipConfig {
             heads,
             mlp_ratio,
             activation,
+            naflex,
         } = &self.vision
         else {
             return Err(ClipError::Config("not a SigLIP model".into()));
@@ -212,13 +214,18 @@ impl ClipConfig {
                 ))),
             }
         };
-        Ok(json!({
-            "architectures": ["SiglipModel"],
-            "model_type": "siglip",
+        let (architecture, kind) = if *naflex {
+            ("Siglip2Model", "siglip2")
+        } else {
+            ("SiglipModel", "siglip")
+        };
+        let mut config = json!({
+            "architectures": [architecture],
+            "model_type": kind,
             // the tokenizer's name, which `from_hf_siglip_json` reads back
             "_name_or_path": t.hf_tokenizer.as_ref().map(|h| h.name.clone()),
             "text_config": {
-                "model_type": "siglip_text_model",
+                "model_type": format!("{kind}_text_model"),
                 "hidden_size": t.width,
                 "intermediate_size": (t.width as f64 * t.mlp_ratio) as usize,
                 "num_attention_heads": t.heads,
@@ -230,7 +237,7 @@ impl ClipConfig {
                 "projection_size": self.embed_dim,
             },
             "vision_config": {
-                "model_type": "siglip_vision_model",
+                "model_type": format!("{kind}_vision_model"),
                 "hidden_size": width,
                 "intermediate_size": (*width as f64 * mlp_ratio) as usize,
                 "num_attention_heads": heads,
@@ -242,7 +249,17 @@ impl ClipConfig {
                 "layer_norm_eps": crate::encoders::SIGLIP_NORM_EPS,
                 "vision_use_head": true,
             },
-        }))
+        });
+        if *naflex {
+            // Siglip2's position grid is given as its number of patches, a square
+            let side = image_size / patch_size;
+            let vision = &mut config["vision_config"];
+            vision["num_patches"] = (side * side).into();
+            if let Some(v) = vision.as_object_mut() {
+                v.remove("image_size");
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -407,14 +424,35 @@ impl<B: Backend> Pretrained<B> {
         let config = self.config.to_hf_json()?;
         let siglip = matches!(self.config.vision, VisionConfig::SiglipVit { .. });
         let p = &self.preprocess;
-        if siglip && p.resize_mode != ResizeMode::Squash {
+        let patches = match p.resize_mode {
+            ResizeMode::Patches {
+                patch_size,
+                max_patches,
+            } => Some((patch_size, max_patches)),
+            _ => None,
+        };
+        if siglip && p.resize_mode != ResizeMode::Squash && patches.is_none() {
             return Err(ClipError::Config(
                 "transformers' SiglipImageProcessor resizes to the square without a crop; this \
                  model's preprocessing crops: export to open_clip instead"
                     .into(),
             ));
         }
+        let naflex = matches!(
+            self.config.vision,
+            VisionConfig::SiglipVit { naflex: true, .. }
+        );
         let mut canonical = open_clip_state_dict(&self.model)?;
+        if naflex {
+            // Siglip2Model embeds patches with a Linear over (row, column, channel)
+            if let Some(conv) = canonical.remove("visual.conv1.weight") {
+                let shape = conv.shape.to_vec();
+                let linear = crate::weights::patch_weight(conv, false).ok_or_else(|| {
+                    ClipError::Config(format!("patch convolution of shape {shape:?}"))
+                })?;
+                canonical.insert("visual.conv1.weight".into(), linear);
+            }
+        }
         let mut tensors = if siglip {
             take_siglip_heads(&mut canonical)?
         } else {
@@ -432,7 +470,21 @@ impl<B: Backend> Pretrained<B> {
             Interpolation::Bicubic => 3,
             Interpolation::Bilinear => 2,
         };
-        let preprocessor = if siglip {
+        let preprocessor = if let Some((patch_size, max_patches)) = patches {
+            json!({
+                "image_processor_type": "Siglip2ImageProcessor",
+                "do_resize": true,
+                "patch_size": patch_size,
+                "max_num_patches": max_patches,
+                "resample": resample,
+                "do_rescale": true,
+                "rescale_factor": 1.0 / 255.0,
+                "do_normalize": true,
+                "image_mean": p.mean,
+                "image_std": p.std,
+                "do_convert_rgb": true,
+            })
+        } else if siglip {
             json!({
                 "image_processor_type": "SiglipImageProcessor",
                 "do_resize": true,

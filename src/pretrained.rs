@@ -216,7 +216,37 @@ pub fn preprocess_from_open_clip(
     Ok(p)
 }
 
-/// Hugging Face's `preprocessor_config.json` (`CLIPImageProcessor`): floor-rounded center crop.
+/// The preprocessing of a transformers directory without a `preprocessor_config.json`: the default
+/// image processor of its model type (`CLIPImageProcessor`, `SiglipImageProcessor`,
+/// `Siglip2ImageProcessor` with as many patches as the position grid has).
+pub fn default_hf_preprocess(config: &ClipConfig) -> PreprocessConfig {
+    let mut p = PreprocessConfig::clip(config.image_size());
+    p.crop_rounding = CropRounding::Floor;
+    if let crate::VisionConfig::SiglipVit {
+        image_size,
+        patch_size,
+        naflex,
+        ..
+    } = config.vision
+    {
+        p.mean = [0.5; 3];
+        p.std = [0.5; 3];
+        p.resize_mode = ResizeMode::Squash;
+        if naflex {
+            let side = image_size / patch_size.max(1);
+            p.resize_mode = ResizeMode::Patches {
+                patch_size,
+                max_patches: side * side,
+            };
+            p.interpolation = Interpolation::Bilinear;
+        }
+    }
+    p
+}
+
+/// Hugging Face's `preprocessor_config.json`: `CLIPImageProcessor` (floor-rounded center crop),
+/// `SiglipImageProcessor` (a resize to the square) or `Siglip2ImageProcessor` (NaFlex: each image at
+/// its own grid of `patch_size` patches, at most `max_num_patches`).
 pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessConfig, ClipError> {
     let mut p = PreprocessConfig::clip(image_size);
     p.crop_rounding = CropRounding::Floor;
@@ -238,7 +268,34 @@ pub fn preprocess_from_hf(json: &Value, image_size: usize) -> Result<PreprocessC
         p.resize_mode = ResizeMode::Squash;
         p.size = p.resize_size;
     }
+    let naflex = json
+        .get("image_processor_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("Siglip2"));
+    if naflex {
+        let number = |key: &str, default: u64| -> Result<usize, ClipError> {
+            match json.get(key) {
+                None => Ok(default as usize),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .map(|n| n as usize)
+                    .ok_or_else(|| {
+                        ClipError::Config(format!(
+                            "preprocessor_config.json {key} {v} is not a positive integer"
+                        ))
+                    }),
+            }
+        };
+        p.resize_mode = ResizeMode::Patches {
+            patch_size: number("patch_size", 16)?,
+            max_patches: number("max_num_patches", 256)?,
+        };
+        p.size = image_size;
+        p.resize_size = image_size;
+    }
     p.interpolation = match json.get("resample").and_then(Value::as_u64) {
+        None if naflex => Interpolation::Bilinear,
         None | Some(3) => Interpolation::Bicubic,
         Some(2) => Interpolation::Bilinear,
         Some(other) => {
@@ -330,9 +387,7 @@ impl<B: Backend> Pretrained<B> {
                 preprocess_from_hf(&read_json(&pre_path)?, config.image_size())
                     .map_err(|e| in_file(&pre_path, e))?
             } else {
-                let mut p = PreprocessConfig::clip(config.image_size());
-                p.crop_rounding = CropRounding::Floor;
-                p
+                default_hf_preprocess(&config)
             };
             (config, preprocess, ConfigSource::HuggingFace(cfg_path))
         } else {
@@ -588,7 +643,7 @@ impl<B: Backend> Pretrained<B> {
             "preprocess_cfg": {
                 "size": p.size, "mean": p.mean, "std": p.std,
                 "interpolation": match p.interpolation { Interpolation::Bicubic => "bicubic", Interpolation::Bilinear => "bilinear" },
-                "resize_mode": match p.resize_mode { ResizeMode::Shortest => "shortest", ResizeMode::Longest => "longest", ResizeMode::Squash => "squash" },
+                "resize_mode": match p.resize_mode { ResizeMode::Shortest => "shortest", ResizeMode::Longest => "longest", ResizeMode::Squash | ResizeMode::Patches { .. } => "squash" },
             },
         });
         write_atomic(
@@ -706,14 +761,57 @@ impl<B: Backend> Pretrained<B> {
             .iter()
             .map(clip_data::load_rgb)
             .collect::<Result<Vec<_>, _>>()?;
-        let pixels = clip_data::images_to_tensor::<B>(&images, &self.preprocess, device);
-        Ok(as_f32(
-            self.model.encode_image_threaded(pixels, self.threads),
-        ))
+        self.embed_images(&images, device)
     }
 
-    /// Raw image embeddings `[n, embed_dim]`, in f32, of preprocessed pixels `[n, 3, size, size]` (from
-    /// [`clip_data::prefetch`], say), the batch split over [`threads`](Self::threads).
+    /// Raw image embeddings `[n, embed_dim]`, in f32, of decoded images, preprocessed with
+    /// [`preprocess`](Self::preprocess).
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Input`] for no images.
+    pub fn embed_images(
+        &self,
+        images: &[clip_data::RgbImage],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2>, ClipError> {
+        let batch = clip_data::prefetch::PreparedBatch::from_images(images, &self.preprocess);
+        self.embed_prepared(&batch, device)
+            .ok_or_else(|| ClipError::Input("no images to embed".into()))
+    }
+
+    /// Raw image embeddings `[n, embed_dim]`, in f32, of a batch from [`clip_data::prefetch`], in the
+    /// batch's order; `None` when no file of it decoded. Images of one shape go through the model
+    /// together (a square preprocessing has one shape; NaFlex one per aspect ratio).
+    pub fn embed_prepared(
+        &self,
+        batch: &clip_data::prefetch::PreparedBatch,
+        device: &B::Device,
+    ) -> Option<Tensor<B, 2>> {
+        let mut groups = batch.groups::<B>(device);
+        if groups.len() == 1 {
+            return groups.pop().map(|(_, pixels)| self.embed_pixels(pixels));
+        }
+        let (mut order, mut parts) = (Vec::with_capacity(batch.len()), Vec::new());
+        for (rows, pixels) in groups {
+            order.extend(rows);
+            parts.push(self.embed_pixels(pixels));
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        // row k of the concatenation is image order[k]: gather each image's row back in place
+        let mut place = vec![0i64; order.len()];
+        for (k, &image) in order.iter().enumerate() {
+            place[image] = k as i64;
+        }
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(place, [order.len()]), device);
+        Some(Tensor::cat(parts, 0).select(0, index))
+    }
+
+    /// Raw image embeddings `[n, embed_dim]`, in f32, of preprocessed pixels `[n, 3, height, width]`
+    /// (one group of [`PreparedBatch::groups`](clip_data::prefetch::PreparedBatch::groups), say), the
+    /// batch split over [`threads`](Self::threads).
     pub fn embed_pixels(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
         as_f32(self.model.encode_image_threaded(pixels, self.threads))
     }

@@ -24,7 +24,9 @@ impl<B: Backend> Pretrained<B> {
     /// The model at `image_size` px: a ViT's patch-position grid is resized from `size / patch` to
     /// `image_size / patch` per side exactly as open_clip's `resize_pos_embed` does when a checkpoint is
     /// loaded into a model of another size (bicubic, antialiased, `align_corners=False`; the class
-    /// token's position kept), and the preprocessing crops to the new size.
+    /// token's position kept), and the preprocessing crops to the new size. A SigLIP 2 NaFlex model
+    /// resizes its positions to each image already: there the size sets the patch budget,
+    /// `(image_size / patch)²` patches per image (transformers' `max_num_patches`).
     ///
     /// # Errors
     ///
@@ -99,6 +101,7 @@ impl<B: Backend> Pretrained<B> {
             VisionConfig::SiglipVit {
                 image_size: current,
                 patch_size,
+                naflex,
                 ..
             },
             ImageEncoder::Siglip(tower),
@@ -110,6 +113,21 @@ impl<B: Backend> Pretrained<B> {
             return Err(ClipError::Input(format!(
                 "image size {image_size} is smaller than the patch size {patch_size}"
             )));
+        }
+        if *naflex {
+            // NaFlex resizes its positions to every image's grid already: a size is a patch budget,
+            // (size / patch)² patches, as transformers' `max_num_patches` (256 ≈ 256 px at patch 16)
+            if !image_size.is_multiple_of(*patch_size) {
+                return Err(ClipError::Input(format!(
+                    "image size {image_size} is not a multiple of the patch size {patch_size}"
+                )));
+            }
+            let side = image_size / *patch_size;
+            self.preprocess.resize_mode = clip_data::ResizeMode::Patches {
+                patch_size: *patch_size,
+                max_patches: side * side,
+            };
+            return Ok(self);
         }
         let (old, new) = (*current / *patch_size, image_size / *patch_size);
         if new == old {

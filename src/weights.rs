@@ -279,6 +279,45 @@ pub(crate) fn transpose(data: TensorData) -> TensorData {
     TensorData::new(t, [cols, rows])
 }
 
+/// A patch embedding between the two ways of writing it: NaFlex's `nn.Linear` over flattened
+/// patches, `[width, patch·patch·3]` with inputs in (row, column, channel) order, and a
+/// convolution's `[width, 3, patch, patch]` (`to_conv`), or back. `None` for a shape that is
+/// neither.
+pub(crate) fn patch_weight(data: TensorData, to_conv: bool) -> Option<TensorData> {
+    let shape = data.shape.to_vec();
+    let (width, patch) = match (to_conv, shape.as_slice()) {
+        (true, &[width, inputs]) => {
+            let patch = ((inputs / 3) as f64).sqrt().round() as usize;
+            (patch * patch * 3 == inputs && patch > 0).then_some((width, patch))?
+        }
+        (false, &[width, 3, p, q]) if p == q => (width, p),
+        _ => return None,
+    };
+    let v = values(&to_f32(data));
+    let mut out = vec![0f32; v.len()];
+    let per = 3 * patch * patch;
+    for w in 0..width {
+        for y in 0..patch {
+            for x in 0..patch {
+                for c in 0..3 {
+                    let linear = w * per + (y * patch + x) * 3 + c;
+                    let conv = w * per + (c * patch + y) * patch + x;
+                    if to_conv {
+                        out[conv] = v[linear];
+                    } else {
+                        out[linear] = v[conv];
+                    }
+                }
+            }
+        }
+    }
+    Some(if to_conv {
+        TensorData::new(out, [width, 3, patch, patch])
+    } else {
+        TensorData::new(out, [width, per])
+    })
+}
+
 fn concat_rows(parts: Vec<TensorData>) -> TensorData {
     let mut shape = parts[0].shape.to_vec();
     shape[0] = parts.iter().map(|p| p.shape[0]).sum();
@@ -526,6 +565,22 @@ fn take_hf_siglip_heads(
         ("text_model.head.bias", "text_projection.bias"),
     ];
     let (mut out, mut source) = (BTreeMap::new(), HashMap::new());
+    // Siglip2Model (NaFlex) embeds patches with a Linear: the same weights as a convolution's
+    const PATCH: &str = "vision_model.embeddings.patch_embedding.weight";
+    if let Some(linear) = tensors.remove(PATCH) {
+        let conv = if linear.shape.len() == 2 {
+            let shape = linear.shape.to_vec();
+            patch_weight(linear, true).ok_or_else(|| ClipError::Weights {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{PATCH} has shape {shape:?}: a NaFlex patch embedding needs patch·patch·3 inputs"
+                ),
+            })?
+        } else {
+            linear
+        };
+        tensors.insert(PATCH.to_string(), conv);
+    }
     for (hf, oc) in RENAMED {
         if let Some(data) = tensors.remove(hf) {
             out.insert(oc.to_string(), data);

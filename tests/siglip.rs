@@ -84,6 +84,7 @@ fn open_clips_siglip_configs_load_by_name() {
         heads,
         mlp_ratio,
         activation,
+        naflex,
     } = c.vision
     else {
         panic!("{:?}", c.vision)
@@ -92,6 +93,7 @@ fn open_clips_siglip_configs_load_by_name() {
         (image_size, patch_size, width, layers, heads, activation),
         (384, 14, 1152, 27, 16, Activation::Gelu)
     );
+    assert!(!naflex);
     assert_eq!(mlp_ratio, 3.7362);
     assert_eq!(
         (c.embed_dim, c.logit_bias, c.text.context_length),
@@ -321,4 +323,194 @@ fn siglip_export_edge_cases_are_named() {
         ),
         (35, 35, 35)
     );
+}
+
+/// The first `rows` patches of image `i` of a NaFlex batch (`[images, max_patches, patch²·3]`,
+/// each patch in (row, column, channel) order) back as a `[3, height, width]` image.
+fn unpatchify(
+    patches: &(Vec<f32>, Vec<usize>),
+    i: usize,
+    (rows, columns): (usize, usize),
+    patch: usize,
+) -> Vec<f32> {
+    let (values, shape) = patches;
+    let (height, width) = (rows * patch, columns * patch);
+    let per = shape[2];
+    let mut image = vec![0f32; 3 * height * width];
+    for (y, x, c) in (0..height)
+        .flat_map(|y| (0..width).map(move |x| (y, x)))
+        .flat_map(|(y, x)| (0..3).map(move |c| (y, x, c)))
+    {
+        let p = (y / patch) * columns + x / patch;
+        let inside = ((y % patch) * patch + x % patch) * 3 + c;
+        image[(c * height + y) * width + x] = values[(i * shape[1] + p) * per + inside];
+    }
+    image
+}
+
+#[test]
+fn transformers_siglip2_naflex_directories_match_transformers() {
+    use clip::data::{normalize, resize_and_crop, ResizeMode};
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/hf_siglip2"), &device).unwrap();
+    assert!(matches!(
+        clip.config.vision,
+        VisionConfig::SiglipVit {
+            naflex: true,
+            image_size: 32,
+            patch_size: 8,
+            ..
+        }
+    ));
+    // Siglip2ImageProcessor: its patch size and budget, bilinear, mean and std 0.5
+    assert_eq!(
+        clip.preprocess.resize_mode,
+        ResizeMode::Patches {
+            patch_size: 8,
+            max_patches: 24
+        }
+    );
+    assert_eq!(
+        (clip.preprocess.interpolation, clip.preprocess.mean),
+        (clip::data::Interpolation::Bilinear, [0.5; 3])
+    );
+    let reference = Reference::open("siglip/hf_siglip2/reference.safetensors");
+    let files: Vec<std::path::PathBuf> =
+        serde_json::from_str::<Vec<String>>(&reference.metadata("images"))
+            .unwrap()
+            .iter()
+            .map(|f| fixture(f.trim_start_matches("fixtures/")))
+            .collect();
+    let (shapes, _) = reference.i64("spatial_shapes");
+    let grids: Vec<(usize, usize)> = shapes
+        .chunks(2)
+        .map(|s| (s[0] as usize, s[1] as usize))
+        .collect();
+    // four aspect ratios, one of them shrinking the 4×4 position grid to 2 rows
+    assert_eq!(grids, [(4, 6), (4, 6), (4, 5), (2, 10)]);
+
+    // our preprocessing is the PIL processor's to the bit; the default (torchvision) one resizes
+    // 8-bit images slightly differently
+    let (pil, tv) = (
+        reference.f32("pixel_values_pil"),
+        reference.f32("pixel_values"),
+    );
+    let (mut worst_pil, mut worst_tv) = (0f32, 0f32);
+    for (i, file) in files.iter().enumerate() {
+        let image = resize_and_crop(&clip::data::load_rgb(file).unwrap(), &clip.preprocess);
+        assert_eq!(
+            (image.height() as usize, image.width() as usize),
+            (grids[i].0 * 8, grids[i].1 * 8)
+        );
+        let ours = normalize(&image, &clip.preprocess);
+        for (patches, worst) in [(&pil, &mut worst_pil), (&tv, &mut worst_tv)] {
+            let theirs = unpatchify(patches, i, grids[i], 8);
+            let diff = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            *worst = worst.max(diff);
+        }
+    }
+    println!("hf_siglip2 pixels: max |diff| vs PIL processor {worst_pil:.1e}, vs torchvision {worst_tv:.1e}");
+    assert!(worst_pil < 1e-6, "{worst_pil}");
+    assert!(worst_tv < 2.0 / 255.0 + 1e-6, "{worst_tv}");
+
+    // the model on transformers' own (padded, masked) pixels, each image at its grid
+    let (image_embeds, _) = reference.f32("image_embeds");
+    let mut e_model = 0f32;
+    for (i, &(rows, columns)) in grids.iter().enumerate() {
+        let pixels = unpatchify(&tv, i, (rows, columns), 8);
+        let tensor = burn::tensor::Tensor::<Flex, 4>::from_data(
+            burn::tensor::TensorData::new(pixels, [1, 3, rows * 8, columns * 8]),
+            &device,
+        );
+        let got = values(clip.model.encode_image(tensor));
+        let want = &image_embeds[i * 48..(i + 1) * 48];
+        e_model = e_model.max(relative_error(&got, want));
+    }
+    // from the files, grouped by shape in one batch, against the PIL processor's pixels
+    let from_files = clip.embed_image_files(&files, &device).unwrap();
+    let e_files = relative_error(
+        &values(from_files.clone()),
+        &reference.f32("image_embeds_pil").0,
+    );
+    let e_files_tv = relative_error(&values(from_files.clone()), &image_embeds);
+    let texts: Vec<String> = serde_json::from_str(&reference.metadata("texts")).unwrap();
+    let ids: Vec<i64> = texts
+        .iter()
+        .flat_map(|t| clip.tokenizer.tokenize(t).unwrap())
+        .map(i64::from)
+        .collect();
+    // transformers' Siglip2Tokenizer: the tokenizer.json (`<bos> … <eos>`), lowercased, spaces kept
+    assert_eq!(ids, reference.i64("text_ids").0);
+    let text = clip.embed_texts(&texts, &device).unwrap();
+    let e_text = relative_error(&values(text.clone()), &reference.f32("text_embeds").0);
+    let image = burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(image_embeds.clone(), [4, 48]),
+        &device,
+    );
+    let e_logits = relative_error(
+        &values(clip.model.logits_per_image(image, text)),
+        &reference.f32("logits_per_image").0,
+    );
+    println!(
+        "hf_siglip2: image embeds relative error {e_model:.2e} (from transformers' pixels), \
+         {e_files:.2e} (from files, vs the PIL processor; {e_files_tv:.2e} vs torchvision's), \
+         text {e_text:.2e}, logits {e_logits:.2e}"
+    );
+    for e in [e_model, e_files, e_text, e_logits] {
+        assert!(e < 1e-5, "{e_model} {e_files} {e_text} {e_logits}");
+    }
+
+    // written back as a Siglip2Model directory, read again: the same model
+    let dir = tempfile::tempdir().unwrap();
+    clip.save_hf(dir.path(), clip::StorageType::F32).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "siglip2");
+    assert_eq!(config["vision_config"]["num_patches"], 16);
+    let again = Pretrained::<Flex>::load(dir.path(), &device).unwrap();
+    assert_eq!(again.preprocess, clip.preprocess);
+    let e_again = relative_error(
+        &values(again.embed_image_files(&files, &device).unwrap()),
+        &values(from_files),
+    );
+    assert!(e_again < 1e-7, "{e_again}");
+    // open_clip has no NaFlex tower: refused, naming the way out
+    let err = clip.config.to_open_clip_json().unwrap_err().to_string();
+    assert!(err.contains("NaFlex") && err.contains("--to hf"), "{err}");
+}
+
+#[test]
+fn naflex_image_size_is_a_patch_budget() {
+    let device = Default::default();
+    let clip = Pretrained::<Flex>::load(fixture("siglip/hf_siglip2"), &device)
+        .unwrap()
+        .with_image_size(48)
+        .unwrap();
+    assert_eq!(
+        clip.preprocess.resize_mode,
+        clip::data::ResizeMode::Patches {
+            patch_size: 8,
+            max_patches: 36
+        }
+    );
+    // the chelsea photo (451×300) now gets a 5×7 grid, and still embeds
+    let file = fixture("images/chelsea.jpg");
+    let image =
+        clip::data::resize_and_crop(&clip::data::load_rgb(&file).unwrap(), &clip.preprocess);
+    assert_eq!(image.dimensions(), (56, 40));
+    assert_eq!(
+        clip.embed_image_files(&[file], &device).unwrap().dims(),
+        [1, 48]
+    );
+    let err = Pretrained::<Flex>::load(fixture("siglip/hf_siglip2"), &device)
+        .unwrap()
+        .with_image_size(50)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("multiple of the patch size"), "{err}");
 }

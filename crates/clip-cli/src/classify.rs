@@ -86,8 +86,7 @@ pub fn run<B: Backend>(
         for (index, error) in &batch.failed {
             results[*index] = Err(error.to_string());
         }
-        if let Some(pixels) = batch.to_tensor::<B>(device) {
-            let embeds = clip.embed_pixels(pixels);
+        if let Some(embeds) = clip.embed_prepared(&batch, device) {
             for (index, ranked) in batch
                 .decoded
                 .iter()

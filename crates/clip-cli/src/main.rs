@@ -51,7 +51,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "f32")]
     dtype: clip::Precision,
     /// Run a ViT at this input size (a multiple of its patch size): its position grid is resized as
-    /// open_clip's resize_pos_embed does, and images are cropped to the new size.
+    /// open_clip's resize_pos_embed does, and images are cropped to the new size. For a SigLIP 2
+    /// NaFlex model, a patch budget instead: at most (N / patch)² patches per image.
     #[arg(long, global = true)]
     image_size: Option<usize>,
     /// Read at most this many tokens per text (at most the model's own context length).
@@ -592,8 +593,8 @@ pub(crate) fn embed_images<B: Backend>(
             return Err(ClipError::Image(error).into());
         }
         let count = prepared.len();
-        if let Some(pixels) = prepared.to_tensor::<B>(device) {
-            parts.push(clip.embed_pixels(pixels));
+        if let Some(embeds) = clip.embed_prepared(&prepared, device) {
+            parts.push(embeds);
         }
         bar.inc(count as u64);
     }
@@ -802,8 +803,12 @@ fn towers(c: &clip::ClipConfig) -> (String, String) {
         VisionConfig::Vit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
             "ViT: {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
         ),
-        VisionConfig::SiglipVit { image_size, patch_size, width, layers, heads, activation, .. } => format!(
+        VisionConfig::SiglipVit { image_size, patch_size, width, layers, heads, activation, naflex: false, .. } => format!(
             "SigLIP ViT (attention-pooled): {image_size}px, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}"
+        ),
+        VisionConfig::SiglipVit { image_size, patch_size, width, layers, heads, activation, naflex: true, .. } => format!(
+            "SigLIP 2 NaFlex ViT (attention-pooled, any aspect ratio): {0}×{0} position grid, patch {patch_size}, width {width}, {layers} layers, {heads} heads, {activation:?}",
+            image_size / patch_size
         ),
         VisionConfig::ModifiedResnet { image_size, layers, width, heads } => format!(
             "ModifiedResNet: {image_size}px, layers {layers:?}, width {width}, attention pool {heads} heads"
@@ -931,10 +936,21 @@ fn info<B: Backend>(
         println!("image tower:   {vision}");
         println!("text tower:    {text}");
         println!("tokenizer:     {}", describe_tokenizer(&clip.tokenizer));
-        println!(
-            "preprocessing: resize {} ({:?}, {:?}) → crop {} ({:?} offset), mean {:?}, std {:?}",
-            p.resize_size, p.resize_mode, p.interpolation, p.size, p.crop_rounding, p.mean, p.std
-        );
+        if let clip::data::ResizeMode::Patches {
+            patch_size,
+            max_patches,
+        } = p.resize_mode
+        {
+            println!(
+                "preprocessing: each image resized ({:?}) to its aspect ratio's grid of at most {max_patches} patches of {patch_size}px, no crop, mean {:?}, std {:?}",
+                p.interpolation, p.mean, p.std
+            );
+        } else {
+            println!(
+                "preprocessing: resize {} ({:?}, {:?}) → crop {} ({:?} offset), mean {:?}, std {:?}",
+                p.resize_size, p.resize_mode, p.interpolation, p.size, p.crop_rounding, p.mean, p.std
+            );
+        }
     }
     Ok(())
 }

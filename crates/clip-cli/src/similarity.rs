@@ -21,11 +21,7 @@ pub fn run<B: Backend>(
         .map(clip::data::load_rgb)
         .collect::<Result<Vec<_>, _>>()
         .map_err(clip::ClipError::from)?;
-    let image_embeds = clip.embed_pixels(clip::data::images_to_tensor::<B>(
-        &decoded,
-        &clip.preprocess,
-        device,
-    ));
+    let image_embeds = clip.embed_images(&decoded, device)?;
     let text_embeds = clip.embed_texts(texts, device)?;
     // [texts, images], as the notebook's figure draws it
     let cosine = to_rows(l2_normalize(text_embeds).matmul(l2_normalize(image_embeds).transpose()));

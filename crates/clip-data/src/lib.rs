@@ -59,8 +59,10 @@ mod resample;
 pub use resample::{interpolate_planes_bicubic, resize_planes_bicubic};
 
 pub use augment::AugmentConfig;
+/// The decoded image type of [`load_rgb`] and [`resize_and_crop`] (the `image` crate's).
+pub use image::RgbImage;
 pub use image_io::{decode_rgb, load_rgb, probe_image, ImageError};
 pub use preprocess::{
-    images_to_tensor, normalize, resize_and_crop, CropRounding, Interpolation, PreprocessConfig,
-    ResizeMode, CLIP_MEAN, CLIP_STD,
+    images_to_tensor, normalize, patch_grid_size, resize_and_crop, CropRounding, Interpolation,
+    PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD,
 };

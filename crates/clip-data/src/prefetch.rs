@@ -15,7 +15,7 @@
 //!     for (index, error) in &batch.failed {
 //!         eprintln!("skipped file {index}: {error}");
 //!     }
-//!     // batch.pixels: [batch.len(), 3, 224, 224], ready for `batch.to_tensor::<B>(&device)`
+//!     // batch.pixels: [batch.len(), 3, 224, 224], ready for `batch.groups::<B>(&device)`
 //! }
 //! ```
 
@@ -24,6 +24,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
 use burn::tensor::{backend::Backend, Tensor, TensorData};
+use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::{load_rgb, normalize, resize_and_crop, ImageError, PreprocessConfig};
@@ -52,17 +53,51 @@ impl Default for PrefetchOptions {
 /// One batch of files, decoded and preprocessed.
 #[derive(Debug)]
 pub struct PreparedBatch {
-    /// `[len, 3, size, size]` normalized pixels of the files that decoded, in file order, flattened.
+    /// The normalized `[3, height, width]` pixels of the files that decoded, in file order, one after
+    /// the other; each image's shape is in `shapes`.
     pub pixels: Vec<f32>,
     /// Positions, in the list given to [`prefetch`], of the files whose pixels are in `pixels`.
     pub decoded: Vec<usize>,
     /// The batch's files that could not be read or decoded (position and error).
     pub failed: Vec<(usize, ImageError)>,
-    /// Side of the square images.
-    pub size: usize,
+    /// `(height, width)` of each image in `pixels`: all the square `size` of the preprocessing,
+    /// except with [`ResizeMode::Patches`](crate::ResizeMode::Patches), where each image keeps its
+    /// aspect ratio.
+    pub shapes: Vec<(usize, usize)>,
 }
 
 impl PreparedBatch {
+    /// An empty batch.
+    fn new() -> Self {
+        Self {
+            pixels: Vec::new(),
+            decoded: Vec::new(),
+            failed: Vec::new(),
+            shapes: Vec::new(),
+        }
+    }
+
+    /// Already decoded images preprocessed with `config`, numbered from 0.
+    pub fn from_images(images: &[RgbImage], config: &PreprocessConfig) -> Self {
+        let mut batch = Self::new();
+        for (i, image) in images.iter().enumerate() {
+            batch.push(i, &resize_and_crop(image, config), config);
+        }
+        batch
+    }
+
+    /// Appends one resized image, the file at position `index`.
+    fn push(&mut self, index: usize, image: &RgbImage, config: &PreprocessConfig) {
+        self.push_normalized(index, prepared(image, config));
+    }
+
+    /// Appends one image's [`prepared`] pixels, the file at position `index`.
+    fn push_normalized(&mut self, index: usize, (shape, pixels): Prepared) {
+        self.pixels.extend(pixels);
+        self.shapes.push(shape);
+        self.decoded.push(index);
+    }
+
     /// Images in `pixels`.
     pub fn len(&self) -> usize {
         self.decoded.len()
@@ -73,12 +108,38 @@ impl PreparedBatch {
         self.decoded.is_empty()
     }
 
-    /// The pixels as a `[len, 3, size, size]` tensor on `device`; `None` when no file decoded.
-    pub fn to_tensor<B: Backend>(&self, device: &B::Device) -> Option<Tensor<B, 4>> {
-        (!self.is_empty()).then(|| {
-            let shape = [self.len(), 3, self.size, self.size];
-            Tensor::from_data(TensorData::new(self.pixels.clone(), shape), device)
-        })
+    /// The pixels as `[n, 3, height, width]` tensors on `device`, one per image shape, in the order
+    /// each shape first occurs, each with the rows (positions in `decoded`) of its images. A square
+    /// preprocessing gives one group of every image; none when no file decoded.
+    pub fn groups<B: Backend>(&self, device: &B::Device) -> Vec<(Vec<usize>, Tensor<B, 4>)> {
+        let mut shapes: Vec<((usize, usize), Vec<usize>)> = Vec::new();
+        for (row, shape) in self.shapes.iter().enumerate() {
+            match shapes.iter_mut().find(|(s, _)| s == shape) {
+                Some((_, rows)) => rows.push(row),
+                None => shapes.push((*shape, vec![row])),
+            }
+        }
+        let mut starts = Vec::with_capacity(self.shapes.len());
+        let mut at = 0;
+        for (h, w) in &self.shapes {
+            starts.push(at);
+            at += 3 * h * w;
+        }
+        shapes
+            .into_iter()
+            .map(|((h, w), rows)| {
+                let len = 3 * h * w;
+                let mut values = Vec::with_capacity(rows.len() * len);
+                for &row in &rows {
+                    values.extend_from_slice(&self.pixels[starts[row]..starts[row] + len]);
+                }
+                let shape = [rows.len(), 3, h, w];
+                (
+                    rows,
+                    Tensor::from_data(TensorData::new(values, shape), device),
+                )
+            })
+            .collect()
     }
 }
 
@@ -137,22 +198,14 @@ pub fn prefetch(
         for (b, chunk) in paths.chunks(batch_size).enumerate() {
             let start = b * batch_size;
             let prepare = |path: &PathBuf| prepare_file(path, &preprocess);
-            let results: Vec<Result<Vec<f32>, ImageError>> = match &pool {
+            let results: Vec<Result<Prepared, ImageError>> = match &pool {
                 Some(pool) => pool.install(|| chunk.par_iter().map(prepare).collect()),
                 None => chunk.iter().map(prepare).collect(),
             };
-            let mut batch = PreparedBatch {
-                pixels: Vec::with_capacity(chunk.len() * 3 * preprocess.size * preprocess.size),
-                decoded: Vec::with_capacity(chunk.len()),
-                failed: Vec::new(),
-                size: preprocess.size,
-            };
+            let mut batch = PreparedBatch::new();
             for (i, result) in results.into_iter().enumerate() {
                 match result {
-                    Ok(pixels) => {
-                        batch.pixels.extend(pixels);
-                        batch.decoded.push(start + i);
-                    }
+                    Ok(image) => batch.push_normalized(start + i, image),
                     Err(e) => batch.failed.push((start + i, e)),
                 }
             }
@@ -167,12 +220,21 @@ pub fn prefetch(
     }
 }
 
+/// An image's `(height, width)` and its normalized pixels.
+type Prepared = ((usize, usize), Vec<f32>);
+
+/// A resized image's shape and normalized pixels.
+fn prepared(image: &RgbImage, config: &PreprocessConfig) -> Prepared {
+    let shape = (image.height() as usize, image.width() as usize);
+    (shape, normalize(image, config))
+}
+
 /// One file decoded and preprocessed. A decoder that panics on a file (a bug in it, not in the file's
 /// handling here) is reported as that file's decode error, so one file cannot end the whole run.
-fn prepare_file(path: &PathBuf, preprocess: &PreprocessConfig) -> Result<Vec<f32>, ImageError> {
-    let run = || -> Result<Vec<f32>, ImageError> {
+fn prepare_file(path: &PathBuf, preprocess: &PreprocessConfig) -> Result<Prepared, ImageError> {
+    let run = || -> Result<Prepared, ImageError> {
         let image = load_rgb(path)?;
-        Ok(normalize(&resize_and_crop(&image, preprocess), preprocess))
+        Ok(prepared(&resize_and_crop(&image, preprocess), preprocess))
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
         let message = panic
@@ -238,6 +300,41 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn naflex_batches_group_images_by_shape() {
+        let config = PreprocessConfig {
+            resize_mode: crate::ResizeMode::Patches {
+                patch_size: 8,
+                max_patches: 24,
+            },
+            ..PreprocessConfig::clip(32)
+        };
+        let images: Vec<RgbImage> = ["chelsea.jpg", "camera_gray.png", "coffee.png"]
+            .iter()
+            .map(|n| load_rgb(fixture(n)).unwrap())
+            .collect();
+        let batch = PreparedBatch::from_images(&images, &config);
+        // chelsea 451×300 and coffee 583×397 share a grid, camera 301×257 has its own (transformers'
+        // get_image_size_for_max_num_patches gives the same sizes)
+        assert_eq!(batch.shapes, [(32, 48), (32, 40), (32, 48)]);
+        let groups = batch.groups::<burn_flex::Flex>(&Default::default());
+        let rows: Vec<(Vec<usize>, [usize; 4])> =
+            groups.iter().map(|(r, t)| (r.clone(), t.dims())).collect();
+        assert_eq!(
+            rows,
+            [(vec![0, 2], [2, 3, 32, 48]), (vec![1], [1, 3, 32, 40])]
+        );
+        let coffee = normalize(&resize_and_crop(&images[2], &config), &config);
+        let second: Vec<f32> = groups[0]
+            .1
+            .clone()
+            .narrow(0, 1, 1)
+            .into_data()
+            .to_vec()
+            .unwrap();
+        assert_eq!(second, coffee);
     }
 
     #[test]

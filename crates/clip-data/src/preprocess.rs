@@ -19,7 +19,8 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 #[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-/// How the image is brought to a square of `size`.
+/// How the image is brought to the size the model sees: a square of `size`, or (`Patches`) a grid
+/// of patches of its own shape.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResizeMode {
@@ -30,6 +31,15 @@ pub enum ResizeMode {
     Longest,
     /// Both sides to `size`, ignoring the aspect ratio.
     Squash,
+    /// SigLIP 2's NaFlex: each image keeps its aspect ratio and is resized, without a crop, to the
+    /// largest whole number of `patch_size` patches per side with at most `max_patches` in all
+    /// ([`patch_grid_size`]). Images of different shapes then have different sizes.
+    Patches {
+        /// Side of a square patch, in pixels.
+        patch_size: usize,
+        /// The most patches an image may have.
+        max_patches: usize,
+    },
 }
 
 /// Where a center crop starts when the margin is odd.
@@ -101,6 +111,34 @@ fn resize(image: &RgbImage, width: u32, height: u32, interpolation: Interpolatio
     pil_resize(image, width, height, filter)
 }
 
+/// The `(height, width)` in pixels that NaFlex resizes a `height`×`width` image to: both multiples of
+/// `patch_size` (at least one patch), the aspect ratio kept as closely as that allows, at most
+/// `max_patches` patches. It is transformers' `get_image_size_for_max_num_patches`, the same binary
+/// search over the scale in the same f64 arithmetic, so the same image gets the same grid.
+pub fn patch_grid_size(
+    height: usize,
+    width: usize,
+    patch_size: usize,
+    max_patches: usize,
+) -> (usize, usize) {
+    const EPS: f64 = 1e-5;
+    let patch = patch_size.max(1) as f64;
+    let scaled = |scale: f64, side: usize| -> f64 {
+        ((side as f64 * scale / patch).ceil() * patch).max(patch)
+    };
+    let (mut low, mut high) = (EPS / 10.0, 100.0);
+    while high - low >= EPS {
+        let scale = (low + high) / 2.0;
+        let patches = (scaled(scale, height) / patch) * (scaled(scale, width) / patch);
+        if patches <= max_patches as f64 {
+            low = scale;
+        } else {
+            high = scale;
+        }
+    }
+    (scaled(low, height) as usize, scaled(low, width) as usize)
+}
+
 /// Python's `round` for floats: ties go to the even neighbour.
 fn round_half_even(x: f64) -> f64 {
     let r = x.round();
@@ -145,9 +183,10 @@ fn center_crop(image: &RgbImage, size: u32, rounding: CropRounding) -> RgbImage 
     })
 }
 
-/// Resize and crop to the square `config.size`, in 8 bits: the image the model will see. Always
-/// returns a `size`×`size` image; where the resized image is smaller than that (`Longest`, or a
-/// `resize_size` below `size`), the rest is black.
+/// Resize and crop to the square `config.size`, in 8 bits: the image the model will see. Returns a
+/// `size`×`size` image (where the resized image is smaller than that, with `Longest` or a
+/// `resize_size` below `size`, the rest is black), except with [`ResizeMode::Patches`], which
+/// returns the image at its own [`patch_grid_size`].
 pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage {
     let size = config.size as u32;
     let short = config.resize_size as u32;
@@ -172,11 +211,18 @@ pub fn resize_and_crop(image: &RgbImage, config: &PreprocessConfig) -> RgbImage 
             center_crop(&resized, size, config.crop_rounding)
         }
         ResizeMode::Squash => resize(image, size, size, config.interpolation),
+        ResizeMode::Patches {
+            patch_size,
+            max_patches,
+        } => {
+            let (nh, nw) = patch_grid_size(h as usize, w as usize, patch_size, max_patches);
+            resize(image, nw as u32, nh as u32, config.interpolation)
+        }
     }
 }
 
 /// `[3, height, width]` channel-major floats, flattened: `(v / 255 − mean) / std`. Expects the
-/// output of [`resize_and_crop`] (so `[3, size, size]`); only `mean` and `std` of `config` are used.
+/// output of [`resize_and_crop`]; only `mean` and `std` of `config` are used.
 pub fn normalize(image: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
     let plane = (image.width() * image.height()) as usize;
     let mut out = vec![0f32; 3 * plane];
@@ -189,7 +235,9 @@ pub fn normalize(image: &RgbImage, config: &PreprocessConfig) -> Vec<f32> {
 }
 
 /// Preprocesses a batch of decoded images ([`resize_and_crop`], then [`normalize`]) into a
-/// `[n, 3, size, size]` float tensor on `device`, `n = images.len()`.
+/// `[n, 3, size, size]` float tensor on `device`, `n = images.len()`. For a square `config` only:
+/// with [`ResizeMode::Patches`] images of different shapes cannot share a tensor, and
+/// [`PreparedBatch::from_images`](crate::prefetch::PreparedBatch::from_images) groups them.
 pub fn images_to_tensor<B: Backend>(
     images: &[RgbImage],
     config: &PreprocessConfig,
@@ -230,6 +278,22 @@ mod tests {
             (223.5, 224.0),
         ] {
             assert_eq!(round_half_even(x), e, "round({x})");
+        }
+    }
+
+    #[test]
+    fn patch_grids_as_transformers_computes_them() {
+        // get_image_size_for_max_num_patches(h, w, patch, max) in transformers 5.25
+        for ((h, w, patch, max), expected) in [
+            ((300, 451, 8, 24), (32, 48)),
+            ((640, 427, 8, 24), (48, 32)),
+            ((512, 512, 8, 24), (32, 32)),
+            ((60, 300, 8, 24), (16, 80)),
+            ((480, 640, 16, 256), (224, 288)),
+            ((1, 1000, 16, 256), (16, 4096)),
+            ((10, 10, 16, 256), (256, 256)),
+        ] {
+            assert_eq!(patch_grid_size(h, w, patch, max), expected, "{h}x{w}");
         }
     }
 

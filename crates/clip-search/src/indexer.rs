@@ -310,8 +310,8 @@ pub fn index_folders<B: Backend>(
             .iter()
             .map(|(i, e)| (*i, Content::Error(e.to_string())))
             .collect();
-        if let Some(pixels) = batch.to_tensor::<B>(device) {
-            let vectors = unit_rows(clip.embed_pixels(pixels))?;
+        if let Some(embeds) = clip.embed_prepared(&batch, device) {
+            let vectors = unit_rows(embeds)?;
             results.extend(
                 batch
                     .decoded

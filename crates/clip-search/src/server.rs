@@ -146,12 +146,7 @@ fn encoder<B: Backend>(
         clip::zeroshot::ZeroShotClassifier<B>,
     )> = None;
     let embed_image = |image: &RgbImage| -> Result<_, SearchError> {
-        let pixels = clip::data::images_to_tensor::<B>(
-            std::slice::from_ref(image),
-            &clip.preprocess,
-            &device,
-        );
-        Ok(clip.embed_pixels(pixels))
+        Ok(clip.embed_images(std::slice::from_ref(image), &device)?)
     };
     let first = |rows: Vec<Vec<f32>>| rows.into_iter().next().unwrap_or_default();
     for work in queue {

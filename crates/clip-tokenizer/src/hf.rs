@@ -20,6 +20,9 @@ pub enum Cleaning {
     Lower,
     /// `canonicalize`: lowercased, ASCII punctuation removed.
     Canonicalize,
+    /// `lowercase`: lowercased and nothing else, whitespace kept as it is — what transformers'
+    /// `Siglip2Tokenizer` puts before its `tokenizer.json` (not an open_clip option).
+    Lowercase,
 }
 
 impl Cleaning {
@@ -29,6 +32,7 @@ impl Cleaning {
             "whitespace" => Some(Self::Whitespace),
             "lower" => Some(Self::Lower),
             "canonicalize" => Some(Self::Canonicalize),
+            "lowercase" => Some(Self::Lowercase),
             _ => None,
         }
     }
@@ -39,6 +43,7 @@ impl Cleaning {
             Self::Whitespace => "whitespace",
             Self::Lower => "lower",
             Self::Canonicalize => "canonicalize",
+            Self::Lowercase => "lowercase",
         }
     }
 
@@ -47,6 +52,9 @@ impl Cleaning {
             Self::Whitespace => clean_whitespace(text),
             Self::Lower => clean(text),
             Self::Canonicalize => clean_canonical(text),
+            // char by char, as the `tokenizers` Lowercase normalizer does (str::to_lowercase would
+            // turn a word-final Σ into ς)
+            Self::Lowercase => text.chars().flat_map(char::to_lowercase).collect(),
         }
     }
 }

@@ -531,6 +531,7 @@ fn siglip_towers_train_with_siglip_loss_and_keep_their_bias() {
         heads: 2,
         mlp_ratio: 2.0,
         activation: Activation::GeluTanh,
+        naflex: false,
     };
     config.model.text.causal = false;
     config.model.text.pool = clip::encoders::TextPool::Last;
