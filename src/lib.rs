@@ -71,8 +71,8 @@ pub use model::{Clip, ImageEncoder};
 pub use named::{open_clip_config, open_clip_config_names, supported_models_table};
 pub use precision::{set_precision, Precision};
 pub use pretrained::{
-    default_threads, encode_texts, text_ids, tokenize_trimmed, tokenizer_for, trimmed_ids,
-    ConfigSource, Pretrained,
+    default_threads, encode_texts, text_ids, tokenize_trimmed, tokenizer_for, trim_ids_for,
+    trimmed_ids, ConfigSource, Pretrained,
 };
 pub use weights::{Layout, StateDict};
 

@@ -910,11 +910,19 @@ pub fn text_ids<B: Backend, S: AsRef<str>>(
     if texts.is_empty() {
         return Err(ClipError::Input("no texts to embed".into()));
     }
-    let data = tokenizer.tokenize_data(texts)?;
+    Ok(trim_ids_for(text, tokenizer.tokenize_data(texts)?))
+}
+
+/// [`text_ids`] of texts already tokenized to the full context (`[n, context]` ids of
+/// [`TextTokenizer::tokenize_data`]): cut as `text_ids` cuts them.
+pub fn trim_ids_for<B: Backend>(
+    text: &crate::encoders::TextTransformer<B>,
+    data: TensorData,
+) -> TensorData {
     if !text.trims_padding() {
-        return Ok(data);
+        return data;
     }
-    Ok(trim_after(data, u32::try_from(text.end_of_text).ok()))
+    trim_after(data, u32::try_from(text.end_of_text).ok())
 }
 
 /// `[n, used]` ids where `used` ends at the longest text's end token.

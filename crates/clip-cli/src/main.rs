@@ -192,6 +192,8 @@ enum Command {
         /// the config's `strict`).
         #[arg(long)]
         strict: bool,
+        #[command(flatten)]
+        ranks: RankArgs,
     },
     /// Write a model (any layout `--model` reads) in this library's burn format: `clip_config.json`
     /// and `model.bpk`.
@@ -436,6 +438,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             config,
             resume,
             strict,
+            ranks,
         } => {
             if dtype != clip::Precision::F32 {
                 return Err(CliError::Usage(format!(
@@ -459,7 +462,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 Some(dir) => Some(PathBuf::from(dir)),
             };
-            dispatch!(choice, dtype, train(&config, resume.as_deref()))
+            let launch = ranks.launch()?;
+            dispatch!(
+                choice,
+                dtype,
+                train(&config, resume.as_deref(), launch.as_ref())
+            )
         }
         Command::Classify {
             model,
@@ -724,9 +732,34 @@ fn train<B: Backend>(
     device: &B::Device,
     config: &clip_train::TrainConfig,
     resume: Option<&Path>,
+    launch: Option<&clip_distributed::Launch>,
 ) -> Result<(), CliError> {
-    let report = clip_train::train::<burn::backend::Autodiff<B>>(config, resume, device)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let ranks = match launch.filter(|l| l.world_size > 1) {
+        // refused before joining, rather than after the others wait for this rank
+        Some(launch) if !config.batch_size.is_multiple_of(launch.world_size) => {
+            return Err(CliError::Usage(format!(
+                "batch_size {} is not divisible by the world size {}: every rank takes an equal \
+                 share of the global batch",
+                config.batch_size, launch.world_size
+            )))
+        }
+        Some(launch) => Some(
+            clip_distributed::join::<B>(launch, device)
+                .map_err(|e| CliError::Usage(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let collective = ranks.as_ref().map(|r| r as &dyn clip_train::Collective<B>);
+    let report =
+        clip_train::train_with::<burn::backend::Autodiff<B>>(config, resume, device, collective)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    if ranks
+        .as_ref()
+        .is_some_and(|r| clip_train::Collective::<B>::rank(r) != 0)
+    {
+        // rank 0 reports and writes report.json
+        return Ok(());
+    }
     let summary = json!({
         "steps": report.steps, "seconds": report.seconds, "images_per_second": report.images_per_second,
         "final_loss": report.log.last().map(|l| l.loss), "evaluations": report.evaluations, "model": report.final_dir,
@@ -795,6 +828,75 @@ fn fashion_scenes<B: Backend>(
     .map_err(|e| CliError::Usage(e.to_string()))?;
     println!("{}", json!(report));
     Ok(())
+}
+
+/// Data-parallel training across processes, as torchrun launches them: flags, or the environment
+/// variables of the same names (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`).
+#[derive(clap::Args, Debug)]
+struct RankArgs {
+    /// This process's rank, 0 to world size − 1 (env RANK). Rank 0 runs the coordinator.
+    #[arg(long)]
+    rank: Option<usize>,
+    /// Processes training together (env WORLD_SIZE); each takes batch_size / world size pairs of
+    /// every micro-batch.
+    #[arg(long)]
+    world_size: Option<usize>,
+    /// Host of rank 0, where the coordinator listens (env MASTER_ADDR, default 127.0.0.1).
+    #[arg(long)]
+    master_addr: Option<String>,
+    /// The coordinator's port (env MASTER_PORT, default 29500); rank r serves on MASTER_PORT + 1 + r.
+    #[arg(long)]
+    master_port: Option<u16>,
+    /// The address the other ranks reach this one at (env CLIP_NODE_ADDR; default: this machine's
+    /// address toward MASTER_ADDR).
+    #[arg(long)]
+    node_addr: Option<String>,
+    /// Seconds to wait for the coordinator and for any one exchange before giving up and naming the
+    /// ranks that stopped answering.
+    #[arg(long, default_value_t = 120)]
+    collective_timeout: u64,
+}
+
+impl RankArgs {
+    /// The launch the flags and the environment describe; `None` for a single process.
+    fn launch(&self) -> Result<Option<clip_distributed::Launch>, CliError> {
+        let usage = |e: clip_distributed::DistributedError| CliError::Usage(e.to_string());
+        let from_env = clip_distributed::Launch::from_env().map_err(usage)?;
+        let world_size = self.world_size.or(from_env.as_ref().map(|l| l.world_size));
+        let Some(world_size) = world_size else {
+            if self.rank.is_some() {
+                return Err(CliError::Usage(
+                    "--rank needs --world-size (or WORLD_SIZE)".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        let rank = self
+            .rank
+            .or(from_env.as_ref().map(|l| l.rank))
+            .ok_or_else(|| CliError::Usage("--world-size needs --rank (or RANK)".into()))?;
+        let launch = clip_distributed::Launch {
+            rank,
+            world_size,
+            master_addr: self
+                .master_addr
+                .clone()
+                .or(from_env.as_ref().map(|l| l.master_addr.clone()))
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            master_port: self
+                .master_port
+                .or(from_env.as_ref().map(|l| l.master_port))
+                .unwrap_or(29500),
+            node_host: self
+                .node_addr
+                .clone()
+                .or(from_env.as_ref().and_then(|l| l.node_host.clone())),
+            node_port: from_env.as_ref().and_then(|l| l.node_port),
+            timeout: std::time::Duration::from_secs(self.collective_timeout.max(1)),
+        };
+        launch.validate().map_err(usage)?;
+        Ok(Some(launch))
+    }
 }
 
 /// One line for each tower of `c`.

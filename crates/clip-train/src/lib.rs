@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod benchmark;
+pub mod collective;
 pub mod config;
 mod loader;
 mod model;
@@ -48,9 +49,10 @@ pub mod token_rows;
 pub mod trainer;
 
 pub use benchmark::{evaluate, BenchmarkReport};
+pub use collective::Collective;
 pub use config::{DataConfig, LossConfig, TrainConfig};
 pub use model::TrainModel;
-pub use trainer::{latest_checkpoint, save_model, train, StepLog, TrainReport};
+pub use trainer::{latest_checkpoint, save_model, train, train_with, StepLog, TrainReport};
 
 /// Why training or the benchmark stopped.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,9 @@ pub enum TrainError {
     /// The batch loader stopped, or a sample found no readable image in many draws.
     #[error("data loading: {0}")]
     Loader(String),
+    /// A data-parallel run's exchange with the other ranks failed (a rank died or cannot be reached).
+    #[error("distributed training: {0}")]
+    Collective(String),
     /// A checkpoint could not be written, or read back for a resume.
     #[error("checkpoint: {0}")]
     Checkpoint(String),

@@ -73,15 +73,18 @@ struct MicroBatcher {
     augment: AugmentConfig,
     seed: u64,
     batch_size: usize,
+    /// The samples of each micro-batch this process renders (its rank's share; all of them in a
+    /// single-process run).
+    slice: std::ops::Range<usize>,
 }
 
 impl MicroBatcher {
     fn render(&self, index: u64) -> Result<MicroBatch, String> {
         let first = index * self.batch_size as u64;
-        let mut images = Vec::with_capacity(self.batch_size);
-        let mut captions = Vec::with_capacity(self.batch_size);
+        let mut images = Vec::with_capacity(self.slice.len());
+        let mut captions = Vec::with_capacity(self.slice.len());
         let mut unreadable = Vec::new();
-        for i in first..first + self.batch_size as u64 {
+        for i in first + self.slice.start as u64..first + self.slice.end as u64 {
             let drawn = self.source.sample(i)?;
             let mut rng = ChaCha8Rng::seed_from_u64(
                 self.seed
@@ -110,12 +113,15 @@ impl<B: Backend> Batcher<B, u64, Rendered> for MicroBatcher {
     }
 }
 
-/// Micro-batches `first..end` in order, rendered ahead on `workers` loader threads.
+/// Micro-batches `first..end` in order, rendered ahead on `workers` loader threads; of each, the
+/// samples `slice` of its `batch_size`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn micro_batches<B: Backend>(
     source: Arc<Source>,
     augment: AugmentConfig,
     seed: u64,
     batch_size: usize,
+    slice: std::ops::Range<usize>,
     first: u64,
     end: u64,
     workers: usize,
@@ -128,6 +134,7 @@ pub(crate) fn micro_batches<B: Backend>(
         augment,
         seed,
         batch_size,
+        slice,
     };
     std::thread::spawn(move || {
         let window = 4 * workers as u64;

@@ -14,6 +14,7 @@ use clip::ImageEncoder;
 use clip_loss::{contrastive_loss, siglip_loss, ContrastiveWeights};
 use clip_tokenizer::TextTokenizer;
 
+use crate::collective::{gather_rows, Collective};
 use crate::config::{LossConfig, TrainConfig};
 use crate::loader::MicroBatch;
 use crate::model::TrainModel;
@@ -76,6 +77,11 @@ pub(crate) struct MicroBatchGrads<B: AutodiffBackend> {
 /// Loss of the whole micro-batch and the gradients of each part (of the loss divided by the number of
 /// accumulated micro-batches) on `parts` threads ([`thread_count`]). With `rows`, the captions' tokens
 /// are tracked there and looked up in those rows of the table, whose gradient comes back on its own.
+///
+/// With a `collective` of several ranks, `batch` is this rank's slice of the global micro-batch (the
+/// ranks' slices in rank order make it up): the loss is the global batch's, over every rank's
+/// embeddings, and the gradients are this rank's share of it (summed over the ranks by the caller).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     model: &TrainModel<B>,
     batch: MicroBatch,
@@ -83,6 +89,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     mut rows: Option<&mut TokenRows<B::InnerBackend>>,
     tokenizer: &TextTokenizer,
     config: &TrainConfig,
+    collective: Option<&dyn Collective<B::InnerBackend>>,
     device: &B::Device,
 ) -> Result<MicroBatchGrads<B>, TrainError> {
     let (loss, divisor) = (&config.loss, config.accumulation as f64);
@@ -92,21 +99,57 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     let bounds: Vec<_> = (0..parts)
         .map(|p| p * n / parts..(p + 1) * n / parts)
         .collect();
-    // every part's tokens are tracked before any part looks them up
+    let rank = collective.map_or(0, |c| c.rank());
+    // every part's tokens are tracked before any part looks them up. Across ranks, every rank tracks
+    // the whole global batch's tokens, as one process would (the ids gathered, then cut to the
+    // longest caption of the global batch), so all hold the same rows in the same slots
+    let distributed = collective.filter(|c| c.world_size() > 1 && rows.is_some());
+    let ids = match distributed {
+        Some(c) => {
+            let full = tokenizer.tokenize_data(&batch.captions)?;
+            let context = full.shape[1];
+            // ids below 2²⁴ are exact in f32
+            let as_float: Vec<f32> = full.iter::<i64>().map(|id| id as f32).collect();
+            let local = Tensor::<B::InnerBackend, 2>::from_data(
+                TensorData::new(as_float, [n, context]),
+                device,
+            );
+            let gathered: Vec<i64> = gather_rows(c, local)?
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| TrainError::Collective(format!("token ids: {e:?}")))?
+                .into_iter()
+                .map(|id| id as i64)
+                .collect();
+            let world = c.world_size();
+            clip::trim_ids_for(
+                &model.clip.text,
+                TensorData::new(gathered, [world * n, context]),
+            )
+        }
+        None => clip::text_ids(&model.clip.text, tokenizer, &batch.captions)?,
+    };
+    let context = ids.shape[1];
+    let slots = rows
+        .as_deref_mut()
+        .map(|rows| rows.track(&ids.iter::<i64>().collect::<Vec<_>>()));
+    // this rank's rows of the (global) ids and slots
+    let own = if distributed.is_some() {
+        rank * n * context
+    } else {
+        0
+    };
+    let slots = slots.map(|all| all[own..own + n * context].to_vec());
+    let id_rows: Vec<i64> = ids.iter::<i64>().skip(own).take(n * context).collect();
     let mut tokens = Vec::with_capacity(parts);
     for range in &bounds {
-        let ids = clip::text_ids(&model.clip.text, tokenizer, &batch.captions[range.clone()])?;
-        let slots = match rows.as_deref_mut() {
-            Some(rows) => {
-                let slots = rows.track(&ids.iter::<i64>().collect::<Vec<_>>());
-                Some(Tensor::<B, 2, Int>::from_data(
-                    TensorData::new(slots, ids.shape.clone()),
-                    device,
-                ))
-            }
-            None => None,
-        };
-        tokens.push((Tensor::<B, 2, Int>::from_data(ids, device), slots));
+        let span = range.start * context..range.end * context;
+        let shape = [range.len(), context];
+        let part_ids = TensorData::new(id_rows[span.clone()].to_vec(), shape);
+        let part_slots = slots.as_ref().map(|slots| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(slots[span].to_vec(), shape), device)
+        });
+        tokens.push((Tensor::<B, 2, Int>::from_data(part_ids, device), part_slots));
     }
     let index = rows.as_deref().map(|rows| rows.index(device));
     let mut inputs = Vec::with_capacity(parts);
@@ -143,8 +186,17 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
             .collect();
         handles.into_iter().map(join).collect()
     });
-    let images: Vec<_> = encoded.iter().map(|(i, _, _)| i.clone().inner()).collect();
-    let texts: Vec<_> = encoded.iter().map(|(_, t, _)| t.clone().inner()).collect();
+    // the whole (global) batch's embeddings as constants, and where this rank's rows start in it
+    let gather = |pick: &dyn Fn(&Encoded<B>) -> Tensor<B, 2>| -> Result<_, TrainError> {
+        let local = Tensor::cat(encoded.iter().map(|e| pick(e).inner()).collect(), 0);
+        match collective {
+            Some(c) => gather_rows(c, local),
+            None => Ok(local),
+        }
+    };
+    let images = gather(&|(i, _, _)| i.clone())?;
+    let texts = gather(&|(_, t, _)| t.clone())?;
+    let offset = rank * n;
 
     // each part back-propagates the whole batch's loss through its own embeddings
     type PartGrads<B> = (
@@ -158,19 +210,36 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
             .enumerate()
             .map(|(p, (image, text, leaf))| {
                 let (replica, images, texts) = (&inputs[p].0, &images, &texts);
+                let own = offset + bounds[p].start..offset + bounds[p].end;
                 s.spawn(move || {
-                    let whole = |own: Tensor<B, 2>, parts: &Vec<_>| {
-                        let mut pieces: Vec<Tensor<B, 2>> =
-                            parts.iter().cloned().map(Tensor::from_inner).collect();
-                        pieces[p] = own;
+                    // the whole batch, this part's rows tracked, the others constants
+                    let whole = |tracked: Tensor<B, 2>, all: &Tensor<B::InnerBackend, 2>| {
+                        let [total, _] = all.dims();
+                        let mut pieces = Vec::with_capacity(3);
+                        if own.start > 0 {
+                            pieces.push(Tensor::from_inner(all.clone().narrow(0, 0, own.start)));
+                        }
+                        pieces.push(tracked);
+                        if own.end < total {
+                            pieces.push(Tensor::from_inner(all.clone().narrow(
+                                0,
+                                own.end,
+                                total - own.end,
+                            )));
+                        }
                         Tensor::cat(pieces, 0)
                     };
                     let images = whole(image, images);
                     let texts = whole(text, texts);
-                    // the temperature (and SigLIP bias) is shared: only part 0 carries its gradient
+                    // the temperature (and SigLIP bias) is shared: only part 0 of rank 0 carries
+                    // its gradient, so the sum over parts and ranks counts it once
                     let tracked = |t: Tensor<B, 1>| {
-                        if p == 0 {
+                        if p == 0 && rank == 0 {
                             t
+                        } else if p == 0 {
+                            // the other ranks' first part gets an exact zero gradient for it, so
+                            // every rank sums the same parameters in the same order
+                            Tensor::from_inner(t.clone().inner()) + t * 0.0
                         } else {
                             Tensor::from_inner(t.inner())
                         }

@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{self, BenchmarkReport};
+use crate::collective::Collective;
 use crate::config::{LossConfig, TrainConfig};
 use crate::model::TrainModel;
 use crate::optim::{clip_and_lock, learning_rate, DecayMapper, ParamGroups};
@@ -134,7 +135,35 @@ pub fn train<B: AutodiffBackend>(
     resume: Option<&Path>,
     device: &B::Device,
 ) -> Result<TrainReport, TrainError> {
+    train_with::<B>(config, resume, device, None)
+}
+
+/// [`train`] as one rank of a data-parallel run ([`crate::collective`]): `config.batch_size` is the
+/// global batch, of which this process renders and encodes its `batch_size / world_size` share; the
+/// loss is the global batch's and the gradients are summed over the ranks, so the ranks take the
+/// steps one process would take on the whole batch. Rank 0 alone writes checkpoints, evaluates and
+/// saves the final model; every rank resumes from the same checkpoint. Every rank must run the same
+/// config (checked at the start, naming the field that differs). `None` is a single process.
+pub fn train_with<B: AutodiffBackend>(
+    config: &TrainConfig,
+    resume: Option<&Path>,
+    device: &B::Device,
+    collective: Option<&dyn Collective<B::InnerBackend>>,
+) -> Result<TrainReport, TrainError> {
     config.validate()?;
+    let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world_size()));
+    if !config.batch_size.is_multiple_of(world) {
+        return Err(TrainError::Config(format!(
+            "batch_size {} is not divisible by the world size {world}: every rank takes an equal \
+             share of the global batch",
+            config.batch_size
+        )));
+    }
+    if let Some(c) = collective {
+        crate::collective::check_same_config(c, config, device)?;
+    }
+    let local_batch = config.batch_size / world;
+    let lead = rank == 0;
     let canvas = config.model.image_size() as u32;
     let (sampler, test_items) = load_source(config, canvas)?;
     let sampler = std::sync::Arc::new(sampler);
@@ -166,8 +195,15 @@ pub fn train<B: AutodiffBackend>(
     if let clip::ImageEncoder::Vit(vit) = &mut model.clip.visual {
         vit.patch_dropout = config.patch_dropout;
     }
-    let threads = crate::replicas::thread_count(&model, config.threads, config.batch_size);
-    eprintln!("training on {threads} thread(s) per micro-batch");
+    let threads = crate::replicas::thread_count(&model, config.threads, local_batch);
+    if world > 1 {
+        eprintln!(
+            "rank {rank} of {world}: {local_batch} of each micro-batch's {} pairs on {threads} thread(s)",
+            config.batch_size
+        );
+    } else {
+        eprintln!("training on {threads} thread(s) per micro-batch");
+    }
     // SigLIP starts from its own temperature; a fine-tuned model keeps the one it learned
     if matches!(config.loss, LossConfig::Siglip) && fine_tune.is_none() {
         model.clip.logit_scale =
@@ -230,7 +266,12 @@ pub fn train<B: AutodiffBackend>(
     let end = config
         .stop_after
         .map_or(config.steps, |s| (start + s).min(config.steps));
-    let bar = ProgressBar::new((end - start) as u64);
+    // the other ranks train silently: one progress bar per run
+    let bar = if lead {
+        ProgressBar::new((end - start) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} (eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -244,6 +285,7 @@ pub fn train<B: AutodiffBackend>(
         config.augment.clone(),
         config.seed,
         config.batch_size,
+        rank * local_batch..(rank + 1) * local_batch,
         (start * config.accumulation) as u64,
         (end * config.accumulation) as u64,
         workers,
@@ -288,6 +330,7 @@ pub fn train<B: AutodiffBackend>(
                 token_rows.as_mut(),
                 &tokenizer,
                 config,
+                collective,
                 device,
             ) {
                 Err(TrainError::Loss(clip_loss::LossError::NonFinite(_))) => {
@@ -309,6 +352,16 @@ pub fn train<B: AutodiffBackend>(
             };
         }
         let mut grads = accumulator.grads();
+        if let Some(c) = collective {
+            grads = crate::collective::sum_gradients(&model, grads, c)?;
+            row_grads = match row_grads {
+                Some(g) if world > 1 => {
+                    let dims = g.dims();
+                    Some(c.sum(g.reshape([dims[0] * dims[1]]))?.reshape(dims))
+                }
+                other => other,
+            };
+        }
         let row_squares = row_grads.as_ref().map_or(0.0, |g| {
             let s: f32 = g.clone().square().sum().into_scalar().elem();
             s as f64
@@ -356,7 +409,7 @@ pub fn train<B: AutodiffBackend>(
             "loss {:.4} lr {:.2e} scale {:.1} {:.0} img/s",
             entry.loss, lr, temperature, per_sec
         );
-        if bar.is_hidden() && (done % 100 == 0 || done == 1) {
+        if lead && bar.is_hidden() && (done % 100 == 0 || done == 1) {
             // no terminal (a log file, CI): plain lines instead of the bar
             eprintln!("step {}/{}: {line}", step + 1, config.steps);
         }
@@ -365,7 +418,7 @@ pub fn train<B: AutodiffBackend>(
         log.push(entry);
 
         let finished = step + 1 == config.steps;
-        if (step + 1) % config.checkpoint_every == 0 || step + 1 == end {
+        if lead && ((step + 1) % config.checkpoint_every == 0 || step + 1 == end) {
             last_good = Some(save_checkpoint(
                 config,
                 &model,
@@ -376,7 +429,7 @@ pub fn train<B: AutodiffBackend>(
             )?);
         }
         let due = (config.eval_every > 0 && (step + 1) % config.eval_every == 0) || finished;
-        if let (true, Some(test_items)) = (due, &test_items) {
+        if let (true, true, Some(test_items)) = (lead, due, &test_items) {
             let report = benchmark::evaluate(
                 &model.valid().clip,
                 &tokenizer,
@@ -397,7 +450,7 @@ pub fn train<B: AutodiffBackend>(
     bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     let trained = end - start;
-    let final_dir = if end == config.steps {
+    let final_dir = if end == config.steps && lead {
         let dir = config.output.join("model");
         save_model(&model.valid().clip, config, &tokenizer, &dir)?;
         Some(dir)
