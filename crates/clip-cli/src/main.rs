@@ -2,6 +2,7 @@
 
 mod classify;
 mod device;
+mod embed_dataset;
 mod eval;
 mod heatmap;
 mod search;
@@ -101,6 +102,31 @@ enum Command {
         output: Option<PathBuf>,
         /// Inputs encoded per forward pass.
         #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+    },
+    /// Embed a dataset into clip-retrieval's layout (img_emb/, text_emb/, metadata/ parquet) in
+    /// shards that separate machines or array jobs write: `--shard i/N`, or Slurm's / Kubernetes'
+    /// array index (docs/distributed.md).
+    EmbedDataset {
+        /// Model directory or weights file; the bundled model when absent.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// A folder of images (captions from same-stem .txt files), a webdataset .tar shard, or a
+        /// captions .csv / .jsonl.
+        #[arg(long)]
+        input: PathBuf,
+        /// Output folder; a rerun skips the shards already done there.
+        #[arg(long)]
+        output: PathBuf,
+        /// This run's shard, INDEX/COUNT (default: SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or
+        /// JOB_COMPLETION_INDEX of --shards; else every shard in turn).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Shards in all when --shard does not say (item k goes to shard k mod COUNT).
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        /// Images encoded per forward pass.
+        #[arg(long, default_value_t = 64)]
         batch_size: usize,
     },
     /// Index folders of images for `clip search`: new and changed files are embedded, unchanged ones
@@ -368,6 +394,37 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 embed(model.as_deref(), &images, &texts, batch_size)
             )?;
             write_output(output.as_deref(), &result)
+        }
+        Command::EmbedDataset {
+            model,
+            input,
+            output,
+            shard,
+            shards,
+            batch_size,
+        } => {
+            let chosen = embed_dataset::Shard::choose(shard.as_deref(), shards)?;
+            let (count, mine) = match chosen {
+                Some(s) => (s.count, vec![s.index]),
+                None if shards == 0 => {
+                    return Err(CliError::Usage("--shards must be at least 1".into()))
+                }
+                None => (shards, (0..shards).collect()),
+            };
+            let items = embed_dataset::list_items(&input)?;
+            if items.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{}: no images found",
+                    input.display()
+                )));
+            }
+            let result = dispatch!(
+                choice,
+                dtype,
+                embed_dataset_cmd(model.as_deref(), &items, &output, &mine, count, batch_size)
+            )?;
+            println!("{result}");
+            Ok(())
         }
         Command::Index(args) => dispatch!(choice, dtype, search::index(&args)),
         Command::Search(args) => dispatch!(choice, dtype, search::search(&args)),
@@ -775,6 +832,22 @@ fn train<B: Backend>(
     )?;
     println!("{summary}");
     Ok(())
+}
+
+fn embed_dataset_cmd<B: Backend>(
+    device: &B::Device,
+    model: Option<&Path>,
+    items: &[embed_dataset::Item],
+    output: &Path,
+    shards: &[usize],
+    count: usize,
+    batch_size: usize,
+) -> Result<Value, CliError> {
+    let clip = load_model::<B>(model, device)?;
+    let name = model.map_or_else(|| "bundled".to_string(), |m| m.display().to_string());
+    embed_dataset::run(
+        device, &clip, &name, items, output, shards, count, batch_size,
+    )
 }
 
 fn convert<B: Backend>(
