@@ -69,6 +69,10 @@ struct CheckpointState {
     model: clip::ClipConfig,
     loss: LossConfig,
     log: Vec<StepLog>,
+    /// The global micro-batch and the accumulation it was trained with (absent in checkpoints of
+    /// versions before this field): the samples of step `s` depend on them.
+    #[serde(default)]
+    batch: Option<(usize, usize)>,
 }
 
 fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
@@ -234,6 +238,18 @@ pub fn train_with<B: AutodiffBackend>(
                 .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?,
         )
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", dir.display())))?;
+        if let Some((batch, accumulation)) = state.batch {
+            if (batch, accumulation) != (config.batch_size, config.accumulation) {
+                return Err(TrainError::Architecture(format!(
+                    "checkpoint {} was trained with batch_size {batch} and accumulation \
+                     {accumulation}, this config has {} and {}: the global batch must stay the \
+                     same to resume (the number of ranks may change)",
+                    dir.display(),
+                    config.batch_size,
+                    config.accumulation
+                )));
+            }
+        }
         if state.model != config.model || state.loss != config.loss {
             return Err(TrainError::Architecture(format!(
                 "checkpoint {} was trained with another model or loss than this config describes",
@@ -499,6 +515,7 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
         model: config.model.clone(),
         loss: config.loss.clone(),
         log: log.to_vec(),
+        batch: Some((config.batch_size, config.accumulation)),
     };
     std::fs::write(
         tmp.join("state.json"),

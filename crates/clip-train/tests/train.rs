@@ -238,6 +238,16 @@ fn resume_continues_exactly() {
         err.contains("step-0000003") && err.contains("another model"),
         "{err}"
     );
+    // so does another global batch (step s's samples depend on it)
+    let mut smaller = config.clone();
+    smaller.batch_size = 16;
+    let err = train::<AD>(&smaller, Some(&latest), &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("batch_size 32") && err.contains("this config has 16"),
+        "{err}"
+    );
 }
 
 #[test]
