@@ -7,7 +7,13 @@
 set -euo pipefail
 BIN=$(realpath "${1:-target/debug/clip}")
 work=$(mktemp -d)
-cleanup() { ip netns del clip-h0 2>/dev/null || true; ip netns del clip-h1 2>/dev/null || true; rm -rf "$work"; }
+rank1=""
+cleanup() {
+  if [ -n "$rank1" ]; then kill "$rank1" 2>/dev/null || true; fi
+  ip netns del clip-h0 2>/dev/null || true
+  ip netns del clip-h1 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 cleanup; work=$(mktemp -d)
 # a machine that does not let this user create network namespaces cannot run the check: say so

@@ -41,8 +41,8 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// `i/N` from the flag, else a Slurm array task (`SLURM_ARRAY_TASK_ID` of
-    /// `SLURM_ARRAY_TASK_COUNT`), else a Kubernetes indexed Job's `JOB_COMPLETION_INDEX` of
+    /// `i/N` from the flag, else a Slurm array task (`SLURM_ARRAY_TASK_ID` − `SLURM_ARRAY_TASK_MIN`
+    /// of `SLURM_ARRAY_TASK_COUNT`), else a Kubernetes indexed Job's `JOB_COMPLETION_INDEX` of
     /// `shards`. `None`: every shard, one after the other.
     pub fn choose(flag: Option<&str>, shards: usize) -> Result<Option<Shard>, CliError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -65,8 +65,13 @@ impl Shard {
         } else if let (Some(i), Some(n)) =
             (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
         {
+            // an array may start at another index than 0 (--array=1-8)
+            let first = match var("SLURM_ARRAY_TASK_MIN") {
+                Some(min) => number("SLURM_ARRAY_TASK_MIN", &min)?,
+                None => 0,
+            };
             Shard {
-                index: number("SLURM_ARRAY_TASK_ID", &i)?,
+                index: number("SLURM_ARRAY_TASK_ID", &i)?.saturating_sub(first),
                 count: number("SLURM_ARRAY_TASK_COUNT", &n)?,
             }
         } else if let Some(i) = var("JOB_COMPLETION_INDEX") {
@@ -313,8 +318,11 @@ fn write_parquet(path: &Path, rows: &[Row]) -> Result<(), CliError> {
         column += 1;
     }
     group.close().map_err(failed)?;
-    writer.close().map_err(failed)?;
-    Ok(())
+    let file = writer.into_inner().map_err(failed)?;
+    file.sync_all().map_err(|source| CliError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// What decoding one batch gives: the batch for the model, the original sizes of the decoded
@@ -356,9 +364,10 @@ fn decode(items: &[Item], preprocess: &PreprocessConfig) -> Decoded {
     (batch, sizes, failed)
 }
 
-/// The zero-padded shard number, as clip-retrieval names its partitions.
+/// The zero-padded shard number, as clip-retrieval names its partitions (`int(log10(N)) + 1`
+/// digits: the digits of N).
 fn shard_name(index: usize, count: usize) -> String {
-    let width = count.saturating_sub(1).max(1).to_string().len();
+    let width = count.max(1).to_string().len();
     format!("{index:0width$}")
 }
 
@@ -368,6 +377,7 @@ pub(crate) fn run<B: Backend>(
     device: &B::Device,
     clip: &Pretrained<B>,
     model_name: &str,
+    input: &Path,
     items: &[Item],
     output: &Path,
     shards: &[usize],
@@ -400,10 +410,23 @@ pub(crate) fn run<B: Backend>(
                     info.describe()
                 )));
             }
+            // item k's shard is k mod N of this listing: another listing would mix datasets
+            if existing["input"] != json!(input) || existing["items"] != json!(items.len()) {
+                return Err(CliError::Usage(format!(
+                    "{} holds shards of {} ({} items); this run lists {} ({} items): finish it \
+                     with the same input, or use another --output",
+                    output.display(),
+                    existing["input"],
+                    existing["items"],
+                    input.display(),
+                    items.len()
+                )));
+            }
         }
         Err(_) => {
-            let text = serde_json::to_string_pretty(&json!({"model": info, "shards": count}))
-                .unwrap_or_default();
+            let record_json =
+                json!({"model": info, "shards": count, "input": input, "items": items.len()});
+            let text = serde_json::to_string_pretty(&record_json).unwrap_or_default();
             clip::weights::write_atomic(&record, text.as_bytes())?;
         }
     }
@@ -467,6 +490,7 @@ fn embed_shard<B: Backend>(
     let preprocess = clip.preprocess.clone();
     let owned: Vec<Item> = items.to_vec();
     let size = batch_size.max(1);
+    let mut handled_total = 0;
     let producer = std::thread::spawn(move || {
         for (b, chunk) in owned.chunks(size).enumerate() {
             if sender.send((b * size, decode(chunk, &preprocess))).is_err() {
@@ -476,6 +500,7 @@ fn embed_shard<B: Backend>(
     });
     for (start, (batch, sizes, failed)) in batches {
         let handled = batch.decoded.len() + failed.len();
+        handled_total += handled;
         for (i, why) in failed {
             skipped.push(json!({"item": items[start + i].name, "error": why}));
         }
@@ -511,16 +536,24 @@ fn embed_shard<B: Backend>(
         bar.inc(handled as u64);
     }
     bar.finish_and_clear();
-    let _ = producer.join();
+    // a decoder that died leaves the shard short: nothing is renamed or marked done
+    if producer.join().is_err() || handled_total != items.len() {
+        return Err(CliError::Usage(format!(
+            "shard {shard}: only {handled_total} of {} items were read (the decoder stopped); rerun \
+             to redo the shard",
+            items.len()
+        )));
+    }
     images.finish()?;
     if let Some(texts) = texts {
         texts.finish()?;
     }
     write_parquet(&temporary(&final_paths[2]), &rows)?;
     // the renames commit the shard; the done marker (written by the caller) comes after them
-    for path in &final_paths {
+    for (i, path) in final_paths.iter().enumerate() {
         let from = temporary(path);
-        if from.exists() {
+        // only the text embeddings may be absent (items without captions)
+        if i != 1 || from.exists() {
             std::fs::rename(&from, path).map_err(|source| CliError::Write {
                 path: path.display().to_string(),
                 source,

@@ -412,6 +412,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 None => (shards, (0..shards).collect()),
             };
             let items = embed_dataset::list_items(&input)?;
+            // recorded in the output as the listing's identity: the same folder however it is named
+            let input = input.canonicalize().unwrap_or(input);
             if items.is_empty() {
                 return Err(CliError::Usage(format!(
                     "{}: no images found",
@@ -421,7 +423,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let result = dispatch!(
                 choice,
                 dtype,
-                embed_dataset_cmd(model.as_deref(), &items, &output, &mine, count, batch_size)
+                embed_dataset_cmd(
+                    model.as_deref(),
+                    &input,
+                    &items,
+                    &output,
+                    &mine,
+                    count,
+                    batch_size
+                )
             )?;
             println!("{result}");
             Ok(())
@@ -834,9 +844,11 @@ fn train<B: Backend>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn embed_dataset_cmd<B: Backend>(
     device: &B::Device,
     model: Option<&Path>,
+    input: &Path,
     items: &[embed_dataset::Item],
     output: &Path,
     shards: &[usize],
@@ -846,7 +858,7 @@ fn embed_dataset_cmd<B: Backend>(
     let clip = load_model::<B>(model, device)?;
     let name = model.map_or_else(|| "bundled".to_string(), |m| m.display().to_string());
     embed_dataset::run(
-        device, &clip, &name, items, output, shards, count, batch_size,
+        device, &clip, &name, input, items, output, shards, count, batch_size,
     )
 }
 
@@ -934,7 +946,14 @@ impl RankArgs {
     /// The launch the flags and the environment describe; `None` for a single process.
     fn launch(&self) -> Result<Option<clip_distributed::Launch>, CliError> {
         let usage = |e: clip_distributed::DistributedError| CliError::Usage(e.to_string());
-        let from_env = clip_distributed::Launch::from_env().map_err(usage)?;
+        let from_env = match clip_distributed::Launch::from_env() {
+            Ok(launch) => launch,
+            // the flags name this rank: what the environment lacks (RANK beside WORLD_SIZE) does not
+            // matter, and MASTER_ADDR / MASTER_PORT are read below
+            Err(_) if self.rank.is_some() && self.world_size.is_some() => None,
+            Err(e) => return Err(usage(e)),
+        };
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let world_size = self.world_size.or(from_env.as_ref().map(|l| l.world_size));
         let Some(world_size) = world_size else {
             if self.rank.is_some() {
@@ -955,11 +974,20 @@ impl RankArgs {
                 .master_addr
                 .clone()
                 .or(from_env.as_ref().map(|l| l.master_addr.clone()))
+                .or_else(|| env("MASTER_ADDR"))
                 .unwrap_or_else(|| "127.0.0.1".into()),
-            master_port: self
+            master_port: match self
                 .master_port
                 .or(from_env.as_ref().map(|l| l.master_port))
-                .unwrap_or(29500),
+            {
+                Some(port) => port,
+                None => match env("MASTER_PORT") {
+                    Some(p) => p.parse().map_err(|_| {
+                        CliError::Usage(format!("MASTER_PORT={p:?} is not a port number"))
+                    })?,
+                    None => 29500,
+                },
+            },
             node_host: self
                 .node_addr
                 .clone()

@@ -257,6 +257,18 @@ fn bad_shards_and_another_models_output_are_refused() {
         !ok && err.contains("holds embeddings of model bundled"),
         "{err}"
     );
+    // another listing would put other items under the same shard numbers
+    let (ok, _, err) = run(&[
+        "embed-dataset",
+        "--input",
+        &arg(&data.join("b")),
+        "--output",
+        &arg(&out),
+    ]);
+    assert!(
+        !ok && err.contains("(6 items); this run lists") && err.contains("(4 items)"),
+        "{err}"
+    );
     let (ok, _, err) = run(&[
         "embed-dataset",
         "--input",

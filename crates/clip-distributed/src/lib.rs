@@ -144,25 +144,36 @@ impl Launch {
             .unwrap_or(self.master_port + 1 + self.rank as u16)
     }
 
-    /// The host others reach this rank at: given, or the local address of a route toward the
-    /// master (a UDP "connection" sends nothing).
-    fn own_host(&self) -> String {
+    /// The host others reach this rank at: given, or the local IPv4 address of the route toward
+    /// the master (a UDP "connection" sends nothing; burn-communication's servers listen on IPv4).
+    fn own_host(&self) -> Result<String, DistributedError> {
         if let Some(host) = &self.node_host {
-            return host.clone();
+            return Ok(host.clone());
+        }
+        let master = (self.master_addr.as_str(), self.master_port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addresses| addresses.find(SocketAddr::is_ipv4))
+            .ok_or_else(|| {
+                DistributedError::Launch(format!(
+                    "MASTER_ADDR {:?} has no IPv4 address",
+                    self.master_addr
+                ))
+            })?;
+        if master.ip().is_loopback() {
+            return Ok(master.ip().to_string());
         }
         let route = || -> Option<String> {
-            let master = (self.master_addr.as_str(), self.master_port)
-                .to_socket_addrs()
-                .ok()?
-                .next()?;
-            if master.ip().is_loopback() {
-                return Some(master.ip().to_string());
-            }
             let socket = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
             socket.connect(master).ok()?;
             Some(socket.local_addr().ok()?.ip().to_string())
         };
-        route().unwrap_or_else(|| "127.0.0.1".into())
+        route().ok_or_else(|| {
+            DistributedError::Launch(format!(
+                "no route from this machine to MASTER_ADDR {master}: give this rank's address with \
+                 --node-addr or CLIP_NODE_ADDR"
+            ))
+        })
     }
 }
 
@@ -187,11 +198,19 @@ pub fn join<B: Backend>(launch: &Launch, device: &B::Device) -> Result<Ranks<B>,
     launch.validate()?;
     quiet_logging();
     if launch.rank == 0 {
+        // the orchestrator only logs a failed bind, and another program on the port would answer
+        // in its place: the port must be free before it starts
+        std::net::TcpListener::bind(("0.0.0.0", launch.master_port)).map_err(|e| {
+            DistributedError::Launch(format!(
+                "MASTER_PORT {} cannot be used for the coordinator: {e}",
+                launch.master_port
+            ))
+        })?;
         start_coordinator(launch.master_port)?;
     }
     let master = format!("{}:{}", launch.master_addr, launch.master_port);
     wait_for(&master, launch.timeout)?;
-    let (host, port) = (launch.own_host(), launch.data_port());
+    let (host, port) = (launch.own_host()?, launch.data_port());
     let ws = |hostport: &str| Address::from_str(&format!("ws://{hostport}"));
     let (global, node) = match (ws(&master), ws(&format!("{host}:{port}"))) {
         (Ok(g), Ok(n)) => (g, n),
@@ -293,16 +312,40 @@ impl<B: Backend> Collective<B> for Ranks<B> {
             return Ok(values);
         }
         let primitive = values.into_primitive().tensor();
-        let result = with_deadline(self.timeout, move || {
-            burn_collective::all_reduce::<B>(PEER, primitive, ReduceOperation::Sum)
-        });
-        match result {
-            Some(Ok(summed)) => Ok(Tensor::from_primitive(TensorPrimitive::Float(summed))),
-            Some(Err(e)) => Err(self.failure(format!("an all-reduce failed ({e:?})"))),
-            None => Err(self.failure(format!(
-                "an all-reduce did not complete within {} s",
-                self.timeout.as_secs()
-            ))),
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("clip-collective".into())
+            .spawn(move || {
+                let _ = sender.send(burn_collective::all_reduce::<B>(
+                    PEER,
+                    primitive,
+                    ReduceOperation::Sum,
+                ));
+            })
+            .map_err(|e| TrainError::Collective(format!("an exchange thread: {e}")))?;
+        // Rank 0 alone evaluates and writes checkpoints, and the others wait for it in their next
+        // exchange: a wait longer than the timeout fails only once a rank stops answering (or after
+        // ten timeouts in all, for a rank that answers but never joins)
+        let start = Instant::now();
+        loop {
+            match receiver.recv_timeout(self.timeout) {
+                Ok(Ok(summed)) => {
+                    return Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
+                }
+                Ok(Err(e)) => return Err(self.failure(format!("an all-reduce failed ({e:?})"))),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(self.failure("an all-reduce's thread panicked".into()))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let waited = start.elapsed();
+                    if !self.silent_ranks().is_empty() || waited >= self.timeout * 10 {
+                        return Err(self.failure(format!(
+                            "an all-reduce did not complete within {} s",
+                            waited.as_secs()
+                        )));
+                    }
+                }
+            }
         }
     }
 }
@@ -383,7 +426,15 @@ fn start_coordinator(port: u16) -> Result<(), DistributedError> {
         .map_err(|e| DistributedError::Launch(format!("coordinator runtime: {e}")))?;
     std::thread::Builder::new()
         .name("clip-coordinator".into())
-        .spawn(move || runtime.block_on(burn_collective::start_global_orchestrator(port)))
+        .spawn(move || {
+            runtime.block_on(burn_collective::start_global_orchestrator(port));
+            // the orchestrator returns on SIGINT or SIGTERM, which it intercepts for the whole
+            // process: Ctrl-C, `scancel` or a pod's termination must still stop the run
+            eprintln!(
+                "clip: the coordinator stopped (interrupted, or its server failed); stopping"
+            );
+            std::process::exit(130);
+        })
         .map_err(|e| DistributedError::Launch(format!("coordinator thread: {e}")))?;
     Ok(())
 }
@@ -418,7 +469,7 @@ mod tests {
         let err = high.validate().unwrap_err().to_string();
         assert!(err.contains("no data port for rank 3"), "{err}");
         assert_eq!(launch(1, 2).data_port(), 29502);
-        assert_eq!(launch(1, 2).own_host(), "127.0.0.1");
+        assert_eq!(launch(1, 2).own_host().unwrap(), "127.0.0.1");
     }
 
     #[test]

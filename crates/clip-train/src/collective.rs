@@ -190,3 +190,99 @@ pub(crate) fn check_same_config<B: Backend>(
     }
     Ok(())
 }
+
+/// Every float parameter of `model`, flattened in module order; rank 0's values, zeros elsewhere.
+struct Flatten<B: AutodiffBackend> {
+    lead: bool,
+    flat: Vec<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Flatten<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let values = param.val().inner();
+        let n = values.shape().num_elements();
+        let flat = values.reshape([n]);
+        self.flat.push(if self.lead { flat } else { flat * 0.0 });
+    }
+}
+
+/// Puts the broadcast values back, in the order [`Flatten`] took them.
+struct Replace<B: AutodiffBackend> {
+    values: Tensor<B::InnerBackend, 1>,
+    at: usize,
+}
+
+impl<B: AutodiffBackend> burn::module::ModuleMapper<B> for Replace<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let dims = t.dims();
+            let n: usize = dims.iter().product();
+            let tracked = t.is_require_grad();
+            let t = Tensor::from_inner(self.values.clone().narrow(0, self.at, n).reshape(dims));
+            self.at += n;
+            if tracked {
+                t.require_grad()
+            } else {
+                t
+            }
+        })
+    }
+}
+
+/// The model with rank 0's parameters on every rank (one sum of rank 0's values and the others'
+/// zeros): a fresh run does not depend on every machine's random initialization agreeing, nor a
+/// resumed one on every rank having read the same checkpoint file.
+pub(crate) fn broadcast_parameters<B: AutodiffBackend, M: Module<B>>(
+    model: M,
+    collective: &dyn Collective<B::InnerBackend>,
+) -> Result<M, TrainError> {
+    if collective.world_size() == 1 {
+        return Ok(model);
+    }
+    let mut flatten = Flatten::<B> {
+        lead: collective.rank() == 0,
+        flat: Vec::new(),
+    };
+    model.visit(&mut flatten);
+    if flatten.flat.is_empty() {
+        return Ok(model);
+    }
+    let values = collective.sum(Tensor::cat(flatten.flat, 0))?;
+    Ok(model.map(&mut Replace::<B> { values, at: 0 }))
+}
+
+/// Refuses to go on when the ranks do not stand at the same point: the step they resume from and
+/// the token-table rows their optimizer state tracks (a rank that resumed another checkpoint, or
+/// none, would otherwise train another model in silence).
+pub(crate) fn check_same_start<B: Backend>(
+    collective: &dyn Collective<B>,
+    step: usize,
+    rows: usize,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    if collective.world_size() == 1 {
+        return Ok(());
+    }
+    let mine = [step as f32, rows as f32];
+    let local =
+        Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(mine.to_vec(), [1, 2]), device);
+    let all: Vec<f32> = gather_rows(collective, local)?
+        .into_data()
+        .to_vec()
+        .map_err(|e| TrainError::Collective(format!("start points: {e:?}")))?;
+    for (other, row) in all.chunks(2).enumerate() {
+        if row != mine {
+            return Err(TrainError::Checkpoint(format!(
+                "rank {other} starts at step {} with {} token rows, rank {} at step {} with {}: every \
+                 rank must resume the same checkpoint (rank 0 writes them; give every rank its \
+                 directory, with --resume DIR or a shared output)",
+                row[0],
+                row[1],
+                collective.rank(),
+                step,
+                rows
+            )));
+        }
+    }
+    Ok(())
+}

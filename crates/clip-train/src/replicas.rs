@@ -156,7 +156,7 @@ pub(crate) fn micro_batch_grads<B: AutodiffBackend>(
     for ((p, range), (ids, slots)) in bounds.iter().enumerate().zip(tokens) {
         let mut replica = model.clone().map(&mut FreshLeaves);
         if let ImageEncoder::Vit(vit) = &mut replica.clip.visual {
-            vit.patch_dropout_seed = Some(dropout_seed(config.seed, batch.index, p));
+            vit.patch_dropout_seed = Some(dropout_seed(config.seed, batch.index, rank * parts + p));
         }
         let pixels = pixels.clone().narrow(0, range.start, range.len());
         inputs.push((replica, pixels, ids, slots));

@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{self, BenchmarkReport};
-use crate::collective::Collective;
+use crate::collective::{broadcast_parameters, check_same_start, Collective};
 use crate::config::{LossConfig, TrainConfig};
 use crate::model::TrainModel;
 use crate::optim::{clip_and_lock, learning_rate, DecayMapper, ParamGroups};
@@ -164,6 +164,18 @@ pub fn train_with<B: AutodiffBackend>(
         )));
     }
     if let Some(c) = collective {
+        if world > 1
+            && matches!(
+                config.model.vision,
+                clip::VisionConfig::ModifiedResnet { .. }
+            )
+        {
+            return Err(TrainError::Config(
+                "a ModifiedResNet image tower cannot train across ranks: its BatchNorm statistics \
+                 would be each rank's own (train it in one process)"
+                    .into(),
+            ));
+        }
         crate::collective::check_same_config(c, config, device)?;
     }
     let local_batch = config.batch_size / world;
@@ -276,6 +288,15 @@ pub fn train_with<B: AutodiffBackend>(
         }
         start = state.step;
         log = state.log;
+    }
+    if let Some(c) = collective {
+        check_same_start(
+            c,
+            start,
+            token_rows.as_ref().map_or(0, TokenRows::len),
+            device,
+        )?;
+        model = broadcast_parameters(model, c)?;
     }
     let groups = ParamGroups::new(&model, config.lock_image, config.lock_text);
 
