@@ -386,6 +386,39 @@ fn a_rank_that_dies_stops_the_others_with_its_name() {
 }
 
 #[test]
+fn ranks_that_resume_different_checkpoints_are_refused() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // one step of a two-step run, checkpointed
+    let config = config(dir.path(), "ck", "info_nce", 2, "stop_after = 1");
+    assert!(single(&config).status.success());
+    // rank 0 resumes it, rank 1 starts afresh: the same config, another starting point
+    let port = free_ports(2);
+    let resumed = Command::new(env!("CARGO_BIN_EXE_clip"))
+        .args(["train", "--resume", "latest", "--config"])
+        .arg(&config)
+        .args(["--collective-timeout", "30"])
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fresh = rank(&config, 1, 2, port, 30);
+    for out in [resumed, fresh].map(|c| c.wait_with_output().unwrap()) {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("every rank must resume the same checkpoint")
+                && err.contains("at step 1")
+                && err.contains("at step 0"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn mismatched_ranks_and_launches_are_refused_by_name() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
