@@ -364,6 +364,15 @@ fn decode(items: &[Item], preprocess: &PreprocessConfig) -> Decoded {
     (batch, sizes, failed)
 }
 
+/// Embeddings as unit rows, flattened on the host (clip-retrieval stores normalized embeddings).
+fn unit_rows<B: Backend>(embeds: burn::tensor::Tensor<B, 2>) -> Result<Vec<f32>, CliError> {
+    clip::heads::l2_normalize(embeds)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| CliError::Usage(format!("embeddings: {e:?}")))
+}
+
 /// The zero-padded shard number, as clip-retrieval names its partitions (`int(log10(N)) + 1`
 /// digits: the digits of N).
 fn shard_name(index: usize, count: usize) -> String {
@@ -505,24 +514,12 @@ fn embed_shard<B: Backend>(
             skipped.push(json!({"item": items[start + i].name, "error": why}));
         }
         if let Some(embeds) = clip.embed_prepared(&batch, device) {
-            let unit = clip::heads::l2_normalize(embeds);
-            let values: Vec<f32> = unit
-                .into_data()
-                .convert::<f32>()
-                .to_vec()
-                .map_err(|e| CliError::Usage(format!("embeddings: {e:?}")))?;
-            images.push(&values)?;
+            images.push(&unit_rows(embeds)?)?;
             let kept: Vec<&Item> = batch.decoded.iter().map(|&i| &items[start + i]).collect();
             if let Some(texts) = texts.as_mut() {
                 let captions: Vec<&str> =
                     kept.iter().filter_map(|i| i.caption.as_deref()).collect();
-                let unit = clip::heads::l2_normalize(clip.embed_texts(&captions, device)?);
-                let values: Vec<f32> = unit
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .map_err(|e| CliError::Usage(format!("embeddings: {e:?}")))?;
-                texts.push(&values)?;
+                texts.push(&unit_rows(clip.embed_texts(&captions, device)?)?)?;
             }
             for (item, (width, height)) in kept.into_iter().zip(sizes) {
                 rows.push(Row {

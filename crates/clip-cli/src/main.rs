@@ -801,15 +801,13 @@ fn train<B: Backend>(
     resume: Option<&Path>,
     launch: Option<&clip_distributed::Launch>,
 ) -> Result<(), CliError> {
+    // refused before joining, rather than after the others wait for this rank
+    if let Some(launch) = launch {
+        config
+            .check_world_size(launch.world_size)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     let ranks = match launch.filter(|l| l.world_size > 1) {
-        // refused before joining, rather than after the others wait for this rank
-        Some(launch) if !config.batch_size.is_multiple_of(launch.world_size) => {
-            return Err(CliError::Usage(format!(
-                "batch_size {} is not divisible by the world size {}: every rank takes an equal \
-                 share of the global batch",
-                config.batch_size, launch.world_size
-            )))
-        }
         Some(launch) => Some(
             clip_distributed::join::<B>(launch, device)
                 .map_err(|e| CliError::Usage(e.to_string()))?,

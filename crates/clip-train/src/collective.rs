@@ -51,15 +51,19 @@ pub(crate) fn gather_rows<B: Backend>(
     Ok(collective.sum(padded)?.reshape([world * rows, width]))
 }
 
-/// Takes each gradient out of `grads` in the model's parameter order, flattened.
+/// Takes each gradient out of `grads` in the model's parameter order, flattened, noting which
+/// parameters had one.
 struct Take<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     flat: Vec<Tensor<B::InnerBackend, 1>>,
+    taken: Vec<bool>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Take<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+        let grad = self.grads.remove::<B::InnerBackend, D>(param.id);
+        self.taken.push(grad.is_some());
+        if let Some(grad) = grad {
             let n = grad.shape().num_elements();
             self.flat.push(grad.reshape([n]));
         }
@@ -90,19 +94,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Give<'_, B> {
     }
 }
 
-/// Which parameters (in the model's order) have a gradient in `grads`.
-struct Present<'a> {
-    grads: &'a GradientsParams,
-    present: Vec<bool>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for Present<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.present
-            .push(self.grads.get::<B::InnerBackend, D>(param.id).is_some());
-    }
-}
-
 /// The gradients summed over the ranks, as one flat all-reduce in the model's parameter order (the
 /// order is the same in every process; burn's `ParamId`s are not).
 pub(crate) fn sum_gradients<B: AutodiffBackend, M: Module<B>>(
@@ -113,21 +104,17 @@ pub(crate) fn sum_gradients<B: AutodiffBackend, M: Module<B>>(
     if collective.world_size() == 1 {
         return Ok(grads);
     }
-    let mut present = Present {
-        grads: &grads,
-        present: Vec::new(),
-    };
-    model.visit(&mut present);
-    let taken = present.present;
     let mut take = Take::<B> {
         grads: &mut grads,
         flat: Vec::new(),
+        taken: Vec::new(),
     };
     model.visit(&mut take);
-    if take.flat.is_empty() {
+    let (flat, taken) = (take.flat, take.taken);
+    if flat.is_empty() {
         return Ok(grads);
     }
-    let summed = collective.sum(Tensor::cat(take.flat, 0))?;
+    let summed = collective.sum(Tensor::cat(flat, 0))?;
     let mut give = Give::<B> {
         grads: &mut grads,
         taken: &taken,
@@ -169,26 +156,39 @@ pub(crate) fn check_same_config<B: Backend>(
         .map(|name| fingerprint(&fields[name.as_str()].to_string()))
         .collect();
     mine.push(names.len() as f32);
+    if let Some((other, row)) = first_other_row(collective, &mine, device)? {
+        let field = (0..mine.len()).find(|&i| row[i] != mine[i]).unwrap_or(0);
+        let name = names.get(field).map_or("the set of fields", |n| n.as_str());
+        return Err(TrainError::Config(format!(
+            "rank {other} runs another config than rank {}: `{name}` differs (every rank must run \
+             the same config)",
+            collective.rank()
+        )));
+    }
+    Ok(())
+}
+
+/// Every rank's `mine` (the same length on all) gathered; the first rank whose row differs from
+/// this one's, with its row.
+fn first_other_row<B: Backend>(
+    collective: &dyn Collective<B>,
+    mine: &[f32],
+    device: &B::Device,
+) -> Result<Option<(usize, Vec<f32>)>, TrainError> {
     let width = mine.len();
     let local = Tensor::<B, 2>::from_data(
-        burn::tensor::TensorData::new(mine.clone(), [1, width]),
+        burn::tensor::TensorData::new(mine.to_vec(), [1, width]),
         device,
     );
     let all: Vec<f32> = gather_rows(collective, local)?
         .into_data()
         .to_vec()
-        .map_err(|e| TrainError::Collective(format!("config fingerprints: {e:?}")))?;
-    for (other, row) in all.chunks(width).enumerate() {
-        if let Some(field) = (0..width).find(|&i| row[i] != mine[i]) {
-            let name = names.get(field).map_or("the set of fields", |n| n.as_str());
-            return Err(TrainError::Config(format!(
-                "rank {other} runs another config than rank {}: `{name}` differs (every rank must \
-                 run the same config)",
-                collective.rank()
-            )));
-        }
-    }
-    Ok(())
+        .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
+    Ok(all
+        .chunks(width)
+        .enumerate()
+        .find(|(_, row)| *row != mine)
+        .map(|(rank, row)| (rank, row.to_vec())))
 }
 
 /// Every float parameter of `model`, flattened in module order; rank 0's values, zeros elsewhere.
@@ -264,25 +264,15 @@ pub(crate) fn check_same_start<B: Backend>(
         return Ok(());
     }
     let mine = [step as f32, rows as f32];
-    let local =
-        Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(mine.to_vec(), [1, 2]), device);
-    let all: Vec<f32> = gather_rows(collective, local)?
-        .into_data()
-        .to_vec()
-        .map_err(|e| TrainError::Collective(format!("start points: {e:?}")))?;
-    for (other, row) in all.chunks(2).enumerate() {
-        if row != mine {
-            return Err(TrainError::Checkpoint(format!(
-                "rank {other} starts at step {} with {} token rows, rank {} at step {} with {}: every \
-                 rank must resume the same checkpoint (rank 0 writes them; give every rank its \
-                 directory, with --resume DIR or a shared output)",
-                row[0],
-                row[1],
-                collective.rank(),
-                step,
-                rows
-            )));
-        }
+    if let Some((other, row)) = first_other_row(collective, &mine, device)? {
+        return Err(TrainError::Checkpoint(format!(
+            "rank {other} starts at step {} with {} token rows, rank {} at step {step} with {rows}: \
+             every rank must resume the same checkpoint (rank 0 writes them; give every rank its \
+             directory, with --resume DIR or a shared output)",
+            row[0],
+            row[1],
+            collective.rank(),
+        )));
     }
     Ok(())
 }

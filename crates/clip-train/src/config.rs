@@ -224,6 +224,29 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// Whether `world_size` ranks can train this config together: each takes an equal share of
+    /// the global batch, and a ModifiedResNet's BatchNorm statistics cannot be shared.
+    pub fn check_world_size(&self, world_size: usize) -> Result<(), TrainError> {
+        if world_size <= 1 {
+            return Ok(());
+        }
+        if !self.batch_size.is_multiple_of(world_size) {
+            return Err(TrainError::Config(format!(
+                "batch_size {} is not divisible by the world size {world_size}: every rank takes an \
+                 equal share of the global batch",
+                self.batch_size
+            )));
+        }
+        if matches!(self.model.vision, clip::VisionConfig::ModifiedResnet { .. }) {
+            return Err(TrainError::Config(
+                "a ModifiedResNet image tower cannot train across ranks: its BatchNorm statistics \
+                 would be each rank's own (train it in one process)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks the model config and the values: `batch_size` ≥ 2; `accumulation`, `steps`,
     /// `checkpoint_every` positive; `lr` positive; `weight_decay` non-negative; betas and
     /// `patch_dropout` in [0, 1); not both towers locked. A violation is a [`TrainError::Config`].

@@ -156,26 +156,8 @@ pub fn train_with<B: AutodiffBackend>(
 ) -> Result<TrainReport, TrainError> {
     config.validate()?;
     let (rank, world) = collective.map_or((0, 1), |c| (c.rank(), c.world_size()));
-    if !config.batch_size.is_multiple_of(world) {
-        return Err(TrainError::Config(format!(
-            "batch_size {} is not divisible by the world size {world}: every rank takes an equal \
-             share of the global batch",
-            config.batch_size
-        )));
-    }
+    config.check_world_size(world)?;
     if let Some(c) = collective {
-        if world > 1
-            && matches!(
-                config.model.vision,
-                clip::VisionConfig::ModifiedResnet { .. }
-            )
-        {
-            return Err(TrainError::Config(
-                "a ModifiedResNet image tower cannot train across ranks: its BatchNorm statistics \
-                 would be each rank's own (train it in one process)"
-                    .into(),
-            ));
-        }
         crate::collective::check_same_config(c, config, device)?;
     }
     let local_batch = config.batch_size / world;
