@@ -54,6 +54,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod export;
 pub mod model;

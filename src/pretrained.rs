@@ -556,20 +556,21 @@ impl<B: Backend> Pretrained<B> {
             source,
         })?;
         let weights = dir.join(BURN_WEIGHTS);
-        let tmp = dir.join(format!(".{BURN_WEIGHTS}.tmp-{}", std::process::id()));
+        let tmp = crate::durable::temp_path(&weights);
         let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
         if half {
             store = store.with_to_adapter(HalfPrecisionAdapter::new());
         }
-        self.model
-            .save_into(&mut store)
-            .map_err(|e| ClipError::Write {
+        self.model.save_into(&mut store).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            ClipError::Write {
                 path: weights.clone(),
                 message: e.to_string(),
-            })?;
-        std::fs::rename(&tmp, &weights).map_err(|e| ClipError::Write {
+            }
+        })?;
+        crate::durable::commit_file(&tmp, &weights).map_err(|e| ClipError::Write {
             path: weights.clone(),
-            message: e.to_string(),
+            message: crate::durable::describe(&e),
         })?;
         self.copy_tokenizer(dir)?;
         let json = serde_json::json!({"model": self.config, "preprocess": self.preprocess});

@@ -1086,21 +1086,12 @@ pub fn write_safetensors(
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to a sibling temporary file, then renames it over `path`.
+/// Writes `bytes` to `path` crash-safely ([`crate::durable::write_atomic`]: a temporary sibling,
+/// fsync, rename, directory fsync).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ClipError> {
-    let err = |e: std::io::Error| ClipError::Write {
+    crate::durable::write_atomic(path, bytes).map_err(|e| ClipError::Write {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "weights".into());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
+        message: crate::durable::describe(&e),
     })
 }
 

@@ -459,6 +459,19 @@ pub(crate) fn run<B: Backend>(
     Ok(json!({"output": output, "items": items.len(), "shards": count, "written": summary}))
 }
 
+/// Removes the temporary files an interrupted run left for `path` (`.NAME.tmp-PID`).
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn embed_shard<B: Backend>(
     device: &B::Device,
@@ -478,12 +491,12 @@ fn embed_shard<B: Backend>(
             .join("metadata")
             .join(format!("metadata_{name}.parquet")),
     ];
-    let temporary = |p: &Path| {
-        p.with_file_name(format!(
-            ".{}.tmp",
-            p.file_name().unwrap_or_default().to_string_lossy()
-        ))
-    };
+    // `.NAME.tmp-PID`: another process never shares them; a killed run's are removed here, since the
+    // shard is redone whole
+    let temporary = |p: &Path| clip::durable::temp_path(p);
+    for path in &final_paths {
+        remove_stale_temporaries(path);
+    }
     let dim = clip.config.embed_dim;
     let mut images = NpyWriter::create(&temporary(&final_paths[0]), dim)?;
     let mut texts = if with_text {
@@ -551,7 +564,7 @@ fn embed_shard<B: Backend>(
         let from = temporary(path);
         // only the text embeddings may be absent (items without captions)
         if i != 1 || from.exists() {
-            std::fs::rename(&from, path).map_err(|source| CliError::Write {
+            clip::durable::commit_file(&from, path).map_err(|source| CliError::Write {
                 path: path.display().to_string(),
                 source,
             })?;

@@ -187,7 +187,11 @@ fn shards_together_equal_one_run_row_for_row() {
     // a shard killed half-way (its temporary files left, no done marker) is redone whole
     std::fs::remove_file(two.join("done/1.json")).unwrap();
     std::fs::remove_file(two.join("img_emb/img_emb_1.npy")).unwrap();
-    std::fs::write(two.join("img_emb/.img_emb_1.npy.tmp"), b"half a file").unwrap();
+    std::fs::write(
+        two.join("img_emb/.img_emb_1.npy.tmp-999999"),
+        b"half a file",
+    )
+    .unwrap();
     let (ok, _, err) = run(&[
         "embed-dataset",
         "--input",
@@ -207,7 +211,7 @@ fn shards_together_equal_one_run_row_for_row() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-6, "{diff}");
-    assert!(!two.join("img_emb/.img_emb_1.npy.tmp").exists());
+    assert!(!two.join("img_emb/.img_emb_1.npy.tmp-999999").exists());
 }
 
 #[test]

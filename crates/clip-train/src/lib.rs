@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod benchmark;
+mod checkpoint_file;
 pub mod collective;
 pub mod config;
 mod loader;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::{AdamWConfig, GradientsAccumulator, Optimizer};
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use burn::record::Recorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use clip::Clip;
@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark::{self, BenchmarkReport};
+use crate::checkpoint_file::CheckedBinFileRecorder;
 use crate::collective::{broadcast_parameters, check_same_start, Collective};
 use crate::config::{LossConfig, TrainConfig};
 use crate::model::TrainModel;
@@ -75,8 +76,8 @@ struct CheckpointState {
     batch: Option<(usize, usize)>,
 }
 
-fn recorder() -> BinFileRecorder<FullPrecisionSettings> {
-    BinFileRecorder::new()
+fn recorder() -> CheckedBinFileRecorder {
+    CheckedBinFileRecorder
 }
 
 fn checkpoint_root(config: &TrainConfig) -> PathBuf {
@@ -499,19 +500,56 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
     let root = checkpoint_root(config);
     let final_dir = root.join(format!("step-{step:07}"));
     let tmp = root.join(format!(".step-{step:07}.tmp"));
-    let err = |e: String| TrainError::Checkpoint(format!("writing {}: {e}", final_dir.display()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| err(e.to_string()))?;
+    let written =
+        write_checkpoint(config, model, optim, token_rows, step, log, &tmp).and_then(|()| {
+            // a checkpoint of this step from an earlier run that went further: the new one replaces it
+            if final_dir.exists() {
+                std::fs::remove_dir_all(&final_dir).map_err(|e| clip::durable::describe(&e))?;
+            }
+            // the rename is the commit point: a crash before it leaves only a .tmp directory, which
+            // the next checkpoint of this step removes and `latest_checkpoint` never picks
+            clip::durable::commit_dir(&tmp, &final_dir).map_err(|e| clip::durable::describe(&e))
+        });
+    if let Err(message) = written {
+        // a full disk gets its room back; the previous checkpoints are untouched
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(TrainError::Checkpoint(format!(
+            "writing {}: {message}",
+            final_dir.display()
+        )));
+    }
+    Ok(final_dir)
+}
+
+/// Writes a checkpoint's files into `tmp` (created afresh); every file is flushed by the commit.
+fn write_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
+    config: &TrainConfig,
+    model: &TrainModel<B>,
+    optim: &O,
+    token_rows: Option<&TokenRows<B::InnerBackend>>,
+    step: usize,
+    log: &[StepLog],
+    tmp: &Path,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| clip::durable::describe(&e);
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(io)?;
+    }
+    std::fs::create_dir_all(tmp).map_err(io)?;
     model
         .clone()
         .save_file(tmp.join("model"), &recorder())
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| no_space_first(e.to_string()))?;
     recorder()
         .record(optim.to_record(), tmp.join("optim"))
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| no_space_first(e.to_string()))?;
     if let Some(rows) = token_rows {
-        Recorder::<B>::record(&recorder(), rows.to_record()?, tmp.join("token_rows"))
-            .map_err(|e| err(e.to_string()))?;
+        Recorder::<B>::record(
+            &recorder(),
+            rows.to_record().map_err(|e| e.to_string())?,
+            tmp.join("token_rows"),
+        )
+        .map_err(|e| no_space_first(e.to_string()))?;
     }
     let state = CheckpointState {
         step,
@@ -520,15 +558,17 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<TrainModel<B>, B>>(
         log: log.to_vec(),
         batch: Some((config.batch_size, config.accumulation)),
     };
-    std::fs::write(
-        tmp.join("state.json"),
-        serde_json::to_string(&state).map_err(|e| err(e.to_string()))?,
-    )
-    .map_err(|e| err(e.to_string()))?;
-    // the rename is the commit point: a crash before it leaves only a .tmp directory behind
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(|e| err(e.to_string()))?;
-    Ok(final_dir)
+    let json = serde_json::to_string(&state).map_err(|e| e.to_string())?;
+    std::fs::write(tmp.join("state.json"), json).map_err(io)
+}
+
+/// burn's recorder reports I/O errors as the `Debug` text of its error: a full disk is said plainly.
+fn no_space_first(message: String) -> String {
+    if message.contains("StorageFull") || message.contains("No space left") {
+        "no space left on the device".to_string()
+    } else {
+        message
+    }
 }
 
 /// Writes the trained model as a model directory `clip` loads (`clip_config.json` + `model.bpk`),

@@ -188,10 +188,26 @@ impl<B: Backend> ZeroShotClassifier<B> {
         ]);
         let data = safetensors::serialize([("classifier", view)], Some(metadata))
             .map_err(|e| write_err(e.to_string()))?;
+        // temporary sibling, fsync, rename, directory fsync: a crash leaves the old file or the new
+        // (clip::durable does the same; this crate sits below it)
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, data)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| write_err(e.to_string()))
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, &data)?;
+                f.sync_all()
+            })
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e.to_string()));
+        }
+        #[cfg(unix)]
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| write_err(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Loads a classifier saved by [`save`](Self::save).
