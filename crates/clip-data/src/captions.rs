@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
-use crate::image_io::{decode_rgb, probe_image};
+use crate::image_io::{decode_rgb, probe_image, ImageLimits};
 
 /// Why a caption dataset could not be loaded, or one of its images read.
 #[derive(Debug, thiserror::Error)]
@@ -85,11 +85,27 @@ impl ImageSource {
             path: self.path(),
             message: e.to_string(),
         };
+        let max = ImageLimits::default().max_bytes;
+        let too_large = |size: u64| {
+            DatasetError::Image(crate::ImageError::TooLarge {
+                path: self.path(),
+                what: format!("the file is {size} bytes, more than {max}"),
+            })
+        };
         match self {
-            ImageSource::File(path) => std::fs::read(path).map_err(failed),
+            ImageSource::File(path) => {
+                let size = std::fs::metadata(path).map_err(failed)?.len();
+                if size > max {
+                    return Err(too_large(size));
+                }
+                std::fs::read(path).map_err(failed)
+            }
             ImageSource::Member {
                 shard, offset, len, ..
             } => {
+                if *len > max {
+                    return Err(too_large(*len));
+                }
                 let mut file = std::fs::File::open(shard.as_path()).map_err(failed)?;
                 file.seek(SeekFrom::Start(*offset)).map_err(failed)?;
                 let mut bytes = Vec::with_capacity(*len as usize);
@@ -277,6 +293,9 @@ pub fn probe_pairs(
 
 const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
+/// The most of a caption member read from a shard (the rest is never tokenized).
+const MAX_CAPTION_BYTES: u64 = 1 << 20;
+
 /// A webdataset sample being gathered: its key, image member and caption.
 /// (The image is already probed: `Err` says why it cannot be used.)
 type PendingSample = Option<(String, Option<Result<ImageSource, String>>, Option<String>)>;
@@ -343,9 +362,18 @@ pub fn index_shard(
         }
         let sample = current.get_or_insert_with(|| (stem.clone(), None, None));
         let (offset, len) = (entry.raw_file_position(), entry.size());
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(read_err)?;
+        // only images and captions are read, each within a bound; other members are skipped unread
         if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
+            let max = ImageLimits::default().max_bytes;
+            if len > max {
+                sample.1 = Some(Err(format!(
+                    "{}: {name} is {len} bytes, more than an image may be ({max})",
+                    sample.0
+                )));
+                continue;
+            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(read_err)?;
             // the bytes pass by anyway: probe the header now, keep only where they lie
             let image = ImageSource::Member {
                 shard: shard.clone(),
@@ -359,6 +387,12 @@ pub fn index_shard(
                     .map_err(|e| format!("{key}: {e}", key = sample.0)),
             );
         } else if ext == "txt" {
+            // a caption is cut to a few dozen tokens: its first MiB is more than enough
+            let mut bytes = Vec::new();
+            (&mut entry)
+                .take(MAX_CAPTION_BYTES)
+                .read_to_end(&mut bytes)
+                .map_err(read_err)?;
             sample.2 = Some(String::from_utf8_lossy(&bytes).to_string());
         }
     }

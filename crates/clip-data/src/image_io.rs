@@ -4,7 +4,30 @@
 
 use std::path::{Path, PathBuf};
 
-use image::{ImageFormat, ImageReader, RgbImage};
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+/// What one image may cost to decode. Both are checked before the pixels are: the pixel count from
+/// the header, the file's size from the file system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLimits {
+    /// Most pixels (width × height) an image may have. Default: 178,956,970, PIL's own refusal
+    /// (`Image.MAX_IMAGE_PIXELS` × 2, where its decompression-bomb warning becomes an error), about
+    /// 13,377 × 13,377: whatever PIL opens, this opens.
+    pub max_pixels: u64,
+    /// Most bytes a decoder may allocate, and the largest file read. Default: 8 bytes for each of
+    /// `max_pixels` (a 16-bit RGBA image at the pixel limit), 1.43 GB.
+    pub max_bytes: u64,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        let max_pixels = 2 * 89_478_485;
+        Self {
+            max_pixels,
+            max_bytes: 8 * max_pixels,
+        }
+    }
+}
 
 /// Why an image could not be turned into RGB pixels. Every variant names the image by `path` (for
 /// in-memory bytes, the name the caller passed).
@@ -40,6 +63,15 @@ pub enum ImageError {
         /// The decoder's message.
         message: String,
     },
+    /// The header declares more pixels than [`ImageLimits::max_pixels`], or the file is larger than
+    /// [`ImageLimits::max_bytes`]: refused before decoding.
+    #[error("image {path} is too large: {what}")]
+    TooLarge {
+        /// The image.
+        path: PathBuf,
+        /// Its size against the limit, e.g. "16384x16384 is 268435456 pixels, more than 178956970".
+        what: String,
+    },
     /// The header declares a zero width or height.
     #[error("image {path} is empty ({width}x{height})")]
     Empty {
@@ -57,14 +89,31 @@ fn has_end_marker(bytes: &[u8]) -> bool {
     bytes.windows(2).skip(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// Decodes an image file (format from its content, not its name) into 8-bit RGB.
+/// Decodes an image file (format from its content, not its name) into 8-bit RGB, within the default
+/// [`ImageLimits`].
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage, ImageError> {
+    load_rgb_within(path, &ImageLimits::default())
+}
+
+/// [`load_rgb`] within `limits`: a file larger than `max_bytes` is refused before it is read.
+pub fn load_rgb_within(
+    path: impl AsRef<Path>,
+    limits: &ImageLimits,
+) -> Result<RgbImage, ImageError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
+    let read = |source| ImageError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    decode_rgb(&bytes, path)
+    };
+    let size = std::fs::metadata(path).map_err(read)?.len();
+    if size > limits.max_bytes {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            what: format!("the file is {size} bytes, more than {}", limits.max_bytes),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read)?;
+    decode_rgb_within(&bytes, path, limits)
 }
 
 /// A reader for `bytes` with its format guessed from the content.
@@ -90,11 +139,27 @@ fn decode_error(e: image::ImageError, path: &Path, format: ImageFormat) -> Image
             path: path.to_path_buf(),
             format,
         },
+        image::ImageError::Limits(e) => ImageError::TooLarge {
+            path: path.to_path_buf(),
+            what: e.to_string(),
+        },
         e => ImageError::Decode {
             path: path.to_path_buf(),
             message: e.to_string(),
         },
     }
+}
+
+/// [`ImageError::TooLarge`] when `width × height` is over `max_pixels`.
+fn within_pixels(width: u32, height: u32, max_pixels: u64, path: &Path) -> Result<(), ImageError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            what: format!("{width}x{height} is {pixels} pixels, more than {max_pixels}"),
+        });
+    }
+    Ok(())
 }
 
 fn non_empty(width: u32, height: u32, path: &Path) -> Result<(), ImageError> {
@@ -123,11 +188,33 @@ pub fn probe_image(
     Ok((width, height))
 }
 
-/// Decodes in-memory image bytes (format from the content) into 8-bit RGB; `path` only names the
-/// image in errors. With feature `exact-jpeg` (the default) or `system-libjpeg-turbo`, JPEGs go
-/// through libjpeg and come out bit-identical to PIL's (CMYK/YCCK ones fall back to `image`).
+/// Decodes in-memory image bytes (format from the content) into 8-bit RGB within the default
+/// [`ImageLimits`]; `path` only names the image in errors. With feature `exact-jpeg` (the default) or
+/// `system-libjpeg-turbo`, JPEGs go through libjpeg and come out bit-identical to PIL's (CMYK/YCCK
+/// ones fall back to `image`).
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
-    let (reader, format) = guess(std::io::Cursor::new(bytes), path)?;
+    decode_rgb_within(bytes, path, &ImageLimits::default())
+}
+
+/// [`decode_rgb`] within `limits`: the header's dimensions are checked before any pixel is decoded,
+/// and no decoder may allocate more than `max_bytes`.
+pub fn decode_rgb_within(
+    bytes: &[u8],
+    path: &Path,
+    limits: &ImageLimits,
+) -> Result<RgbImage, ImageError> {
+    let too_large = |what: String| ImageError::TooLarge {
+        path: path.to_path_buf(),
+        what,
+    };
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(too_large(format!(
+            "{} bytes, more than {}",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    let (mut reader, format) = guess(std::io::Cursor::new(bytes), path)?;
     if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
         // libjpeg fills a cut-off scan with gray and only warns; PIL refuses such files.
         return Err(ImageError::Decode {
@@ -136,14 +223,31 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
         });
     }
     if format == ImageFormat::Jpeg {
-        // libjpeg with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with. CMYK and
-        // other layouts libjpeg cannot turn into RGB fall through to `image`.
-        if let Some(image) = decode_jpeg_exact(bytes, path)? {
+        // libjpeg with its defaults (ISLOW IDCT, fancy upsampling) is what PIL decodes with; it
+        // reads the header itself (it parses more JPEGs than `image` does) and the size is checked
+        // before any pixel is decoded. CMYK and other layouts libjpeg cannot turn into RGB fall
+        // through to `image`.
+        if let Some(image) = decode_jpeg_exact(bytes, path, limits.max_pixels)? {
             return Ok(image);
         }
     }
+    // the header's dimensions, before any pixel is decoded
+    let (width, height) = probe_image(std::io::Cursor::new(bytes), path)?;
+    within_pixels(width, height, limits.max_pixels, path)?;
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_bytes);
+    reader.limits(decoder_limits);
     let image = reader.decode().map_err(|e| decode_error(e, path, format))?;
     non_empty(image.width(), image.height(), path)?;
+    if u64::from(image.width()) * u64::from(image.height()) > limits.max_pixels {
+        // a header that understated the size (the decoder went by the data)
+        return Err(too_large(format!(
+            "{}x{} decoded, more than {} pixels",
+            image.width(),
+            image.height(),
+            limits.max_pixels
+        )));
+    }
     Ok(image.to_rgb8())
 }
 
@@ -152,7 +256,14 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
 /// bytes before a marker, say), because TurboJPEG reports a warning as a failure without saying
 /// which it was. Those files may then be a few levels from PIL; `exact-jpeg` has no such gap.
 #[cfg(feature = "system-libjpeg-turbo")]
-fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, ImageError> {
+fn decode_jpeg_exact(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, ImageError> {
+    if let Ok(header) = turbojpeg::read_header(bytes) {
+        within_pixels(header.width as u32, header.height as u32, max_pixels, path)?;
+    }
     let decoded = match turbojpeg::decompress(bytes, turbojpeg::PixelFormat::RGB) {
         Ok(decoded) => decoded,
         Err(_) => return Ok(None),
@@ -172,33 +283,53 @@ fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, Imag
 /// integer IDCT and upsampling give the same bytes as the SIMD paths PIL uses). `None`: a colour
 /// space libjpeg cannot convert to RGB (CMYK, YCCK), left to `image`.
 #[cfg(all(feature = "exact-jpeg", not(feature = "system-libjpeg-turbo")))]
-fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, ImageError> {
+fn decode_jpeg_exact(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, ImageError> {
     use mozjpeg::ColorSpace;
 
+    /// What libjpeg made of the data.
+    enum Decoded {
+        Pixels(usize, usize, Vec<u8>),
+        /// CMYK or YCCK: left to `image`.
+        NotRgb,
+        /// The header's size, over the limit: nothing decoded.
+        TooLarge(u32, u32),
+    }
     // mozjpeg's error handler unwinds out of the C code with the libjpeg message; catch it here so
     // a corrupt file is an `ImageError`, never a panic in the caller.
-    let decoded =
-        std::panic::catch_unwind(|| -> std::io::Result<Option<(usize, usize, Vec<u8>)>> {
-            let decompress = mozjpeg::Decompress::new_mem(bytes)?;
-            if matches!(
-                decompress.color_space(),
-                ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
-            ) {
-                return Ok(None);
-            }
-            let mut started = decompress.rgb()?;
-            let (width, height) = (started.width(), started.height());
-            let pixels = started.read_scanlines::<u8>()?;
-            started.finish()?;
-            Ok(Some((width, height, pixels)))
-        });
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Decoded> {
+        let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        // the header is read: an image over the limit is refused before its pixels are decoded
+        let (width, height) = (decompress.width() as u32, decompress.height() as u32);
+        if u64::from(width) * u64::from(height) > max_pixels {
+            return Ok(Decoded::TooLarge(width, height));
+        }
+        if matches!(
+            decompress.color_space(),
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+        ) {
+            return Ok(Decoded::NotRgb);
+        }
+        let mut started = decompress.rgb()?;
+        let (width, height) = (started.width(), started.height());
+        let pixels = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        Ok(Decoded::Pixels(width, height, pixels))
+    });
     let message = match decoded {
-        Ok(Ok(Some((width, height, pixels)))) => {
+        Ok(Ok(Decoded::Pixels(width, height, pixels))) => {
             let (w, h) = (width as u32, height as u32);
             non_empty(w, h, path)?;
             return Ok(RgbImage::from_raw(w, h, pixels));
         }
-        Ok(Ok(None)) => return Ok(None),
+        Ok(Ok(Decoded::NotRgb)) => return Ok(None),
+        Ok(Ok(Decoded::TooLarge(w, h))) => {
+            within_pixels(w, h, max_pixels, path)?;
+            return Ok(None);
+        }
         Ok(Err(e)) => e.to_string(),
         Err(payload) => match (
             payload.downcast_ref::<String>(),
@@ -217,6 +348,10 @@ fn decode_jpeg_exact(bytes: &[u8], path: &Path) -> Result<Option<RgbImage>, Imag
 
 /// No exact JPEG decoder compiled in: every JPEG goes to the pure-Rust `image` decoder.
 #[cfg(not(any(feature = "exact-jpeg", feature = "system-libjpeg-turbo")))]
-fn decode_jpeg_exact(_bytes: &[u8], _path: &Path) -> Result<Option<RgbImage>, ImageError> {
+fn decode_jpeg_exact(
+    _bytes: &[u8],
+    _path: &Path,
+    _max_pixels: u64,
+) -> Result<Option<RgbImage>, ImageError> {
     Ok(None)
 }

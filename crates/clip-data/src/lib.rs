@@ -61,7 +61,9 @@ pub use resample::{interpolate_planes_bicubic, resize_planes_bicubic};
 pub use augment::AugmentConfig;
 /// The decoded image type of [`load_rgb`] and [`resize_and_crop`] (the `image` crate's).
 pub use image::RgbImage;
-pub use image_io::{decode_rgb, load_rgb, probe_image, ImageError};
+pub use image_io::{
+    decode_rgb, decode_rgb_within, load_rgb, load_rgb_within, probe_image, ImageError, ImageLimits,
+};
 pub use preprocess::{
     images_to_tensor, normalize, patch_grid_size, resize_and_crop, CropRounding, Interpolation,
     PreprocessConfig, ResizeMode, CLIP_MEAN, CLIP_STD,

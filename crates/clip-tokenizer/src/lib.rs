@@ -250,9 +250,18 @@ impl ClipTokenizer {
 
     /// BPE ids of the cleaned text, without start, end or padding.
     pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.encode_up_to(text, usize::MAX)
+    }
+
+    /// The first `limit` (or more) ids of [`encode`](Self::encode): words are merged one by one, so
+    /// those after the limit need not be. Cleaning still reads the whole text (linear time).
+    fn encode_up_to(&self, text: &str, limit: usize) -> Vec<u32> {
         let text = clean(text);
         let mut ids = Vec::new();
         for word in self.words.find_iter(&text).map(|m| m.as_str()) {
+            if ids.len() >= limit {
+                break;
+            }
             match SPECIAL.iter().position(|s| *s == word) {
                 Some(i) => ids.push(START_OF_TEXT + i as u32),
                 None => {
@@ -275,7 +284,9 @@ impl ClipTokenizer {
     pub fn tokenize(&self, text: &str) -> Vec<u32> {
         let mut ids = Vec::with_capacity(self.context_length);
         ids.push(START_OF_TEXT);
-        ids.extend(self.encode(text));
+        // a row keeps at most context_length - 2 of the text's ids: a long text (a 10 MB file) is
+        // cleaned whole, as open_clip does, but only its first words go through BPE
+        ids.extend(self.encode_up_to(text, self.context_length - 2));
         ids.push(END_OF_TEXT);
         if ids.len() > self.context_length {
             ids.truncate(self.context_length);
