@@ -436,9 +436,15 @@ pub struct ServeArgs {
     /// search your images and see their thumbnails.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
-    /// Embedding requests allowed to wait for the model (more get 503 Service Unavailable).
+    /// Embedding requests allowed to wait for the model (more get 429 Too Many Requests).
     #[arg(long, default_value_t = 16)]
     pub queue: usize,
+    /// Requests handled at once, of every kind (more get 429 Too Many Requests).
+    #[arg(long, default_value_t = 64)]
+    pub max_requests: usize,
+    /// Seconds a client has to send a request's body (a slower one gets 408 Request Timeout).
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout: f64,
     /// Largest request body in MiB (an uploaded image travels as base64: 4/3 of its size).
     #[arg(long, default_value_t = 16)]
     pub max_body_mib: usize,
@@ -460,6 +466,8 @@ pub fn serve<B: Backend>(device: &B::Device, args: &ServeArgs) -> Result<(), Cli
         addr: args.addr,
         queue: args.queue.max(1),
         max_body: args.max_body_mib.max(1) << 20,
+        max_requests: args.max_requests.max(1),
+        body_timeout: std::time::Duration::from_secs_f64(args.body_timeout.clamp(0.001, 86_400.0)),
         ..Default::default()
     };
     clip_search::server::serve(index, clip, model, device.clone(), options, |addr| {

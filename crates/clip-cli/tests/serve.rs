@@ -321,7 +321,7 @@ fn the_api_answers_refuses_bad_requests_and_keeps_serving() {
 }
 
 #[test]
-fn a_full_queue_answers_503_at_once() {
+fn a_full_queue_answers_429_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let photos = dir.path().join("photos");
     let scenes = render(&photos, 4, 2, 48);
@@ -346,7 +346,7 @@ fn a_full_queue_answers_503_at_once() {
             .into_iter()
             .map(|h| {
                 let (code, answer) = h.join().unwrap();
-                if code == 503 {
+                if code == 429 {
                     assert!(
                         answer["error"].as_str().unwrap().contains("busy"),
                         "{answer}"
@@ -356,9 +356,95 @@ fn a_full_queue_answers_503_at_once() {
             })
             .collect()
     });
-    assert!(codes.iter().all(|&c| c == 200 || c == 503), "{codes:?}");
-    assert!(codes.contains(&200) && codes.contains(&503), "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
+    assert!(codes.contains(&200) && codes.contains(&429), "{codes:?}");
     assert_eq!(get_json(addr, "/api/status").0, 200);
+}
+
+/// Opens a request whose body never fully arrives: headers promise `length` bytes, `sent` are sent.
+fn stalled(addr: &str, length: usize, sent: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /api/search HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![b' '; sent]).unwrap();
+    stream
+}
+
+/// The status code of what the server answered on `stream` (blocking up to 20 s).
+fn answer_code(mut stream: TcpStream) -> (u16, String) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn slow_and_vanishing_clients_do_not_hold_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    render(&photos, 4, 3, 48);
+    let db = dir.path().join("index.sqlite3");
+    index(&photos, &db);
+    let server = Server::start(&db, &["--max-requests", "3", "--body-timeout", "3"]);
+    let addr = server.addr.as_str();
+    // a client that sends half its body and hangs up, many times: nothing is left waiting
+    for _ in 0..20 {
+        drop(stalled(addr, 1000, 500));
+    }
+    // their slots come back as soon as the server has read the hang-ups (milliseconds)
+    let hung_up = Instant::now();
+    while get_json(addr, "/api/status").0 != 200 {
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(2),
+            "slots still held"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // two clients stall mid-body: they hold two of the three request slots, not the model
+    let start = Instant::now();
+    let slow: Vec<TcpStream> = (0..2).map(|_| stalled(addr, 1000, 10)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (code, answer) = post(addr, "/api/search", &json!({"query": "a red bag"}));
+    assert_eq!(code, 200, "{answer}");
+    // a third stalled one takes the last slot: the next request is turned away at once, in JSON
+    let third = stalled(addr, 1000, 10);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the slow clients timed out already"
+    );
+    let mut status = TcpStream::connect(addr).unwrap();
+    let request = format!("GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    status.write_all(request.as_bytes()).unwrap();
+    let (code, text) = answer_code(status);
+    assert_eq!(code, 429, "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1") && text.contains(r#"{"error":"busy"#),
+        "{text}"
+    );
+    // after the body timeout each stalled client gets 408 and its slot is free again
+    for stream in slow.into_iter().chain([third]) {
+        let (code, text) = answer_code(stream);
+        assert_eq!(code, 408, "{text}");
+        assert!(text.contains("longer than 3 s"), "{text}");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    let (code, answer) = post(addr, "/api/search", &json!({"query": "a red bag"}));
+    assert_eq!(code, 200, "{answer}");
 }
 
 /// A W3C WebDriver command to chromedriver.

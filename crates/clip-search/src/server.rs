@@ -1,9 +1,12 @@
 //! `clip serve`: a JSON API and one embedded web page over an index.
 //!
 //! One thread owns the model and runs every embedding, fed by a bounded queue: a request that finds
-//! the queue full gets `503` at once instead of waiting without end. Searches score the vectors on
-//! tokio's blocking pool; the vectors are reloaded when another process (`clip index`) has committed
-//! to the database since. Every error is JSON, `{"error": "..."}`, with a 4xx status for bad input.
+//! the queue full gets `429` at once instead of waiting without end, and work whose client has gone
+//! is dropped unrun. What one request may cost is bounded ([`ServeOptions`]): its body's size and the
+//! time to send it, the pixels of an image, the results it asks for; and so is what all of them may
+//! cost together: requests in flight (more get `429`), images decoded at once, cached thumbnails.
+//! Searches score the vectors on tokio's blocking pool; the vectors are reloaded when another process
+//! (`clip index`) has committed to the database since. Every error is JSON, `{"error": "..."}`, with a 4xx status for bad input.
 //! Thumbnails are served by row id only, so a client can never name a file the index does not hold.
 //!
 //! | route | body | answer |
@@ -50,7 +53,7 @@ const PAGE: &str = include_str!("server/page.html");
 pub struct ServeOptions {
     /// Where to listen (loopback by default: the index shows your files to whoever connects).
     pub addr: SocketAddr,
-    /// Embedding requests allowed to wait for the model; more get `503`.
+    /// Embedding requests allowed to wait for the model; more get `429`.
     pub queue: usize,
     /// Largest request body, in bytes (a base64 image is 4/3 of the file).
     pub max_body: usize,
@@ -58,6 +61,11 @@ pub struct ServeOptions {
     pub max_pixels: u64,
     /// Most results a search may ask for.
     pub max_results: usize,
+    /// Requests handled at once; more get `429` (with `Retry-After`). With `max_body`, this bounds the
+    /// memory request bodies can take.
+    pub max_requests: usize,
+    /// Time a client has to send a request's body; a slower one gets `408`.
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +76,8 @@ impl Default for ServeOptions {
             max_body: 16 << 20,
             max_pixels: 64_000_000,
             max_results: 500,
+            max_requests: 64,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -84,7 +94,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let mut response = (self.0, Json(json!({"error": self.1}))).into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -103,13 +119,22 @@ impl From<SearchError> for ApiError {
 /// errors too.
 struct ApiJson<T>(T);
 
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: serde::de::DeserializeOwned> FromRequest<Shared> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejection_error(rejection)),
+    async fn from_request(req: Request, app: &Shared) -> Result<Self, Self::Rejection> {
+        // the body is read here: a client that sends it slowly, or stops, is cut off in time
+        let read = Json::<T>::from_request(req, app);
+        match tokio::time::timeout(app.options.body_timeout, read).await {
+            Ok(Ok(Json(value))) => Ok(Self(value)),
+            Ok(Err(rejection)) => Err(rejection_error(rejection)),
+            Err(_) => Err(ApiError(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body took longer than {} s to arrive",
+                    app.options.body_timeout.as_secs_f64()
+                ),
+            )),
         }
     }
 }
@@ -150,6 +175,14 @@ fn encoder<B: Backend>(
     };
     let first = |rows: Vec<Vec<f32>>| rows.into_iter().next().unwrap_or_default();
     for work in queue {
+        // a client that went away while its work waited (disconnected, timed out) costs no encoding
+        let gone = match &work {
+            Work::Query(_, reply) | Work::Image(_, reply) => reply.is_closed(),
+            Work::Classify { reply, .. } => reply.is_closed(),
+        };
+        if gone {
+            continue;
+        }
         match work {
             Work::Query(terms, reply) => {
                 let _ = reply.send(
@@ -201,19 +234,26 @@ struct App {
     db: PathBuf,
     options: ServeOptions,
     thumbs: Mutex<HashMap<i64, Bytes>>,
+    /// One permit per request being handled ([`ServeOptions::max_requests`]).
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// One permit per image being decoded: at most one per core at once, whatever the requests.
+    decoding: tokio::sync::Semaphore,
 }
+
+/// Thumbnails kept in memory (each at most 256 px on a side, a few tens of KB).
+const THUMB_CACHE: usize = 4096;
 
 type Shared = Arc<App>;
 
 impl App {
-    /// Sends work to the model and waits for its answer; `503` when the queue is full.
+    /// Sends work to the model and waits for its answer; `429` when the queue is full.
     async fn ask<T>(&self, work: impl FnOnce(Reply<T>) -> Work) -> Result<T, ApiError> {
         let (tx, rx) = oneshot::channel();
         match self.queue.try_send(work(tx)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                    StatusCode::TOO_MANY_REQUESTS,
                     format!(
                         "busy: {} requests are waiting for the model; try again shortly",
                         self.options.queue
@@ -233,6 +273,13 @@ impl App {
                 "the model has stopped".into(),
             )
         })?
+    }
+
+    /// Decodes an uploaded image on the blocking pool, as many at once as there are cores.
+    async fn decode(&self, base64: String) -> Result<RgbImage, ApiError> {
+        let _permit = self.decoding.acquire().await.map_err(|_| poisoned())?;
+        let max = self.options.max_pixels;
+        blocking(move || decode_upload(&base64, max)).await
     }
 
     /// The vectors (or the approximate index), reloaded first when the database changed since they
@@ -270,15 +317,17 @@ fn decode_upload(text: &str, max_pixels: u64) -> Result<RgbImage, ApiError> {
         .decode(data.trim())
         .map_err(|e| ApiError::bad(format!("image: not base64 ({e})")))?;
     let name = Path::new("the uploaded image");
-    let (w, h) = clip::data::probe_image(std::io::Cursor::new(&bytes), name)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    if u64::from(w) * u64::from(h) > max_pixels {
-        return Err(ApiError(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the image is {w}×{h}: more than {max_pixels} pixels"),
-        ));
-    }
-    clip::data::decode_rgb(&bytes, name).map_err(|e| ApiError::bad(e.to_string()))
+    let limits = clip::data::ImageLimits {
+        max_pixels,
+        ..Default::default()
+    };
+    // the size is checked from the header before any pixel is decoded
+    clip::data::decode_rgb_within(&bytes, name, &limits).map_err(|e| match e {
+        clip::data::ImageError::TooLarge { .. } => {
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
+        e => ApiError::bad(e.to_string()),
+    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -320,8 +369,7 @@ async fn search(
             (app.ask(|reply| Work::Query(terms, reply)).await?, None)
         }
         (None, Some(image), None) => {
-            let max = app.options.max_pixels;
-            let image = blocking(move || decode_upload(&image, max)).await?;
+            let image = app.decode(image).await?;
             (
                 app.ask(|reply| Work::Image(Box::new(image), reply)).await?,
                 None,
@@ -412,9 +460,7 @@ async fn classify(
             "at most 200 labels and 4000 prompts (labels × templates)",
         ));
     }
-    let max = app.options.max_pixels;
-    let image = request.image;
-    let image = blocking(move || decode_upload(&image, max)).await?;
+    let image = app.decode(request.image).await?;
     let ranked = app
         .ask(|reply| Work::Classify {
             image: Box::new(image),
@@ -461,7 +507,7 @@ async fn thumb(State(app): State<Shared>, UrlPath(id): UrlPath<i64>) -> Result<R
             })
             .await?;
             let mut thumbs = app.thumbs.lock().map_err(|_| poisoned())?;
-            if thumbs.len() >= 4096 {
+            if thumbs.len() >= THUMB_CACHE {
                 thumbs.clear(); // bounded memory; thumbnails are cheap to make again
             }
             thumbs.insert(id, jpeg.clone());
@@ -519,7 +565,30 @@ fn router(app: Shared) -> Router {
         .route("/api/thumb/{id}", get(thumb))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_in_flight,
+        ))
         .with_state(app)
+}
+
+/// Answers `429` when [`ServeOptions::max_requests`] requests are already being handled.
+async fn limit_in_flight(
+    State(app): State<Shared>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match app.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "busy: {} requests are being handled; try again shortly",
+                app.options.max_requests
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// Serves `index` with `clip` (whose [`crate::model_info`] is `model`, already checked against the
@@ -551,6 +620,10 @@ pub fn serve<B: Backend>(
         model,
         options: options.clone(),
         thumbs: Mutex::new(HashMap::new()),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(options.max_requests.max(1))),
+        decoding: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
