@@ -71,6 +71,92 @@ fn ann_error(path: &Path, e: impl std::fmt::Display) -> SearchError {
     }
 }
 
+/// Checks a graph file's counts against its size before USearch reads it: USearch allocates what
+/// the file's header declares (vectors, nodes, their levels) before reading the data, so a damaged
+/// or forged header would make it allocate gigabytes (found by `fuzz/`'s `search_db` target). The
+/// layout, as USearch 2.x's `index_dense_gt::save_to_stream` writes it: the vectors as `rows: u32`,
+/// `cols: u32` (bytes per vector) and `rows × cols` bytes; a 64-byte head (`usearch` magic, version,
+/// kinds, counts, `dimensions: u64` at byte 33); then the graph's header (`size`, `connectivity`,
+/// `connectivity_base`, `max_level`, `entry_slot`, each `u64`), `size` levels of 2 bytes, and the
+/// nodes. The neighbours' slots inside the nodes are not checked (that would read the whole graph).
+fn check_file(path: &Path) -> Result<(), SearchError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let damaged = |what: &str| {
+        ann_error(
+            path,
+            format!("not an approximate index written by clip index ({what})"),
+        )
+    };
+    let io = |source| SearchError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut start = [0u8; 8];
+    file.read_exact(&mut start)
+        .map_err(|_| damaged("shorter than its header"))?;
+    let u32_at = |b: &[u8], at: usize| {
+        u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+    };
+    let (rows, cols) = (u32_at(&start, 0), u32_at(&start, 4));
+    if cols == 0 || cols > 8 << 16 {
+        return Err(damaged("bytes per vector out of range"));
+    }
+    let head_at = rows
+        .checked_mul(cols)
+        .and_then(|v| v.checked_add(8))
+        .filter(|&at| at.saturating_add(104) <= len)
+        .ok_or_else(|| damaged("more vectors declared than the file holds"))?;
+    let mut head = [0u8; 104];
+    file.seek(SeekFrom::Start(head_at)).map_err(io)?;
+    file.read_exact(&mut head).map_err(io)?;
+    let u64_at = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    if &head[..7] != b"usearch" {
+        return Err(damaged("no usearch header after the vectors"));
+    }
+    let dimensions = u64_at(33);
+    if dimensions == 0 || dimensions > 1 << 16 {
+        return Err(damaged("dimensions out of range"));
+    }
+    let (size, connectivity, base, max_level, entry) =
+        (u64_at(64), u64_at(72), u64_at(80), u64_at(88), u64_at(96));
+    let levels_fit = size
+        .checked_mul(2)
+        .and_then(|b| b.checked_add(head_at + 104))
+        .is_some_and(|end| end <= len);
+    if size != rows
+        || !levels_fit
+        || !(2..=1024).contains(&connectivity)
+        || !(2..=2048).contains(&base)
+        || max_level > 64
+        || (size > 0 && entry >= size)
+    {
+        return Err(damaged("graph header out of range"));
+    }
+    // each node's level sizes its record: key (8), level (2), then a count (4) and its neighbours'
+    // slots (4 each) per level, `base` on level 0 and `connectivity` above; the records fill the rest
+    // of the file exactly
+    let mut levels = vec![0u8; 2 * size as usize];
+    file.read_exact(&mut levels).map_err(io)?;
+    let mut nodes_bytes = 0u64;
+    for level in levels.chunks_exact(2) {
+        let level = i16::from_le_bytes([level[0], level[1]]);
+        if level < 0 || level as u64 > max_level {
+            return Err(damaged("a node's level out of range"));
+        }
+        nodes_bytes += 10 + 4 + 4 * base + level as u64 * (4 + 4 * connectivity);
+    }
+    if head_at + 104 + 2 * size + nodes_bytes != len {
+        return Err(damaged("the graph's nodes do not fill the file"));
+    }
+    Ok(())
+}
+
 impl Ann {
     /// An empty graph for `dim`-dimensional vectors, stored in f16.
     pub fn new(dim: usize, params: AnnParams) -> Result<Self, SearchError> {
@@ -93,6 +179,7 @@ impl Ann {
         let name = path
             .to_str()
             .ok_or_else(|| ann_error(path, "the path is not UTF-8"))?;
+        check_file(path)?;
         let index = if view {
             usearch::Index::restore_view(name)
         } else {
@@ -181,8 +268,11 @@ impl Ann {
         let name = tmp
             .to_str()
             .ok_or_else(|| ann_error(path, "the path is not UTF-8"))?;
-        self.index.save(name).map_err(|e| ann_error(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|source| SearchError::Io {
+        if let Err(e) = self.index.save(name) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ann_error(&tmp, e));
+        }
+        clip::durable::commit_file(&tmp, path).map_err(|source| SearchError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -300,4 +390,62 @@ pub fn search(
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     hits.truncate(k);
     Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph of `n` 4-d vectors saved to `dir`, and its bytes.
+    fn saved(dir: &Path, n: i64) -> (PathBuf, Vec<u8>) {
+        let ann = Ann::new(4, AnnParams::default()).unwrap();
+        let data: Vec<f32> = (0..4 * n)
+            .map(|i| ((i * 7919 % 101) as f32 - 50.0) / 50.0)
+            .collect();
+        let vectors = VectorSet::from_parts(4, (1..=n).collect(), data);
+        ann.add(&vectors, &mut |_| ()).unwrap();
+        let path = dir.join("index.sqlite3.usearch");
+        ann.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn a_saved_graph_opens_and_a_forged_header_is_refused_before_usearch_allocates() {
+        let dir = tempfile::tempdir().unwrap();
+        // a graph with nodes above level 0 (about 1 in 16 at M = 16) passes the check
+        let (large, _) = saved(dir.path(), 3000);
+        assert_eq!(Ann::open(&large, false).unwrap().len(), 3000);
+        let (path, bytes) = saved(dir.path(), 5);
+        assert_eq!(Ann::open(&path, false).unwrap().len(), 5);
+        assert_eq!(Ann::open(&path, true).unwrap().len(), 5);
+        let forged = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bytes.clone();
+            edit(&mut b);
+            std::fs::write(&path, &b).unwrap();
+            Ann::open(&path, false).unwrap_err().to_string()
+        };
+        let rows = 5usize;
+        let cols = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        let head = 8 + rows * cols;
+        // 2^32 - 1 vectors declared in a file of a few hundred bytes
+        let err = forged(&|b| b[..4].copy_from_slice(&u32::MAX.to_le_bytes()));
+        assert!(err.contains("more vectors declared"), "{err}");
+        // zero bytes per vector would let any count through
+        let err = forged(&|b| b[4..8].copy_from_slice(&0u32.to_le_bytes()));
+        assert!(err.contains("bytes per vector"), "{err}");
+        // a graph of 2^40 nodes (its levels alone 2 TB)
+        let err = forged(&|b| b[head + 64..head + 72].copy_from_slice(&(1u64 << 40).to_le_bytes()));
+        assert!(err.contains("graph header"), "{err}");
+        let err = forged(&|b| b[head + 33..head + 41].copy_from_slice(&(1u64 << 40).to_le_bytes()));
+        assert!(err.contains("dimensions"), "{err}");
+        // a node of level -25088 (what the fuzzer found: USearch sized the node from it and crashed)
+        let err =
+            forged(&|b| b[head + 112..head + 114].copy_from_slice(&(-25088i16).to_le_bytes()));
+        assert!(err.contains("level out of range"), "{err}");
+        let err = forged(&|b| b.push(0));
+        assert!(err.contains("do not fill the file"), "{err}");
+        let err = forged(&|b| b.truncate(20));
+        assert!(err.contains("index.sqlite3.usearch"), "{err}");
+    }
 }

@@ -1,0 +1,6 @@
+//! webdataset tar shards (what it does: `fuzz/bodies.rs`).
+#![no_main]
+#[path = "../bodies.rs"]
+mod bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bodies::tar_shard(data));
