@@ -433,6 +433,7 @@ pub(crate) fn run<B: Backend>(
             }
         }
         Err(_) => {
+            remove_stale_temporaries(&record);
             let record_json =
                 json!({"model": info, "shards": count, "input": input, "items": items.len()});
             let text = serde_json::to_string_pretty(&record_json).unwrap_or_default();
@@ -448,6 +449,8 @@ pub(crate) fn run<B: Backend>(
             summary.push(json!({"shard": shard, "skipped": "already done"}));
             continue;
         }
+        // a marker whose writing was interrupted: the shard is redone, its marker written anew
+        remove_stale_temporaries(&done);
         let mine: Vec<Item> = items.iter().skip(shard).step_by(count).cloned().collect();
         let report = embed_shard(
             device, clip, &mine, output, &name, with_text, batch_size, shard, count,
