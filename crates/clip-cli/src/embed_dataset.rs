@@ -496,7 +496,7 @@ fn embed_shard<B: Backend>(
     ];
     // `.NAME.tmp-PID`: another process never shares them; a killed run's are removed here, since the
     // shard is redone whole
-    let temporary = |p: &Path| clip::durable::temp_path(p);
+    let temporary = clip::durable::temp_path;
     for path in &final_paths {
         remove_stale_temporaries(path);
     }

